@@ -1,0 +1,452 @@
+//! The command line, declared with clap's derive API.
+
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
+use clap::{Args, Parser, Subcommand};
+use clawn_proto::api::{NodeState, Role};
+
+use crate::time::{TimeSpec, parse_duration_secs, parse_time_spec};
+
+/// clawn: sign in to a Clawn control plane and manage WireGuard devices.
+///
+/// Device private keys are generated on this machine and never sent anywhere; they are kept in
+/// the config directory (mode 0600) so configs can be rebuilt later.
+#[derive(Debug, Parser)]
+#[command(name = "clawn", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Control-plane URL, e.g. https://vpn.example.com [default: the one saved by `clawn login`]
+    #[arg(long, global = true, env = "CLAWN_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Directory for the session and device keys [default: <user config dir>/clawn]
+    #[arg(long, global = true, env = "CLAWN_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Extra CA certificates (PEM) to trust, for a server with a private CA
+    #[arg(long, global = true, env = "CLAWN_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in and save the session
+    ///
+    /// The password is read from a prompt, from CLAWN_PASSWORD, or from the first line of
+    /// standard input with --password-stdin.
+    Login(LoginArgs),
+    /// End the session on the server and forget it here
+    Logout,
+    /// Show the signed-in account
+    Whoami(JsonFlag),
+    /// List the regions devices can be placed in
+    Regions(JsonFlag),
+    /// Manage your devices
+    #[command(subcommand, alias = "devices")]
+    Device(DeviceCommand),
+    /// Operator commands (admin accounts only)
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Print a shell completion script, e.g. `clawn completions bash > /etc/bash_completion.d/clawn`
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `clawn login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Email address [default: prompt]
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Read the password from the first line of standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// Where a config goes: a file, and/or a QR code on the terminal.
+#[derive(Debug, Args)]
+pub struct ConfigOutput {
+    /// Write the WireGuard config to FILE (mode 0600); `-` prints it
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Show the config as a QR code (for the WireGuard mobile apps)
+    #[arg(long)]
+    pub qr: bool,
+}
+
+/// `clawn device ...`.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a new device: generate its key pair here, send only the public key, write its config
+    Add {
+        /// Device name
+        name: String,
+        /// Region code (see `clawn regions`) [default: the only region, if there is one]
+        #[arg(long, short)]
+        region: Option<String>,
+        /// Where the config goes [default: ./NAME.conf]
+        #[command(flatten)]
+        output: ConfigOutput,
+        /// Overwrite the output file if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// List your devices
+    #[command(alias = "ls")]
+    List(JsonFlag),
+    /// Show one device
+    Show {
+        /// Device id or name
+        device: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print (or write) a device's config, with the private key stored on this machine
+    Config {
+        /// Device id or name
+        device: String,
+        /// Where the config goes [default: print it]
+        #[command(flatten)]
+        output: ConfigOutput,
+    },
+    /// Revoke a device for good; its tunnel stops working
+    Revoke {
+        /// Device id or name
+        device: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a device's key pair; the old key stops working
+    Rotate {
+        /// Device id or name
+        device: String,
+        /// Where the new config goes [default: ./NAME.conf]
+        #[command(flatten)]
+        output: ConfigOutput,
+    },
+    /// Rename a device
+    Rename {
+        /// Device id or name
+        device: String,
+        /// The new name
+        new_name: String,
+    },
+}
+
+/// `clawn admin ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Regions and their address pools
+    #[command(subcommand)]
+    Region(RegionCommand),
+    /// One-time tokens that let a new node join
+    #[command(subcommand)]
+    NodeToken(NodeTokenCommand),
+    /// WireGuard nodes
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// User accounts
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Every user's devices
+    #[command(subcommand)]
+    Device(AdminDeviceCommand),
+    /// Read the audit log, newest first
+    Audit(AuditArgs),
+}
+
+/// `clawn admin region ...`.
+#[derive(Debug, Subcommand)]
+pub enum RegionCommand {
+    /// List regions with their pools and health
+    List(JsonFlag),
+    /// Create a region
+    Create {
+        /// Short code: 2-32 of a-z, 0-9 and -
+        code: String,
+        /// Display name
+        #[arg(long)]
+        name: String,
+        /// IPv4 tunnel pool, e.g. 10.100.0.0/16
+        #[arg(long)]
+        cidr: String,
+        /// Prefix length of each node's share of the pool [server default: 20]
+        #[arg(long)]
+        node_prefix: Option<u8>,
+        /// DNS server for device configs (repeatable)
+        #[arg(long = "dns", value_name = "IP")]
+        dns: Vec<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a region (pool and prefix only while it has no nodes)
+    Update {
+        /// Region code
+        code: String,
+        /// New display name
+        #[arg(long)]
+        name: Option<String>,
+        /// New DNS servers (repeatable; replaces the list)
+        #[arg(long = "dns", value_name = "IP", conflicts_with = "no_dns")]
+        dns: Vec<String>,
+        /// Remove all DNS servers
+        #[arg(long)]
+        no_dns: bool,
+        /// New IPv4 pool
+        #[arg(long)]
+        cidr: Option<String>,
+        /// New node prefix length
+        #[arg(long)]
+        node_prefix: Option<u8>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `clawn admin node-token ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeTokenCommand {
+    /// Create a join token and print the command to run on the new node
+    Create {
+        /// Region the node joins
+        #[arg(long, short)]
+        region: String,
+        /// Max peers of the node [server default: 1000]
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// Token lifetime: seconds, or 30m, 2h, 1d [server default: 1h]
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+        expires_in: Option<u64>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn node_state_parser() -> impl clap::builder::TypedValueParser<Value = NodeState> {
+    PossibleValuesParser::new(NodeState::ALL.map(NodeState::as_str))
+        .try_map(|s| NodeState::parse(&s).ok_or_else(|| format!("unknown node state {s:?}")))
+}
+
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    PossibleValuesParser::new([Role::User.as_str(), Role::Admin.as_str()])
+        .try_map(|s| Role::parse(&s).ok_or_else(|| format!("unknown role {s:?}")))
+}
+
+/// `clawn admin node ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes with state, load and versions
+    List {
+        /// Only nodes of this region
+        #[arg(long, short)]
+        region: Option<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a node's state (online, maintenance, draining, experimental)
+    SetState {
+        /// Node id or name
+        node: String,
+        /// The new state
+        #[arg(value_parser = node_state_parser())]
+        state: NodeState,
+    },
+    /// Change a node's name, capacity or state
+    Update {
+        /// Node id or name
+        node: String,
+        /// New name
+        #[arg(long)]
+        name: Option<String>,
+        /// New capacity (max peers)
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// New state
+        #[arg(long, value_parser = node_state_parser())]
+        state: Option<NodeState>,
+    },
+    /// Remove a node
+    Remove {
+        /// Node id or name
+        node: String,
+        /// Remove it even if it still serves devices (they are moved to other nodes)
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Which user.
+#[derive(Debug, Args)]
+pub struct UserRef {
+    /// User id or email
+    pub user: String,
+}
+
+/// `clawn admin user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List users
+    List(JsonFlag),
+    /// Create a user (password from a prompt or --password-stdin)
+    Create {
+        /// Email address
+        email: String,
+        /// Role
+        #[arg(long, value_parser = role_parser())]
+        role: Option<Role>,
+        /// Device slots [server default: 1]
+        #[arg(long)]
+        slots: Option<u32>,
+        /// Read the initial password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: ends their sessions and blocks sign-in
+    Disable(UserRef),
+    /// Enable a disabled user
+    Enable(UserRef),
+    /// Set how many active devices a user may have
+    SetSlots {
+        /// User id or email
+        user: String,
+        /// Number of device slots
+        slots: u32,
+    },
+    /// Make a user an admin or a normal user
+    SetRole {
+        /// User id or email
+        user: String,
+        /// The role
+        #[arg(value_parser = role_parser())]
+        role: Role,
+    },
+    /// Set a new password for a user (ends their sessions)
+    ResetPassword {
+        /// User id or email
+        user: String,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// `clawn admin device ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminDeviceCommand {
+    /// List devices of all users
+    List {
+        /// Only this user's devices (id or email)
+        #[arg(long, short)]
+        user: Option<String>,
+        /// Only devices in this state
+        #[arg(long, value_parser = ["active", "revoked"])]
+        state: Option<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke any user's device
+    Revoke {
+        /// Device id (or a name that is unique across all users)
+        device: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `clawn admin audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Actor id, email or node name
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Action, e.g. device.revoke, or a prefix ending in a dot: device.
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Target id
+    #[arg(long)]
+    pub target: Option<String>,
+    /// From this time: 2h or 7d (ago), 2025-03-01[T12:00[:00]] (UTC), or Unix ms
+    #[arg(long, value_name = "TIME", value_parser = parse_time_spec)]
+    pub since: Option<TimeSpec>,
+    /// Until this time (exclusive); same forms as --since
+    #[arg(long, value_name = "TIME", value_parser = parse_time_spec)]
+    pub until: Option<TimeSpec>,
+    /// Events per page (1-500)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
+    /// Continue from a previous page
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Print JSON (the whole page, with next_cursor)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_typical_invocations() {
+        let cli = Cli::try_parse_from(["clawn", "device", "add", "laptop", "--region", "eu", "--qr"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Device(DeviceCommand::Add { ref name, ref region, output: ConfigOutput { qr: true, .. }, .. })
+                if name == "laptop" && region.as_deref() == Some("eu")
+        ));
+        let cli = Cli::try_parse_from(["clawn", "admin", "node", "set-state", "eu-1", "draining"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Admin(AdminCommand::Node(NodeCommand::SetState { state: NodeState::Draining, .. }))
+        ));
+        assert!(Cli::try_parse_from(["clawn", "admin", "node", "set-state", "eu-1", "sleeping"]).is_err());
+        let cli = Cli::try_parse_from(["clawn", "admin", "node-token", "create", "--region", "eu", "--expires-in", "2h"])
+            .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Admin(AdminCommand::NodeToken(NodeTokenCommand::Create { expires_in: Some(7200), .. }))
+        ));
+        let cli = Cli::try_parse_from(["clawn", "admin", "audit", "--since", "1d", "--limit", "10"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Admin(AdminCommand::Audit(AuditArgs { since: Some(TimeSpec::Ago(86_400)), limit: Some(10), .. }))
+        ));
+    }
+}

@@ -1,0 +1,471 @@
+//! `clawn device ...`: the user's own devices.
+//!
+//! Key handling follows one rule: a private key is generated here, written to the store before
+//! its public half is sent, and becomes *the* key of a device only once the server accepted it
+//! (see [`crate::store`]). The server never sees a private key; the config the server returns
+//! is a template that this module completes locally.
+
+use std::path::{Path, PathBuf};
+
+use clawn_proto::WgKeyPair;
+use clawn_proto::api::{CreateDeviceRequest, DeviceState, DeviceView, RotateDeviceRequest};
+use clawn_proto::time::now_millis;
+
+use super::Context;
+use crate::cli::{ConfigOutput, DeviceCommand};
+use crate::client::{Client, ClientError};
+use crate::error::CliError;
+use crate::output::{Table, describe_ack, emit, emit_json, emit_qr, format_bytes, note, or_dash, warn};
+use crate::resolve::{as_id, resolve};
+use crate::store::{KeyLookup, PendingKey, write_private_file};
+use crate::time::{format_ago, format_utc};
+
+/// Runs a `clawn device` subcommand.
+pub async fn run(ctx: &Context, cmd: DeviceCommand) -> Result<(), CliError> {
+    match cmd {
+        DeviceCommand::Add { name, region, output, force } => add(ctx, name, region, output, force).await,
+        DeviceCommand::List(f) => list(ctx, f.json).await,
+        DeviceCommand::Show { device, json } => show(ctx, &device, json).await,
+        DeviceCommand::Config { device, output } => config(ctx, &device, output).await,
+        DeviceCommand::Revoke { device, json } => revoke(ctx, &device, json).await,
+        DeviceCommand::Rotate { device, output } => rotate(ctx, &device, output).await,
+        DeviceCommand::Rename { device, new_name } => rename(ctx, &device, &new_name).await,
+    }
+}
+
+/// Finds one of the user's devices by id or exact name.
+async fn find(client: &Client, query: &str) -> Result<DeviceView, CliError> {
+    if let Some(id) = as_id(query) {
+        return Ok(client.device(id).await?);
+    }
+    let all = client.devices().await?;
+    Ok(resolve(&all, query)?.clone())
+}
+
+/// `./NAME.conf`, with everything but `A-Z a-z 0-9 . _ -` replaced so a name cannot point
+/// the file elsewhere (`../x`, `/etc/x`).
+pub fn default_conf_path(name: &str) -> PathBuf {
+    let mut stem: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    if stem.starts_with('.') {
+        stem.replace_range(..1, "_");
+    }
+    if stem.is_empty() {
+        stem.push_str("device");
+    }
+    PathBuf::from(format!("{stem}.conf"))
+}
+
+fn is_stdout(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// Writes a config to a file (0600), or to stdout for `-`.
+fn write_config(out: &Path, text: &str) -> Result<(), CliError> {
+    if is_stdout(out) { emit(text) } else { Ok(write_private_file(out, text.as_bytes())?) }
+}
+
+/// How to use a config file that was written, when wg-quick can take it as is.
+fn usage_hint(out: &Path) -> Option<String> {
+    let stem = out.file_stem()?.to_str()?;
+    let ok = out.extension().is_some_and(|e| e == "conf")
+        && (1..=15).contains(&stem.len())
+        && stem.chars().all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c));
+    ok.then(|| {
+        let shown = if out.is_relative() && out.parent().is_none_or(|p| p.as_os_str().is_empty()) {
+            format!("./{}", out.display())
+        } else {
+            out.display().to_string()
+        };
+        format!("import it into the WireGuard app, or run `sudo wg-quick up {shown}`")
+    })
+}
+
+/// The request that registers a new public key failed: forget the key if the server surely
+/// did not take it, keep it (and say where) if it might have.
+fn key_request_failed(ctx: &Context, e: ClientError, pending: &PendingKey, device: &str) -> CliError {
+    if e.outcome_unknown() {
+        return CliError::from(e).after(format!(
+            "the server may have accepted the new key; it is kept at {} and `clawn device config {device}` uses it if so",
+            pending.path().display()
+        ));
+    }
+    if let Err(d) = ctx.store.discard_key(pending) {
+        warn(&format!("could not delete the unused key: {d}"));
+    }
+    e.into()
+}
+
+async fn default_region(client: &Client) -> Result<String, CliError> {
+    let regions = client.regions().await?;
+    match regions.as_slice() {
+        [one] => Ok(one.code.clone()),
+        [] => Err(CliError::input_with_hint(
+            "the server has no regions yet",
+            "an admin creates one with `clawn admin region create`",
+        )),
+        many => Err(CliError::input_with_hint(
+            "--region is required",
+            format!("choose one of: {}", many.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", ")),
+        )),
+    }
+}
+
+/// `clawn device add`.
+async fn add(
+    ctx: &Context,
+    name: String,
+    region: Option<String>,
+    output: ConfigOutput,
+    force: bool,
+) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let out = output.out.unwrap_or_else(|| default_conf_path(&name));
+    if !is_stdout(&out) && !force && out.exists() {
+        return Err(CliError::input_with_hint(
+            format!("{} already exists", out.display()),
+            "pass --force to overwrite it, or --out FILE to write elsewhere",
+        ));
+    }
+    let region = match region {
+        Some(r) => r,
+        None => default_region(&client).await?,
+    };
+
+    let key = WgKeyPair::generate();
+    let pending = ctx.store.stash_new_device_key(&key)?;
+    let req = CreateDeviceRequest { name: name.clone(), public_key: key.public(), region };
+    let created = match client.create_device(&req).await {
+        Ok(c) => c,
+        Err(e) => return Err(key_request_failed(ctx, e, &pending, &name)),
+    };
+    let device = &created.device;
+    let key_path = ctx.store.commit_key(&pending, device.id).map_err(|e| {
+        CliError::from(e).after(format!(
+            "device {name} was created; its key is at {} and `clawn device config {}` picks it up",
+            pending.path().display(),
+            device.id
+        ))
+    })?;
+
+    let text = created.config.render(Some(&key.private_base64()));
+    write_config(&out, &text).map_err(|e| {
+        e.after(format!(
+            "device {name} was created and its key is stored; write the config with `clawn device config {} --out FILE`",
+            device.id
+        ))
+    })?;
+
+    let mut lines = vec![format!("created device {} ({}) in region {}", device.name, device.id, device.region)];
+    if let Some(node) = &device.node {
+        lines.push(format!(
+            "node: {} ({}), tunnel address {}",
+            node.name,
+            node.endpoint,
+            device.tunnel_ip.as_deref().unwrap_or(&created.config.address)
+        ));
+    }
+    lines.push(describe_ack(&created.node_ack));
+    lines.push(format!("private key: {}", key_path.display()));
+    if !is_stdout(&out) {
+        lines.push(format!("config: {}", out.display()));
+        if let Some(h) = usage_hint(&out) {
+            lines.push(h);
+        }
+    }
+    say(&out, &lines.join("\n"))?;
+    if output.qr {
+        emit_qr(&text)?;
+    }
+    Ok(())
+}
+
+/// Prints a summary: to stdout, unless the config itself went there.
+fn say(out: &Path, text: &str) -> Result<(), CliError> {
+    if is_stdout(out) {
+        note(text);
+        Ok(())
+    } else {
+        emit(text)
+    }
+}
+
+/// `clawn device list`.
+async fn list(ctx: &Context, json: bool) -> Result<(), CliError> {
+    let devices = ctx.client()?.devices().await?;
+    if json {
+        return emit_json(&devices);
+    }
+    if devices.is_empty() {
+        note("no devices yet; add one with `clawn device add NAME --region REGION`");
+        return Ok(());
+    }
+    let now = now_millis();
+    let mut t = Table::new(&["ID", "NAME", "REGION", "STATE", "ADDRESS", "NODE", "TUNNEL", "HANDSHAKE", "KEY"]);
+    for d in &devices {
+        t.row(vec![
+            d.id.to_string(),
+            d.name.clone(),
+            d.region.clone(),
+            state_str(d.state).into(),
+            or_dash(d.tunnel_ip.as_deref()),
+            or_dash(d.node.as_ref().map(|n| n.name.as_str())),
+            d.tunnel.status.clone(),
+            or_dash(d.tunnel.last_handshake.map(|h| format_ago(now, h))),
+            if ctx.store.has_key(d.id) { "here".into() } else { "-".into() },
+        ]);
+    }
+    emit(&t.render())
+}
+
+fn state_str(s: DeviceState) -> &'static str {
+    match s {
+        DeviceState::Active => "active",
+        DeviceState::Revoked => "revoked",
+    }
+}
+
+/// Multi-line description of a device (also used by the admin commands).
+pub(crate) fn describe_device(d: &DeviceView, key: Option<&Path>) -> String {
+    let now = now_millis();
+    let mut rows: Vec<(&str, String)> = vec![
+        ("id", d.id.to_string()),
+        ("name", d.name.clone()),
+        (
+            "state",
+            match d.revoked_at {
+                Some(at) => format!("{} ({} UTC)", state_str(d.state), format_utc(at)),
+                None => state_str(d.state).into(),
+            },
+        ),
+        ("region", d.region.clone()),
+        ("public key", d.public_key.to_string()),
+        ("address", or_dash(d.tunnel_ip.as_deref())),
+    ];
+    if let Some(n) = &d.node {
+        let exit = n.exit_ipv4.as_deref().map(|e| format!(", exit {e}")).unwrap_or_default();
+        rows.push(("node", format!("{} ({}{exit})", n.name, n.endpoint)));
+    }
+    let mut tunnel = d.tunnel.status.clone();
+    if let Some(h) = d.tunnel.last_handshake {
+        tunnel.push_str(&format!(", last handshake {}", format_ago(now, h)));
+    }
+    tunnel.push_str(&format!(
+        ", received {} / sent {}",
+        format_bytes(d.tunnel.rx_bytes),
+        format_bytes(d.tunnel.tx_bytes)
+    ));
+    if let Some(ep) = &d.tunnel.endpoint {
+        tunnel.push_str(&format!(", from {ep}"));
+    }
+    rows.push(("tunnel", tunnel));
+    rows.push(("created", format!("{} UTC", format_utc(d.created_at))));
+    if let Some(owner) = d.owner_email.as_deref().map(str::to_string).or(d.owner_id.map(|i| i.to_string())) {
+        rows.push(("owner", owner));
+    }
+    if let Some(k) = key {
+        rows.push(("private key", k.display().to_string()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter().map(|(k, v)| format!("{:width$}  {v}", format!("{k}:"), width = width + 1)).collect::<Vec<_>>().join("\n")
+}
+
+/// `clawn device show`.
+async fn show(ctx: &Context, query: &str, json: bool) -> Result<(), CliError> {
+    let d = find(&ctx.client()?, query).await?;
+    if json {
+        return emit_json(&d);
+    }
+    let key = ctx.store.key_path(d.id);
+    let shown = if ctx.store.has_key(d.id) { key } else { PathBuf::from("not on this machine") };
+    emit(&describe_device(&d, Some(&shown)))
+}
+
+/// `clawn device config`.
+async fn config(ctx: &Context, query: &str, output: ConfigOutput) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let device = find(&client, query).await?;
+    if device.state == DeviceState::Revoked {
+        return Err(CliError::input(format!("device {} is revoked; it has no config", device.name)));
+    }
+    let cfg = client.device_config(device.id).await?;
+    let (text, complete) = match ctx.store.find_key(device.id, &device.public_key)? {
+        KeyLookup::Found(key) => (cfg.config.render(Some(&key.private_base64())), true),
+        KeyLookup::Stale(path) => {
+            warn(&format!(
+                "the private key stored at {} belongs to an older key pair of device {} (rotated on another machine?)",
+                path.display(),
+                device.name
+            ));
+            missing_key_note(&device);
+            (cfg.config.render(None), false)
+        }
+        KeyLookup::Missing(path) => {
+            warn(&format!(
+                "the private key of device {} is not stored on this machine (looked for {})",
+                device.name,
+                path.display()
+            ));
+            missing_key_note(&device);
+            (cfg.config.render(None), false)
+        }
+    };
+
+    match (&output.out, output.qr) {
+        (Some(out), _) => {
+            write_config(out, &text)?;
+            if !is_stdout(out) {
+                note(&format!("wrote {}", out.display()));
+            }
+        }
+        (None, false) => emit(&text)?,
+        (None, true) => {}
+    }
+    if output.qr {
+        if complete {
+            emit_qr(&text)?;
+        } else {
+            warn("no QR code: a config without its private key cannot be imported");
+        }
+    }
+    Ok(())
+}
+
+fn missing_key_note(device: &DeviceView) {
+    note(&format!(
+        "the config has `PrivateKey = {}`; fill in the device's private key yourself, \
+         or run `clawn device rotate {}` to give it a new key pair from this machine",
+        clawn_proto::config::PRIVATE_KEY_PLACEHOLDER,
+        device.name
+    ));
+}
+
+/// `clawn device revoke`.
+async fn revoke(ctx: &Context, query: &str, json: bool) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let device = find(&client, query).await?;
+    let resp = client.revoke_device(device.id).await?;
+    let removed = match ctx.store.remove_keys(device.id) {
+        Ok(r) => r,
+        Err(e) => {
+            warn(&format!("could not delete the device's private key: {e}"));
+            false
+        }
+    };
+    if json {
+        return emit_json(&resp);
+    }
+    let mut text = format!("revoked device {} ({})\n{}", resp.device.name, resp.device.id, describe_ack(&resp.node_ack));
+    if removed {
+        text.push_str("\ndeleted its private key from this machine");
+    }
+    emit(&text)
+}
+
+/// `clawn device rotate`.
+async fn rotate(ctx: &Context, query: &str, output: ConfigOutput) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let device = find(&client, query).await?;
+    if device.state == DeviceState::Revoked {
+        return Err(CliError::input(format!("device {} is revoked; add a new device instead", device.name)));
+    }
+    let key = WgKeyPair::generate();
+    let pending = ctx.store.stash_rotation_key(device.id, &key)?;
+    let rotated = match client.rotate_device(device.id, &RotateDeviceRequest { public_key: key.public() }).await {
+        Ok(r) => r,
+        Err(e) => return Err(key_request_failed(ctx, e, &pending, &device.id.to_string())),
+    };
+    ctx.store.commit_key(&pending, device.id).map_err(|e| {
+        CliError::from(e).after(format!(
+            "the server switched to the new key; it is at {} and `clawn device config {}` picks it up",
+            pending.path().display(),
+            device.id
+        ))
+    })?;
+    let text = rotated.config.render(Some(&key.private_base64()));
+    let out = output.out.unwrap_or_else(|| default_conf_path(&rotated.device.name));
+    write_config(&out, &text).map_err(|e| {
+        e.after(format!("the new key is stored; write the config with `clawn device config {} --out FILE`", device.id))
+    })?;
+    let mut lines = vec![
+        format!("rotated the key of device {} ({}); the old key no longer works", rotated.device.name, device.id),
+        describe_ack(&rotated.node_ack),
+    ];
+    if !is_stdout(&out) {
+        lines.push(format!("config: {}", out.display()));
+    }
+    say(&out, &lines.join("\n"))?;
+    if output.qr {
+        emit_qr(&text)?;
+    }
+    Ok(())
+}
+
+/// `clawn device rename`.
+async fn rename(ctx: &Context, query: &str, new_name: &str) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let device = find(&client, query).await?;
+    let renamed = client.rename_device(device.id, new_name).await?;
+    emit(&format!("renamed device {} to {} ({})", device.name, renamed.name, renamed.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clawn_proto::config::{ConfigTemplate, PRIVATE_KEY_PLACEHOLDER};
+
+    #[test]
+    fn default_config_paths_stay_in_the_current_directory() {
+        assert_eq!(default_conf_path("laptop"), PathBuf::from("laptop.conf"));
+        assert_eq!(default_conf_path("../../etc/passwd"), PathBuf::from("_.._etc_passwd.conf"));
+        assert_eq!(default_conf_path("/abs"), PathBuf::from("_abs.conf"));
+        assert_eq!(default_conf_path("my phone ü"), PathBuf::from("my_phone__.conf"));
+        assert_eq!(default_conf_path(""), PathBuf::from("device.conf"));
+        assert_eq!(default_conf_path(".hidden"), PathBuf::from("_hidden.conf"));
+    }
+
+    #[test]
+    fn wg_quick_hint_only_for_valid_interface_names() {
+        assert!(usage_hint(Path::new("laptop.conf")).is_some_and(|h| h.contains("wg-quick up ./laptop.conf")));
+        assert!(usage_hint(Path::new("/etc/wireguard/wg0.conf")).is_some_and(|h| h.contains("up /etc/wireguard/wg0.conf")));
+        assert!(usage_hint(Path::new("a-very-long-device-name.conf")).is_none());
+        assert!(usage_hint(Path::new("laptop.txt")).is_none());
+    }
+
+    #[test]
+    fn stored_key_completes_the_server_template() {
+        let t = crate::test_support::TempDir::new("render");
+        let store = crate::store::Store::open(Some(t.path().to_path_buf())).expect("store");
+        let key = WgKeyPair::generate();
+        let id = uuid::Uuid::new_v4();
+        let pending = store.stash_new_device_key(&key).expect("stash");
+        store.commit_key(&pending, id).expect("commit");
+
+        let template = ConfigTemplate {
+            address: "10.100.0.7/32".into(),
+            dns: vec!["10.100.0.1".into()],
+            peer_public_key: WgKeyPair::generate().public(),
+            endpoint: "eu-1.example.com:51820".into(),
+            allowed_ips: vec!["0.0.0.0/0".into()],
+            persistent_keepalive: 25,
+            mtu: Some(1380),
+        };
+        let KeyLookup::Found(found) = store.find_key(id, &key.public()).expect("find") else {
+            panic!("key not found");
+        };
+        let text = template.render(Some(&found.private_base64()));
+        assert!(text.starts_with(&format!("[Interface]\nPrivateKey = {}\n", key.private_base64())));
+        assert!(!text.contains(PRIVATE_KEY_PLACEHOLDER));
+        assert!(text.contains("Endpoint = eu-1.example.com:51820\n"));
+
+        let out = t.path().join("out.conf");
+        write_config(&out, &text).expect("write");
+        assert_eq!(std::fs::read_to_string(&out).expect("read"), text);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&out).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use crate::auth::LoginLimiter;
+use crate::config::Config;
+use crate::hub::NodeHub;
+use crate::store::Store;
+
+/// Everything a handler needs.
+#[derive(Debug)]
+pub struct App {
+    /// Resolved configuration.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    /// Node streams.
+    pub hub: NodeHub,
+    /// Snapshot-signing key.
+    pub signer: SigningKey,
+    /// Login rate limits.
+    pub limiter: LoginLimiter,
+    /// A password hash to verify against for unknown users, so they take as long as known ones.
+    pub dummy_hash: String,
+    /// Prometheus renderer.
+    pub metrics: PrometheusHandle,
+    /// Flips to `true` on shutdown; long-lived tasks (node streams) watch it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The state type of the router.
+pub type AppState = Arc<App>;

@@ -1,0 +1,293 @@
+//! Server configuration: flags, then `CLAWN_*` environment variables, then an optional
+//! TOML file, then built-in defaults. With nothing set the server listens on
+//! 127.0.0.1:8080 and keeps everything in `./clawn-data`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// Command-line interface of `clawn-server`.
+#[derive(Debug, Clone, Parser, Default)]
+#[command(name = "clawn-server", version, about = "Clawn control plane: accounts, devices, regions, nodes and the node streams.")]
+pub struct Cli {
+    /// TOML configuration file (same keys as the long flags, with `_` for `-`).
+    #[arg(long, env = "CLAWN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "CLAWN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the SQLite database and the snapshot-signing key [default: ./clawn-data].
+    #[arg(long, env = "CLAWN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `sqlite:///path/file.db` or `postgres://user:pass@host/db`
+    /// [default: SQLite file `clawn.db` in the data directory].
+    #[arg(long, env = "CLAWN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// URL users and nodes reach this server at, used in join commands [default: http://LISTEN].
+    #[arg(long, env = "CLAWN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "CLAWN_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Allow anyone to register an account [default: false].
+    #[arg(long, env = "CLAWN_SELF_REGISTRATION")]
+    pub self_registration: Option<bool>,
+    /// Device slots of new users [default: 1].
+    #[arg(long, env = "CLAWN_DEFAULT_DEVICE_SLOTS")]
+    pub default_device_slots: Option<u32>,
+    /// Session idle expiry in seconds [default: 43200 = 12 h].
+    #[arg(long, env = "CLAWN_SESSION_IDLE_SECS")]
+    pub session_idle_secs: Option<u64>,
+    /// Session absolute expiry in seconds [default: 604800 = 7 days].
+    #[arg(long, env = "CLAWN_SESSION_MAX_SECS")]
+    pub session_max_secs: Option<u64>,
+    /// How long revoke/rotate wait for the node's acknowledgement, ms [default: 2000].
+    #[arg(long, env = "CLAWN_ACK_TIMEOUT_MS")]
+    pub ack_timeout_ms: Option<u64>,
+    /// Login attempts per account per minute [default: 10].
+    #[arg(long, env = "CLAWN_LOGIN_LIMIT_PER_ACCOUNT")]
+    pub login_limit_per_account: Option<u32>,
+    /// Login attempts per client address per minute [default: 30].
+    #[arg(long, env = "CLAWN_LOGIN_LIMIT_PER_ADDR")]
+    pub login_limit_per_addr: Option<u32>,
+    /// PersistentKeepalive put in device configs, seconds [default: 25].
+    #[arg(long, env = "CLAWN_KEEPALIVE_SECS")]
+    pub keepalive_secs: Option<u16>,
+    /// AllowedIPs put in device configs, comma-separated [default: 0.0.0.0/0,::/0].
+    #[arg(long, env = "CLAWN_CLIENT_ALLOWED_IPS", value_delimiter = ',')]
+    pub client_allowed_ips: Option<Vec<String>>,
+    /// How long a node may serve its last snapshot without the control plane before it
+    /// removes all peers, seconds; 0 = forever [default: 86400].
+    #[arg(long, env = "CLAWN_NODE_OFFLINE_GRACE_SECS")]
+    pub node_offline_grace_secs: Option<u64>,
+    /// Let clients of one node reach each other's tunnel addresses [default: false].
+    #[arg(long, env = "CLAWN_ALLOW_CLIENT_TO_CLIENT")]
+    pub allow_client_to_client: Option<bool>,
+}
+
+/// The TOML file: every key optional, same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    log_format: Option<String>,
+    self_registration: Option<bool>,
+    default_device_slots: Option<u32>,
+    session_idle_secs: Option<u64>,
+    session_max_secs: Option<u64>,
+    ack_timeout_ms: Option<u64>,
+    login_limit_per_account: Option<u32>,
+    login_limit_per_addr: Option<u32>,
+    keepalive_secs: Option<u16>,
+    client_allowed_ips: Option<Vec<String>>,
+    node_offline_grace_secs: Option<u64>,
+    allow_client_to_client: Option<bool>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Database URL.
+    pub database_url: String,
+    /// Public URL (no trailing slash).
+    pub public_url: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Self-registration on/off.
+    pub self_registration: bool,
+    /// Slots of new users.
+    pub default_device_slots: u32,
+    /// Session idle expiry.
+    pub session_idle: Duration,
+    /// Session absolute expiry.
+    pub session_max: Duration,
+    /// Ack wait bound.
+    pub ack_timeout: Duration,
+    /// Failed logins per account per minute.
+    pub login_limit_per_account: u32,
+    /// Login attempts per address per minute.
+    pub login_limit_per_addr: u32,
+    /// Keepalive in device configs.
+    pub keepalive_secs: u16,
+    /// AllowedIPs in device configs.
+    pub client_allowed_ips: Vec<String>,
+    /// Node fail-closed bound.
+    pub node_offline_grace_secs: u64,
+    /// Client-to-client traffic on a node.
+    pub allow_client_to_client: bool,
+}
+
+/// A configuration problem, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Resolves flags/env over the optional file over defaults.
+    pub fn resolve(cli: Cli) -> Result<Self, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let data_dir = cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./clawn-data"));
+        let database_url = cli
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("clawn.db").display()));
+        let public_url = cli
+            .public_url
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+        let log_format = match cli.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid { key: "log_format", message: format!("`{other}`: use text or json") });
+            }
+        };
+        let cfg = Self {
+            listen,
+            data_dir,
+            database_url,
+            public_url,
+            log_format,
+            self_registration: cli.self_registration.or(file.self_registration).unwrap_or(false),
+            default_device_slots: cli.default_device_slots.or(file.default_device_slots).unwrap_or(1),
+            session_idle: Duration::from_secs(cli.session_idle_secs.or(file.session_idle_secs).unwrap_or(43_200)),
+            session_max: Duration::from_secs(cli.session_max_secs.or(file.session_max_secs).unwrap_or(604_800)),
+            ack_timeout: Duration::from_millis(cli.ack_timeout_ms.or(file.ack_timeout_ms).unwrap_or(2_000)),
+            login_limit_per_account: cli.login_limit_per_account.or(file.login_limit_per_account).unwrap_or(10),
+            login_limit_per_addr: cli.login_limit_per_addr.or(file.login_limit_per_addr).unwrap_or(30),
+            keepalive_secs: cli.keepalive_secs.or(file.keepalive_secs).unwrap_or(25),
+            client_allowed_ips: cli
+                .client_allowed_ips
+                .or(file.client_allowed_ips)
+                .unwrap_or_else(|| vec!["0.0.0.0/0".into(), "::/0".into()]),
+            node_offline_grace_secs: cli.node_offline_grace_secs.or(file.node_offline_grace_secs).unwrap_or(86_400),
+            allow_client_to_client: cli.allow_client_to_client.or(file.allow_client_to_client).unwrap_or(false),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_string() });
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
+            return bad("database_url", "must start with sqlite: or postgres://");
+        }
+        if self.login_limit_per_account == 0 || self.login_limit_per_addr == 0 {
+            return bad("login_limit", "must be at least 1");
+        }
+        if self.session_idle.is_zero() || self.session_max < self.session_idle {
+            return bad("session_max_secs", "must be at least session_idle_secs, and both above 0");
+        }
+        if self.default_device_slots > 1000 {
+            return bad("default_device_slots", "must be 0..=1000");
+        }
+        for ip in &self.client_allowed_ips {
+            if ip.parse::<ipnet::IpNet>().is_err() {
+                return bad("client_allowed_ips", "each entry must be a CIDR like 0.0.0.0/0");
+            }
+        }
+        Ok(())
+    }
+
+    /// Defaults for a data directory (tests and embedding).
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        let cli = Cli { data_dir: Some(data_dir.to_path_buf()), ..Cli::default() };
+        match Self::resolve(cli) {
+            Ok(c) => c,
+            Err(e) => unreachable!("defaults are valid: {e}"),
+        }
+    }
+
+    /// Whether the database is SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let dir = std::env::temp_dir().join(format!("clawn-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nself_registration = true\nack_timeout_ms = 500\n").expect("write");
+        let cli = Cli { config: Some(file.clone()), ack_timeout_ms: Some(100), ..Cli::default() };
+        let c = Config::resolve(cli).expect("valid");
+        assert_eq!(c.listen.port(), 9000);
+        assert!(c.self_registration);
+        assert_eq!(c.ack_timeout, Duration::from_millis(100));
+        assert_eq!(c.public_url, "http://127.0.0.1:9000");
+        assert!(c.database_url.ends_with("clawn-data/clawn.db"));
+
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nnot_a_key = 1\n").expect("write");
+        let err = Config::resolve(Cli { config: Some(file), ..Cli::default() }).expect_err("unknown key");
+        assert!(err.to_string().contains("not_a_key"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn defaults_are_zero_config() {
+        let c = Config::resolve(Cli::default()).expect("valid");
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert!(c.is_sqlite());
+        assert!(!c.self_registration);
+        assert_eq!(c.default_device_slots, 1);
+    }
+}

@@ -1,0 +1,260 @@
+//! The node-facing protocol: enrollment and the desired-state stream (WebSocket).
+//!
+//! Why a WebSocket: the stream is bidirectional (signed state down; acks, telemetry and
+//! resync requests up) over one authenticated connection, which SSE cannot do and which
+//! long-polling turns into a request per ack. See docs/decisions.md.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clawn_proto::api::ApiError;
+use clawn_proto::node::{
+    Delta, DesiredState, EnrollRequest, EnrollResponse, InterfaceSpec, NodeMessage, NodePolicy, ServerMessage, Snapshot,
+};
+use clawn_proto::sign::sign;
+use clawn_proto::time::now_millis;
+use futures_util::StreamExt as _;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::error::{ApiErr, ApiJson, ApiResult};
+use super::extract::{ClientAddr, bearer};
+use crate::app::AppState;
+use crate::auth::{TokenKind, new_token, token_hash};
+use crate::store::audit::{self, AuditActor};
+use crate::store::nodes::{self, JoinTokenProblem, NewNode, NodeAuth};
+
+fn check_endpoint(endpoint: &str) -> ApiResult<()> {
+    let bad = || {
+        ApiErr::bad_request("invalid_endpoint", "endpoint must be host:port, e.g. vpn1.example.com:51820")
+    };
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && (host.parse::<std::net::IpAddr>().is_ok()
+            || host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    if port_ok && host_ok { Ok(()) } else { Err(bad()) }
+}
+
+/// Enroll a node with a one-time join token.
+#[utoipa::path(post, path = "/api/v1/node/enroll", tag = "node", request_body = EnrollRequest,
+    responses((status = 201, body = EnrollResponse), (status = 400, body = ApiError), (status = 401, body = ApiError),
+              (status = 409, body = ApiError)))]
+pub async fn enroll(
+    State(app): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
+    check_endpoint(&req.endpoint)?;
+    if req.listen_port == 0 {
+        return Err(ApiErr::bad_request("invalid_listen_port", "listen_port must be 1 to 65535"));
+    }
+    clawn_proto::sign::parse_verifying_key(&req.identity_public_key)
+        .map_err(|_| ApiErr::bad_request("invalid_identity_key", "identity_public_key must be a base64 ed25519 public key"))?;
+    if req.capabilities.len() > 32 || req.capabilities.iter().any(|c| c.len() > 64) {
+        return Err(ApiErr::bad_request("invalid_capabilities", "at most 32 capabilities of up to 64 characters"));
+    }
+    let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    if name.is_some_and(|n| n.chars().count() > 64) {
+        return Err(ApiErr::bad_request("invalid_name", "node names are 1 to 64 characters"));
+    }
+    let now = now_millis();
+    let mut w = app.store.write().await?;
+    let grant = match nodes::consume_join_token(&mut w.tx, &token_hash(&req.token), now).await? {
+        Ok(g) => g,
+        Err(p) => {
+            let (code, msg) = match p {
+                JoinTokenProblem::Invalid => ("invalid_join_token", "the join token is not valid"),
+                JoinTokenProblem::Used => ("join_token_used", "the join token was already used"),
+                JoinTokenProblem::Expired => ("join_token_expired", "the join token has expired"),
+            };
+            return Err(ApiErr::new(StatusCode::UNAUTHORIZED, code, msg)
+                .hint("ask an admin for a new token: clawn admin node-token create --region REGION"));
+        }
+    };
+    let region = sqlx::query_as::<_, (String, String, i64)>("SELECT code, cidr, node_prefix FROM regions WHERE id = $1")
+        .bind(grant.region_id.to_string())
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    let id = Uuid::now_v7();
+    let credential = new_token(TokenKind::Node);
+    let node = NewNode {
+        id,
+        region_id: grant.region_id,
+        name: name.map(str::to_string).unwrap_or_else(|| format!("{}-{}", region.0, &id.simple().to_string()[24..])),
+        endpoint: req.endpoint.clone(),
+        listen_port: req.listen_port,
+        wg_public_key: req.wg_public_key,
+        identity_public_key: req.identity_public_key.clone(),
+        credential_hash: token_hash(&credential),
+        exit_ipv4: req.exit_ipv4.map(|ip| ip.to_string()),
+        capacity: grant.capacity,
+        capabilities: req.capabilities.clone(),
+    };
+    let cidr = region.1.parse().map_err(|_| ApiErr::internal(&"stored region cidr is invalid"))?;
+    let prefix = u8::try_from(region.2).unwrap_or(32);
+    let pool = match nodes::insert_node(&mut w.tx, &node, cidr, prefix, now).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return Err(ApiErr::conflict("region_pool_full", "the region's address pool has no room for another node")
+                .hint("an admin can widen the region's pool or remove unused nodes"));
+        }
+        Err(e) if e.is_unique_violation() => {
+            return Err(ApiErr::conflict("node_key_in_use", "a node with this WireGuard key is enrolled already"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    sqlx::query("UPDATE join_tokens SET used_by_node = $2 WHERE id = $1")
+        .bind(grant.token_id.to_string())
+        .bind(id.to_string())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    let actor = AuditActor { kind: "node", id: Some(id), label: Some(node.name.clone()), client_addr: addr };
+    audit::record(&mut w.tx, &actor, "node.enroll", "node", Some(id.to_string()),
+        json!({"region": region.0, "endpoint": node.endpoint, "pool": pool.net.to_string(), "join_token_id": grant.token_id,
+               "capabilities": node.capabilities})).await?;
+    w.commit().await?;
+    tracing::info!(node = %id, name = %node.name, region = %region.0, "node enrolled");
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollResponse {
+            node_id: id,
+            credential,
+            signing_public_key: STANDARD.encode(app.signer.verifying_key().to_bytes()),
+            region: region.0,
+            interface: InterfaceSpec {
+                listen_port: req.listen_port,
+                address: format!("{}/{}", pool.node_addr, pool.net.prefix_len()),
+                pool: pool.net.to_string(),
+            },
+        }),
+    ))
+}
+
+async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth> {
+    let token = bearer(parts).ok_or_else(|| ApiErr::new(StatusCode::UNAUTHORIZED, "unauthenticated", "node credential required"))?;
+    app.store
+        .node_by_credential(&token_hash(token))
+        .await?
+        .ok_or_else(|| ApiErr::new(StatusCode::UNAUTHORIZED, "invalid_node_credential", "unknown or removed node"))
+}
+
+/// The node's desired-state stream (WebSocket; `Authorization: Bearer <node credential>`).
+#[utoipa::path(get, path = "/api/v1/node/stream", tag = "node",
+    responses((status = 101, description = "WebSocket: ServerMessage down, NodeMessage up"), (status = 401, body = ApiError)))]
+pub async fn stream(State(app): State<AppState>, ws: WebSocketUpgrade, req: axum::extract::Request) -> ApiResult<Response> {
+    let (parts, _) = req.into_parts();
+    let node = authenticate_node(&app, &parts).await?;
+    Ok(ws.max_message_size(64 << 20).on_upgrade(move |socket| async move {
+        let id = node.id;
+        if let Err(e) = run_stream(app, node, socket).await {
+            tracing::info!(node = %id, error = %e, "node stream ended");
+        }
+    }))
+}
+
+fn policy(app: &AppState) -> NodePolicy {
+    NodePolicy { client_isolation: !app.config.allow_client_to_client, offline_grace_secs: app.config.node_offline_grace_secs }
+}
+
+async fn send_snapshot(app: &AppState, node: Uuid, socket: &mut WebSocket) -> anyhow::Result<Option<u64>> {
+    let Some(s) = app.store.desired_snapshot(node).await? else { return Ok(None) };
+    let state = DesiredState::Snapshot(Snapshot {
+        node_id: node,
+        version: s.version,
+        issued_at: now_millis(),
+        interface: s.interface,
+        policy: policy(app),
+        peers: s.peers,
+    });
+    send(socket, &ServerMessage::State(sign(&app.signer, &state))).await?;
+    Ok(Some(s.version))
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()> {
+    socket.send(Message::Text(serde_json::to_string(msg)?.into())).await?;
+    Ok(())
+}
+
+async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> anyhow::Result<()> {
+    let id = node.id;
+    app.store.node_connected(id, now_millis()).await?;
+    let acked = app.store.node_view(id, |_| true).await?.and_then(|n| n.acked_version).unwrap_or(0);
+    let mut conn = app.hub.connect(id, acked);
+    let mut shutdown = app.shutdown.clone();
+    tracing::info!(node = %id, name = %node.name, "node stream connected");
+    let Some(mut sent) = send_snapshot(&app, id, &mut socket).await? else { return Ok(()) };
+    let mut ping = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return Ok(());
+            }
+            _ = conn.replaced.changed() => {
+                tracing::info!(node = %id, "node stream replaced by a newer connection");
+                let _ = socket.send(Message::Close(None)).await;
+                return Ok(());
+            }
+            changed = conn.desired.changed() => {
+                if changed.is_err() { return Ok(()); }
+                let Some(current) = app.store.node_version(id).await? else {
+                    tracing::info!(node = %id, "node removed; closing its stream");
+                    let _ = socket.send(Message::Close(None)).await;
+                    return Ok(());
+                };
+                if current > sent {
+                    let d = app.store.desired_delta(id, sent, current).await?;
+                    let state = DesiredState::Delta(Delta {
+                        node_id: id, from_version: sent, to_version: current, issued_at: now_millis(),
+                        remove: d.remove, add: d.add,
+                    });
+                    send(&mut socket, &ServerMessage::State(sign(&app.signer, &state))).await?;
+                    sent = current;
+                }
+            }
+            _ = ping.tick() => {
+                socket.send(Message::Ping(Vec::new().into())).await?;
+            }
+            msg = socket.next() => {
+                let Some(msg) = msg else { return Ok(()) };
+                let text = match msg? {
+                    Message::Text(t) => t,
+                    Message::Close(_) => return Ok(()),
+                    _ => continue,
+                };
+                match serde_json::from_str::<NodeMessage>(text.as_str()) {
+                    Ok(NodeMessage::Ack { version }) => {
+                        if app.store.record_ack(id, version, now_millis()).await? {
+                            app.hub.acked(id, version);
+                        }
+                    }
+                    Ok(NodeMessage::Resync) => {
+                        match send_snapshot(&app, id, &mut socket).await? {
+                            Some(v) => sent = v,
+                            None => return Ok(()),
+                        }
+                    }
+                    Ok(NodeMessage::Telemetry(t)) => {
+                        app.store.record_telemetry(id, &t, now_millis()).await?;
+                    }
+                    Err(e) => {
+                        let reply = ServerMessage::Error { code: "invalid_message".into(), message: e.to_string() };
+                        send(&mut socket, &reply).await?;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Clawn control plane.
+//!
+//! [`serve`] runs the whole server on a listener until a shutdown future resolves;
+//! `main.rs` only parses configuration and calls it. Layout: [`config`] (flags, env,
+//! TOML), [`store`] (SQLite/PostgreSQL), [`policy`] (who may touch what), [`http`]
+//! (routes), [`hub`] (node streams), [`auth`] (secrets), [`ippool`] (address math).
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod hub;
+pub mod http;
+pub mod ippool;
+pub mod policy;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use clawn_proto::api::Role;
+use clawn_proto::time::now_millis;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::{App, AppState};
+use crate::auth::{LoginLimiter, TokenKind, new_token, token_hash};
+use crate::config::Config;
+use crate::store::Store;
+use crate::store::audit::{self, AuditActor};
+
+/// Server start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    /// Serving failed.
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bootstrap failed.
+    #[error("bootstrap: {0}")]
+    Bootstrap(String),
+}
+
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Only the first server in a process installs the global recorder; later ones
+            // (tests) share it.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Opens the store and signing key and builds the shared state.
+pub async fn build_app(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, ServeError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let signer = auth::load_or_create_signing_key(dir)
+        .map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    let store = Store::open(&config.database_url).await?;
+    if config.is_sqlite() {
+        restrict_sqlite_files(&config.database_url);
+    }
+    let dummy_hash = tokio::task::spawn_blocking(|| auth::hash_password("clawn-timing-equaliser"))
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.to_string()))?
+        .map_err(ServeError::Bootstrap)?;
+    let app = Arc::new(App {
+        limiter: LoginLimiter::new(config.login_limit_per_account, config.login_limit_per_addr),
+        config,
+        store,
+        hub: hub::NodeHub::default(),
+        signer,
+        dummy_hash,
+        metrics: metrics_handle(),
+        shutdown,
+    });
+    bootstrap(&app).await?;
+    Ok(app)
+}
+
+fn restrict_sqlite_files(url: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::set_permissions(format!("{path}{suffix}"), std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// First start with no users: create the admin from `CLAWN_ADMIN_EMAIL` /
+/// `CLAWN_ADMIN_PASSWORD`, or print a one-time setup token. Never logs a password.
+async fn bootstrap(app: &AppState) -> Result<(), ServeError> {
+    if app.store.user_count().await? > 0 {
+        return Ok(());
+    }
+    let email = std::env::var("CLAWN_ADMIN_EMAIL").ok().filter(|e| !e.trim().is_empty());
+    let password = std::env::var("CLAWN_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+    if let (Some(email), Some(password)) = (email, password) {
+        let email = http::account::normalize_email(&email).map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_EMAIL: {}", e.message)))?;
+        http::account::check_password(&password).map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_PASSWORD: {}", e.message)))?;
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+            .await
+            .map_err(|e| ServeError::Bootstrap(e.to_string()))?
+            .map_err(ServeError::Bootstrap)?;
+        let mut w = app.store.write().await?;
+        let user = store::users::insert(&mut w.tx, &email, &hash, Role::Admin, app.config.default_device_slots.max(1), now_millis()).await?;
+        audit::record(&mut w.tx, &AuditActor::system(), "user.bootstrap", "user", Some(user.id.to_string()),
+            json!({"email": email, "via": "environment"})).await?;
+        w.commit().await?;
+        tracing::info!(email = %email, "created the bootstrap admin from CLAWN_ADMIN_EMAIL");
+        return Ok(());
+    }
+    let token = new_token(TokenKind::Setup);
+    app.store.set_setting(http::account::SETUP_TOKEN_KEY, &token_hash(&token)).await?;
+    // Printed to the terminal only, never through the log pipeline.
+    eprintln!(
+        "\n  Clawn has no accounts yet. Create the first admin within this run with:\n\n    \
+         clawn setup --server {} --token {token} --email you@example.com\n\n  \
+         (or POST /api/v1/auth/setup). The token is shown once; a restart prints a new one.\n",
+        app.config.public_url
+    );
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves, then closes node streams and the database.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (tx, rx) = watch::channel(false);
+    let app = build_app(config, rx).await?;
+    serve_app(app, listener, shutdown, tx).await
+}
+
+/// Serves a built app (lets callers keep a handle on the state).
+pub async fn serve_app(
+    app: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: watch::Sender<bool>,
+) -> Result<(), ServeError> {
+    let (router, _doc) = http::router(app.clone());
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, db = ?app.store.kind(), "clawn-server listening");
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await?;
+    app.store.close().await;
+    Ok(())
+}

@@ -1,0 +1,527 @@
+//! Devices and their peers: onboarding, revocation, rotation, rename and the
+//! owner-scoped views. Every function takes a [`Scope`]; user-facing calls pass
+//! `Scope::Owner`, and the owner filter is in the SQL itself, so another user's device is
+//! indistinguishable from a missing one.
+
+use std::net::Ipv4Addr;
+
+use clawn_proto::WgPublicKey;
+use clawn_proto::api::{DeviceNodeView, DeviceState, DeviceView, TunnelStatus};
+use clawn_proto::time::now_millis;
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use super::audit::{self, AuditActor};
+use super::regions::ELIGIBLE_NODE;
+use super::{Store, StoreError, StoreResult, uuid};
+use crate::ippool::next_free;
+use crate::policy::Scope;
+
+/// A handshake younger than this means the tunnel is up.
+pub const ACTIVE_HANDSHAKE_MS: i64 = 180_000;
+
+/// Why a device operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// No such device in scope.
+    #[error("device not found")]
+    NotFound,
+    /// No such region.
+    #[error("region not found")]
+    RegionNotFound,
+    /// All slots used.
+    #[error("all {slots} device slots are in use")]
+    SlotsExhausted {
+        /// The user's slots.
+        slots: u32,
+    },
+    /// No eligible node with room.
+    #[error("no node in region {0} can take a new device right now")]
+    NoCapacity(String),
+    /// The node's address pool is exhausted.
+    #[error("the node's tunnel address pool is exhausted")]
+    PoolExhausted,
+    /// The public key is or was used by a device.
+    #[error("this public key is already registered")]
+    KeyInUse,
+    /// Revoked already.
+    #[error("device is already revoked")]
+    AlreadyRevoked,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for DeviceError {
+    fn from(e: sqlx::Error) -> Self {
+        let e = StoreError::from(e);
+        if e.is_unique_violation() { Self::KeyInUse } else { Self::Store(e) }
+    }
+}
+
+/// A change that a node must apply.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeChange {
+    /// The node.
+    pub node_id: Uuid,
+    /// The version carrying the change.
+    pub version: u64,
+}
+
+/// Result of a device mutation.
+#[derive(Debug, Clone)]
+pub struct DeviceChanged {
+    /// The device.
+    pub device_id: Uuid,
+    /// The node change to push, if a node is involved.
+    pub change: Option<NodeChange>,
+}
+
+fn version(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Picks the eligible node of a region with the fewest live peers (ties by id) and bumps
+/// its version and live-peer count; the conditional update is the capacity check.
+async fn claim_node(tx: &mut sqlx::AnyConnection, region_id: Uuid, region_code: &str) -> Result<(Uuid, u64, i64, i64), DeviceError> {
+    for _ in 0..5 {
+        let sql = format!(
+            "SELECT n.id FROM nodes n WHERE n.region_id = $1 AND {ELIGIBLE_NODE} ORDER BY n.live_peers, n.id LIMIT 1"
+        );
+        let id: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(region_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(id) = id else { return Err(DeviceError::NoCapacity(region_code.to_string())) };
+        let row = sqlx::query(
+            "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 \
+             WHERE id = $1 AND live_peers < capacity AND state = 'online' AND removed_at IS NULL \
+             RETURNING version, pool_first, pool_last",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(r) = row {
+            return Ok((uuid(&id, "nodes.id")?, version(r.try_get("version")?), r.try_get("pool_first")?, r.try_get("pool_last")?));
+        }
+    }
+    Err(DeviceError::NoCapacity(region_code.to_string()))
+}
+
+/// Chooses a free tunnel address on a node.
+async fn allocate_ip(tx: &mut sqlx::AnyConnection, node_id: Uuid, first: i64, last: i64) -> Result<u32, DeviceError> {
+    let max: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(tunnel_ip_int) FROM peers WHERE node_id = $1 AND retired_at IS NULL")
+            .bind(node_id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+    let (first, last) = (u32::try_from(first).unwrap_or(0), u32::try_from(last).unwrap_or(0));
+    let max = max.and_then(|m| u32::try_from(m).ok());
+    let in_use = if matches!(max, Some(m) if m >= last) {
+        let v: Vec<i64> = sqlx::query_scalar(
+            "SELECT tunnel_ip_int FROM peers WHERE node_id = $1 AND retired_at IS NULL ORDER BY tunnel_ip_int",
+        )
+        .bind(node_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        v.into_iter().filter_map(|i| u32::try_from(i).ok()).collect()
+    } else {
+        Vec::new()
+    };
+    next_free(first, last, max, || in_use).ok_or(DeviceError::PoolExhausted)
+}
+
+#[expect(clippy::too_many_arguments, reason = "one column each; a struct would only rename them")]
+async fn insert_peer(
+    tx: &mut sqlx::AnyConnection,
+    device_id: Uuid,
+    user_id: Uuid,
+    node_id: Uuid,
+    key: &WgPublicKey,
+    ip: u32,
+    version: u64,
+    now: i64,
+) -> Result<(), DeviceError> {
+    sqlx::query(
+        "INSERT INTO peers (id, device_id, user_id, node_id, public_key, tunnel_ip, tunnel_ip_int, created_at, created_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(device_id.to_string())
+    .bind(user_id.to_string())
+    .bind(node_id.to_string())
+    .bind(key.to_base64())
+    .bind(Ipv4Addr::from(ip).to_string())
+    .bind(i64::from(ip))
+    .bind(now)
+    .bind(i64::try_from(version).unwrap_or(i64::MAX))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn key_ever_used(tx: &mut sqlx::AnyConnection, key: &WgPublicKey) -> Result<bool, DeviceError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM devices WHERE public_key = $1) + (SELECT COUNT(*) FROM peers WHERE public_key = $1)",
+    )
+    .bind(key.to_base64())
+    .fetch_one(tx)
+    .await?;
+    Ok(n > 0)
+}
+
+/// Creates a device with a peer on the best node of the region, all or nothing.
+pub async fn create(
+    store: &Store,
+    owner: Uuid,
+    actor: &AuditActor,
+    name: &str,
+    key: &WgPublicKey,
+    region_code: &str,
+) -> Result<DeviceChanged, DeviceError> {
+    let region = store.region_by_code(region_code).await?.ok_or(DeviceError::RegionNotFound)?;
+    let now = now_millis();
+    let mut w = store.write().await?;
+    let tx = &mut *w.tx;
+    if key_ever_used(tx, key).await? {
+        return Err(DeviceError::KeyInUse);
+    }
+    let slot = sqlx::query(
+        "UPDATE users SET active_devices = active_devices + 1, updated_at = $2 \
+         WHERE id = $1 AND active_devices < device_slots AND disabled = 0",
+    )
+    .bind(owner.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if slot.rows_affected() != 1 {
+        let slots: Option<i64> = sqlx::query_scalar("SELECT device_slots FROM users WHERE id = $1")
+            .bind(owner.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        return Err(DeviceError::SlotsExhausted { slots: super::count(slots.unwrap_or(0)) });
+    }
+    let (node_id, version, first, last) = claim_node(tx, region.id, &region.code).await?;
+    let ip = allocate_ip(tx, node_id, first, last).await?;
+    let device_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO devices (id, user_id, name, public_key, state, region_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $6)",
+    )
+    .bind(device_id.to_string())
+    .bind(owner.to_string())
+    .bind(name)
+    .bind(key.to_base64())
+    .bind(region.id.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    insert_peer(tx, device_id, owner, node_id, key, ip, version, now).await?;
+    audit::record(
+        tx,
+        actor,
+        "device.create",
+        "device",
+        Some(device_id.to_string()),
+        json!({"name": name, "region": region.code, "node_id": node_id, "tunnel_ip": Ipv4Addr::from(ip).to_string(),
+               "public_key": key.to_base64(), "owner_id": owner}),
+    )
+    .await?;
+    w.commit().await?;
+    Ok(DeviceChanged { device_id, change: Some(NodeChange { node_id, version }) })
+}
+
+/// Revokes a device: state, slot, peer retirement, version bump and audit in one
+/// transaction.
+pub async fn revoke(store: &Store, scope: &Scope, id: Uuid, actor: &AuditActor) -> Result<DeviceChanged, DeviceError> {
+    let now = now_millis();
+    let mut w = store.write().await?;
+    let tx = &mut *w.tx;
+    let row = sqlx::query(
+        "UPDATE devices SET state = 'revoked', revoked_at = $3, updated_at = $3 \
+         WHERE id = $1 AND COALESCE($2, user_id) = user_id AND state = 'active' RETURNING user_id",
+    )
+    .bind(id.to_string())
+    .bind(scope.owner_param())
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM devices WHERE id = $1 AND COALESCE($2, user_id) = user_id")
+                .bind(id.to_string())
+                .bind(scope.owner_param())
+                .fetch_optional(&mut *tx)
+                .await?;
+        return Err(if state.is_some() { DeviceError::AlreadyRevoked } else { DeviceError::NotFound });
+    };
+    let owner: String = row.try_get("user_id")?;
+    sqlx::query("UPDATE users SET active_devices = active_devices - 1 WHERE id = $1 AND active_devices > 0")
+        .bind(&owner)
+        .execute(&mut *tx)
+        .await?;
+    let change = retire_live_peer(tx, id, "revoked", now, true).await?;
+    audit::record(
+        tx,
+        actor,
+        "device.revoke",
+        "device",
+        Some(id.to_string()),
+        json!({"owner_id": owner, "node_id": change.map(|c| c.node_id), "version": change.map(|c| c.version)}),
+    )
+    .await?;
+    w.commit().await?;
+    Ok(DeviceChanged { device_id: id, change })
+}
+
+/// Retires the device's live peer (if any) and bumps its node's version.
+async fn retire_live_peer(
+    tx: &mut sqlx::AnyConnection,
+    device_id: Uuid,
+    reason: &str,
+    now: i64,
+    frees_slot_on_node: bool,
+) -> Result<Option<NodeChange>, DeviceError> {
+    let peer = sqlx::query("SELECT id, node_id FROM peers WHERE device_id = $1 AND retired_at IS NULL")
+        .bind(device_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(peer) = peer else { return Ok(None) };
+    let node_id: String = peer.try_get("node_id")?;
+    let dec = if frees_slot_on_node { 1 } else { 0 };
+    let v: i64 = sqlx::query_scalar(
+        "UPDATE nodes SET version = version + 1, live_peers = live_peers - $2 WHERE id = $1 RETURNING version",
+    )
+    .bind(&node_id)
+    .bind(dec)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE peers SET retired_at = $2, retired_version = $3, retire_reason = $4 WHERE id = $1")
+        .bind(peer.try_get::<String, _>("id")?)
+        .bind(now)
+        .bind(v)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+    Ok(Some(NodeChange { node_id: uuid(&node_id, "peers.node_id")?, version: version(v) }))
+}
+
+/// Rotates a device's key: the old peer is retired and a new one created on the same
+/// node with the same tunnel address (or on a new node if the old one is gone).
+pub async fn rotate(
+    store: &Store,
+    scope: &Scope,
+    id: Uuid,
+    key: &WgPublicKey,
+    actor: &AuditActor,
+) -> Result<DeviceChanged, DeviceError> {
+    let now = now_millis();
+    let mut w = store.write().await?;
+    let tx = &mut *w.tx;
+    let dev = sqlx::query(
+        "SELECT d.user_id, d.state, d.region_id, r.code FROM devices d JOIN regions r ON r.id = d.region_id \
+         WHERE d.id = $1 AND COALESCE($2, d.user_id) = d.user_id",
+    )
+    .bind(id.to_string())
+    .bind(scope.owner_param())
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(DeviceError::NotFound)?;
+    if dev.try_get::<String, _>("state")? != "active" {
+        return Err(DeviceError::AlreadyRevoked);
+    }
+    if key_ever_used(tx, key).await? {
+        return Err(DeviceError::KeyInUse);
+    }
+    let owner = uuid(&dev.try_get::<String, _>("user_id")?, "devices.user_id")?;
+    let old = sqlx::query(
+        "SELECT p.id, p.node_id, p.tunnel_ip_int FROM peers p JOIN nodes n ON n.id = p.node_id \
+         WHERE p.device_id = $1 AND p.retired_at IS NULL AND n.removed_at IS NULL",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let change = match old {
+        Some(old) => {
+            // Same node, same address: retire and re-add under one version.
+            let change = retire_live_peer(tx, id, "rotated", now, false).await?.ok_or(DeviceError::NotFound)?;
+            let ip = u32::try_from(old.try_get::<i64, _>("tunnel_ip_int")?).unwrap_or(0);
+            insert_peer(tx, id, owner, change.node_id, key, ip, change.version, now).await?;
+            change
+        }
+        None => {
+            let region_id = uuid(&dev.try_get::<String, _>("region_id")?, "devices.region_id")?;
+            let code: String = dev.try_get("code")?;
+            let (node_id, version, first, last) = claim_node(tx, region_id, &code).await?;
+            let ip = allocate_ip(tx, node_id, first, last).await?;
+            insert_peer(tx, id, owner, node_id, key, ip, version, now).await?;
+            NodeChange { node_id, version }
+        }
+    };
+    sqlx::query("UPDATE devices SET public_key = $2, updated_at = $3 WHERE id = $1")
+        .bind(id.to_string())
+        .bind(key.to_base64())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        tx,
+        actor,
+        "device.rotate",
+        "device",
+        Some(id.to_string()),
+        json!({"owner_id": owner, "node_id": change.node_id, "version": change.version, "public_key": key.to_base64()}),
+    )
+    .await?;
+    w.commit().await?;
+    Ok(DeviceChanged { device_id: id, change: Some(change) })
+}
+
+/// Renames a device.
+pub async fn rename(store: &Store, scope: &Scope, id: Uuid, name: &str, actor: &AuditActor) -> Result<(), DeviceError> {
+    let mut w = store.write().await?;
+    let r = sqlx::query("UPDATE devices SET name = $3, updated_at = $4 WHERE id = $1 AND COALESCE($2, user_id) = user_id")
+        .bind(id.to_string())
+        .bind(scope.owner_param())
+        .bind(name)
+        .bind(now_millis())
+        .execute(&mut *w.tx)
+        .await?;
+    if r.rows_affected() != 1 {
+        return Err(DeviceError::NotFound);
+    }
+    audit::record(&mut w.tx, actor, "device.rename", "device", Some(id.to_string()), json!({"name": name})).await?;
+    w.commit().await?;
+    Ok(())
+}
+
+/// Filters for device lists.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFilter {
+    /// One device.
+    pub id: Option<Uuid>,
+    /// Only this owner (admin lists).
+    pub user_id: Option<Uuid>,
+    /// Only this state.
+    pub state: Option<DeviceState>,
+}
+
+const DEVICE_VIEW_SQL: &str = "SELECT d.id, d.name, d.state, d.public_key, d.created_at, d.revoked_at, d.user_id, \
+     us.email AS owner_email, r.code AS region_code, p.tunnel_ip, n.id AS node_id, n.name AS node_name, \
+     n.endpoint AS node_endpoint, n.exit_ipv4, u.last_handshake, u.rx_bytes, u.tx_bytes, u.endpoint AS peer_endpoint \
+     FROM devices d JOIN regions r ON r.id = d.region_id JOIN users us ON us.id = d.user_id \
+     LEFT JOIN peers p ON p.device_id = d.id AND p.retired_at IS NULL \
+     LEFT JOIN nodes n ON n.id = p.node_id \
+     LEFT JOIN peer_usage u ON u.peer_id = p.id \
+     WHERE COALESCE($1, d.user_id) = d.user_id AND COALESCE($2, d.id) = d.id AND COALESCE($3, d.state) = d.state \
+     ORDER BY d.created_at, d.id";
+
+fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView> {
+    let state: String = r.try_get("state")?;
+    let key: String = r.try_get("public_key")?;
+    let node_id: Option<String> = r.try_get("node_id")?;
+    let last_handshake: Option<i64> = r.try_get("last_handshake")?;
+    let user_id = uuid(&r.try_get::<String, _>("user_id")?, "devices.user_id")?;
+    let node = match node_id {
+        Some(nid) => Some(DeviceNodeView {
+            id: uuid(&nid, "nodes.id")?,
+            name: r.try_get::<Option<String>, _>("node_name")?.unwrap_or_default(),
+            endpoint: r.try_get::<Option<String>, _>("node_endpoint")?.unwrap_or_default(),
+            exit_ipv4: r.try_get("exit_ipv4")?,
+        }),
+        None => None,
+    };
+    let active = matches!(last_handshake, Some(h) if now - h < ACTIVE_HANDSHAKE_MS) && state == "active";
+    Ok(DeviceView {
+        id: uuid(&r.try_get::<String, _>("id")?, "devices.id")?,
+        name: r.try_get("name")?,
+        state: if state == "active" { DeviceState::Active } else { DeviceState::Revoked },
+        region: r.try_get("region_code")?,
+        public_key: WgPublicKey::parse(&key).map_err(|_| StoreError::Corrupt("devices.public_key"))?,
+        tunnel_ip: r.try_get("tunnel_ip")?,
+        node,
+        tunnel: TunnelStatus {
+            status: if active { "active" } else { "inactive" }.into(),
+            last_handshake,
+            rx_bytes: u64::try_from(r.try_get::<Option<i64>, _>("rx_bytes")?.unwrap_or(0)).unwrap_or(0),
+            tx_bytes: u64::try_from(r.try_get::<Option<i64>, _>("tx_bytes")?.unwrap_or(0)).unwrap_or(0),
+            endpoint: r.try_get("peer_endpoint")?,
+        },
+        created_at: r.try_get("created_at")?,
+        revoked_at: r.try_get("revoked_at")?,
+        owner_id: admin.then_some(user_id),
+        owner_email: if admin { r.try_get("owner_email")? } else { None },
+    })
+}
+
+impl Store {
+    /// Devices visible in `scope`, filtered.
+    pub async fn devices(&self, scope: &Scope, f: &DeviceFilter) -> StoreResult<Vec<DeviceView>> {
+        // The owner filter comes from the scope; an admin may narrow by user.
+        let owner = scope.owner_param().or(f.user_id.map(|u| u.to_string()));
+        let rows = sqlx::query(DEVICE_VIEW_SQL)
+            .bind(owner)
+            .bind(f.id.map(|i| i.to_string()))
+            .bind(f.state.map(|s| match s {
+                DeviceState::Active => "active",
+                DeviceState::Revoked => "revoked",
+            }))
+            .fetch_all(self.pool())
+            .await?;
+        let now = now_millis();
+        rows.iter().map(|r| device_from_row(r, scope.is_admin(), now)).collect()
+    }
+
+    /// One device in `scope`.
+    pub async fn device(&self, scope: &Scope, id: Uuid) -> StoreResult<Option<DeviceView>> {
+        Ok(self.devices(scope, &DeviceFilter { id: Some(id), ..DeviceFilter::default() }).await?.into_iter().next())
+    }
+
+    /// What a device's config needs: node key, endpoint, tunnel address, region DNS.
+    pub async fn device_config_parts(&self, scope: &Scope, id: Uuid) -> StoreResult<Option<ConfigParts>> {
+        let row = sqlx::query(
+            "SELECT p.tunnel_ip, n.wg_public_key, n.endpoint, r.dns FROM devices d \
+             JOIN peers p ON p.device_id = d.id AND p.retired_at IS NULL \
+             JOIN nodes n ON n.id = p.node_id AND n.removed_at IS NULL \
+             JOIN regions r ON r.id = d.region_id \
+             WHERE d.id = $1 AND COALESCE($2, d.user_id) = d.user_id AND d.state = 'active'",
+        )
+        .bind(id.to_string())
+        .bind(scope.owner_param())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            let key: String = r.try_get("wg_public_key")?;
+            let dns: String = r.try_get("dns")?;
+            Ok(ConfigParts {
+                tunnel_ip: r.try_get("tunnel_ip")?,
+                node_public_key: WgPublicKey::parse(&key).map_err(|_| StoreError::Corrupt("nodes.wg_public_key"))?,
+                endpoint: r.try_get("endpoint")?,
+                dns: serde_json::from_str(&dns).unwrap_or_default(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Counts for metrics: active devices, live peers.
+    pub async fn device_counts(&self) -> StoreResult<(i64, i64)> {
+        let d: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE state = 'active'").fetch_one(self.pool()).await?;
+        let p: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM peers WHERE retired_at IS NULL").fetch_one(self.pool()).await?;
+        Ok((d, p))
+    }
+}
+
+/// The server-side facts of a device's config.
+#[derive(Debug, Clone)]
+pub struct ConfigParts {
+    /// Tunnel address.
+    pub tunnel_ip: String,
+    /// Node key.
+    pub node_public_key: WgPublicKey,
+    /// Node endpoint.
+    pub endpoint: String,
+    /// DNS.
+    pub dns: Vec<String>,
+}

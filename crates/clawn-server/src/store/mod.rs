@@ -1,0 +1,211 @@
+//! Durable state on SQLite or PostgreSQL through one code path (sqlx `Any`).
+//!
+//! The same migrations and the same SQL run on both databases: ids are TEXT, times are
+//! BIGINT milliseconds, flags BIGINT 0/1. Every multi-row change runs in a write
+//! transaction from [`Store::write`]; on SQLite writers are additionally serialised in
+//! process (and start with `BEGIN IMMEDIATE`) so a read-then-write transaction can never
+//! fail with a busy snapshot, and on PostgreSQL row locks taken by conditional `UPDATE`s
+//! serialise exactly the rows that race (a user's slot counter, a node's version).
+//! Invariants live in constraints (see `migrations/0001_init.sql`) as well as in code.
+
+pub mod audit;
+pub mod devices;
+pub mod nodes;
+pub mod regions;
+pub mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// SQLite file (WAL, synchronous=FULL, foreign keys on).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or refused a statement.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be decoded (corruption or a bug).
+    #[error("corrupt stored value in {0}")]
+    Corrupt(&'static str),
+}
+
+impl StoreError {
+    /// Whether this is a unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Db(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The database handle.
+#[derive(Debug)]
+pub struct Store {
+    pool: AnyPool,
+    kind: DbKind,
+    sqlite_writer: Option<Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds the in-process writer lock.
+pub struct WriteTx<'a> {
+    /// The transaction; use `&mut *tx.tx` as an executor.
+    pub tx: Transaction<'static, Any>,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    /// Commits.
+    pub async fn commit(self) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Opens (creating if needed) the database and runs migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let kind = if url.starts_with("sqlite:") { DbKind::Sqlite } else { DbKind::Postgres };
+        let url = if kind == DbKind::Sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        } else {
+            url.to_string()
+        };
+        let opts = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if kind == DbKind::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if kind == DbKind::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let store = Self {
+            pool,
+            kind,
+            sqlite_writer: (kind == DbKind::Sqlite).then(|| Mutex::new(())),
+        };
+        store.install_append_only_guards().await?;
+        Ok(store)
+    }
+
+    /// Database kind.
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// The pool, for reads.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Starts a write transaction.
+    pub async fn write(&self) -> StoreResult<WriteTx<'_>> {
+        match &self.sqlite_writer {
+            Some(lock) => {
+                let guard = lock.lock().await;
+                let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                Ok(WriteTx { tx, _guard: Some(guard) })
+            }
+            None => Ok(WriteTx { tx: self.pool.begin().await?, _guard: None }),
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Makes `audit_events` append-only in the database itself: updates and deletes are
+    /// refused by a trigger. Installed at every start (idempotent), because trigger
+    /// syntax is the one place where SQLite and PostgreSQL differ.
+    async fn install_append_only_guards(&self) -> StoreResult<()> {
+        match self.kind {
+            DbKind::Sqlite => {
+                for sql in [
+                    "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_events \
+                     BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+                    "CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_events \
+                     BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+                ] {
+                    self.pool.execute(sql).await?;
+                }
+            }
+            DbKind::Postgres => {
+                self.pool
+                    .execute(
+                        "CREATE OR REPLACE FUNCTION clawn_audit_append_only() RETURNS trigger AS $$ \
+                         BEGIN RAISE EXCEPTION 'audit_events is append-only'; END; $$ LANGUAGE plpgsql",
+                    )
+                    .await?;
+                self.pool
+                    .execute(
+                        "CREATE OR REPLACE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_events \
+                         FOR EACH ROW EXECUTE FUNCTION clawn_audit_append_only()",
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a setting.
+    pub async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Writes a setting.
+    pub async fn set_setting(&self, key: &str, value: &str) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM settings WHERE key = $1").bind(key).execute(&mut *tx.tx).await?;
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2)")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+}
+
+/// Converts a stored UUID string.
+pub fn uuid(s: &str, what: &'static str) -> StoreResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).map_err(|_| StoreError::Corrupt(what))
+}
+
+/// Converts a stored non-negative count.
+pub fn count(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
