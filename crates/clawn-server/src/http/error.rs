@@ -129,6 +129,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON",
             )
             .hint("set `Content-Type: application/json`")),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiErr::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large"))
+            }
             Err(e) => Err(ApiErr::bad_request("invalid_body", clean_serde_message(&e.body_text()))),
         }
     }

@@ -76,10 +76,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(doc_json) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(track_metrics))
         .layer(middleware::from_fn(security_headers))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
         .with_state(state);
     (router, doc)
 }

@@ -1,0 +1,252 @@
+//! Test harness: a real `clawn-server` on a random loopback port with a fresh database
+//! (a SQLite file in a temp dir, or a new database on the PostgreSQL server named by
+//! `CLAWN_TEST_PG_URL`), an HTTP client that returns status + JSON, and [`ProtoNode`], a
+//! small node-protocol client that enrolls, verifies signed state and acknowledges.
+
+mod both;
+pub mod node;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clawn_proto::WgKeyPair;
+use clawn_server::app::AppState;
+use clawn_server::config::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch};
+
+pub use node::ProtoNode;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the server in `CLAWN_TEST_PG_URL`.
+    Postgres,
+}
+
+/// Installs ring as the process's rustls provider (reqwest is built without one).
+pub fn init_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A fresh temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates one.
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("clawn-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub async fn fresh_database(db: Db, dir: &std::path::Path) -> String {
+    match db {
+        Db::Sqlite => format!("sqlite://{}", dir.join("clawn.db").display()),
+        Db::Postgres => {
+            use sqlx::Connection as _;
+            let base = std::env::var("CLAWN_TEST_PG_URL").expect(
+                "CLAWN_TEST_PG_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL, \
+                 or point it at a server you started (postgres://user@127.0.0.1:port/postgres)",
+            );
+            let name = format!("clawn_t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to CLAWN_TEST_PG_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+            conn.close().await.ok();
+            let (prefix, _) = base.rsplit_once('/').expect("URL has a database path");
+            format!("{prefix}/{name}")
+        }
+    }
+}
+
+/// Admin credentials every test server starts with.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+/// Admin password.
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+/// Password of users created by [`TestServer::user`].
+pub const USER_PASSWORD: &str = "user-password-12";
+
+/// A running server.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Shared state (direct store access for set-up that the API refuses, like expired tokens).
+    pub app: AppState,
+    /// Which database.
+    pub db: Db,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with default configuration.
+    pub async fn start(db: Db) -> Self {
+        Self::start_with(db, |_| {}).await
+    }
+
+    /// Starts a server after letting the caller adjust the configuration.
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Self {
+        init_crypto();
+        let dir = TempDir::new("srv");
+        let mut config = Config::for_data_dir(&dir.0);
+        config.database_url = fresh_database(db, &dir.0).await;
+        config.ack_timeout = Duration::from_secs(2);
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        config.listen = addr;
+        config.public_url = format!("http://{addr}");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let app = clawn_server::build_app(config, stop_rx).await.expect("server builds");
+        // The admin every test uses, created straight in the store like the env bootstrap does.
+        let hash = clawn_server::auth::hash_password(ADMIN_PASSWORD).expect("hash");
+        let mut w = app.store.write().await.expect("tx");
+        clawn_server::store::users::insert(&mut w.tx, ADMIN_EMAIL, &hash, clawn_proto::api::Role::Admin, 5, 0)
+            .await
+            .expect("admin");
+        w.commit().await.expect("commit");
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = app.clone();
+        let task = tokio::spawn(async move {
+            let _ = clawn_server::serve_app(served, listener, async move { let _ = rx.await; }, stop_tx).await;
+        });
+        Self { url: format!("http://{addr}"), app, db, stop: Some(tx), task: Some(task), _dir: dir }
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+
+    /// An unauthenticated client.
+    pub fn anon(&self) -> Client {
+        Client::new(&self.url, None)
+    }
+
+    /// A bearer client for `email`/`password`.
+    pub async fn login(&self, email: &str, password: &str) -> Client {
+        let c = self.anon();
+        let (s, body) = c.post("/api/v1/auth/login", json!({"email": email, "password": password, "session": "bearer"})).await;
+        assert_eq!(s, StatusCode::OK, "login {email}: {body}");
+        Client::new(&self.url, body["token"].as_str().map(str::to_string))
+    }
+
+    /// The admin, signed in.
+    pub async fn admin(&self) -> Client {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user through the admin API and signs them in.
+    pub async fn user(&self, admin: &Client, email: &str, slots: u32) -> (Client, String) {
+        let (s, body) = admin
+            .post("/api/v1/admin/users", json!({"email": email, "password": USER_PASSWORD, "device_slots": slots}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "create user: {body}");
+        let id = body["id"].as_str().expect("id").to_string();
+        (self.login(email, USER_PASSWORD).await, id)
+    }
+
+    /// Creates region `code` (pool `cidr`) and enrolls + connects a protocol node in it.
+    pub async fn region_with_node(&self, admin: &Client, code: &str, cidr: &str) -> ProtoNode {
+        let (s, body) = admin
+            .post("/api/v1/admin/regions", json!({"code": code, "name": code.to_uppercase(), "cidr": cidr, "dns": ["10.0.0.53"]}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "create region: {body}");
+        self.node(admin, code, 1000).await
+    }
+
+    /// Enrolls and connects a protocol node in an existing region.
+    pub async fn node(&self, admin: &Client, region: &str, capacity: u32) -> ProtoNode {
+        let (s, body) = admin.post("/api/v1/admin/node-tokens", json!({"region": region, "capacity": capacity})).await;
+        assert_eq!(s, StatusCode::CREATED, "node token: {body}");
+        let mut node = ProtoNode::enroll(&self.url, body["token"].as_str().expect("token")).await.expect("enroll");
+        node.connect().await.expect("connect");
+        node.next_state(Duration::from_secs(10)).await.expect("first snapshot");
+        node
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A JSON HTTP client.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    /// Bearer token.
+    pub token: Option<String>,
+}
+
+impl Client {
+    /// A client for `base` with an optional bearer token.
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        init_crypto();
+        Self { http: reqwest::Client::new(), base: base.to_string(), token }
+    }
+
+    /// Sends a request; returns status and JSON body (`Null` when empty).
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+    /// PATCH with a JSON body.
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Creates a device with a fresh key; returns (status, body, key pair).
+    pub async fn add_device(&self, name: &str, region: &str) -> (StatusCode, Value, WgKeyPair) {
+        let kp = WgKeyPair::generate();
+        let (s, b) = self
+            .post("/api/v1/devices", json!({"name": name, "public_key": kp.public().to_base64(), "region": region}))
+            .await;
+        (s, b, kp)
+    }
+}

@@ -1,0 +1,196 @@
+//! A minimal node-protocol client: enrolls with a join token, holds the stream, verifies
+//! every signed message (signature, node id, version order), keeps the applied peer set
+//! and acknowledges. It is what the integration tests and the benchmark use to stand in
+//! for a node; the real agent lives in `clawn-node`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use clawn_proto::node::{EnrollRequest, EnrollResponse, NodeMessage, PeerSpec, ServerMessage, Telemetry};
+use clawn_proto::sign::{Rejection, Signed, StateVerifier, Verified, parse_verifying_key};
+use clawn_proto::{WgKeyPair, WgPublicKey};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the last accepted message changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A full snapshot.
+    Snapshot {
+        /// Its version.
+        version: u64,
+        /// Peers in it.
+        peers: usize,
+    },
+    /// A delta.
+    Delta {
+        /// Base version.
+        from: u64,
+        /// New version.
+        to: u64,
+        /// Keys added.
+        added: Vec<WgPublicKey>,
+        /// Keys removed.
+        removed: Vec<WgPublicKey>,
+    },
+}
+
+/// A stand-in node speaking the real protocol.
+pub struct ProtoNode {
+    /// Node id from enrollment.
+    pub node_id: Uuid,
+    /// Node credential.
+    pub credential: String,
+    /// The control plane's signing key, from enrollment.
+    pub verifier: StateVerifier,
+    /// The node's WireGuard key pair.
+    pub wg: WgKeyPair,
+    /// Enrollment answer.
+    pub enrollment: EnrollResponse,
+    /// Version applied.
+    pub applied: Option<u64>,
+    /// Peers applied.
+    pub peers: BTreeMap<WgPublicKey, PeerSpec>,
+    /// Acknowledge automatically after applying.
+    pub auto_ack: bool,
+    url: String,
+    ws: Option<Ws>,
+}
+
+impl ProtoNode {
+    /// Enrolls with a join token.
+    pub async fn enroll(url: &str, token: &str) -> anyhow::Result<Self> {
+        let wg = WgKeyPair::generate();
+        let identity = ed25519_dalek::SigningKey::from_bytes(&rand_bytes());
+        let req = EnrollRequest {
+            token: token.to_string(),
+            name: None,
+            wg_public_key: wg.public(),
+            identity_public_key: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                identity.verifying_key().to_bytes(),
+            ),
+            endpoint: "192.0.2.10:51820".into(),
+            listen_port: 51820,
+            capabilities: vec!["exit".into()],
+            exit_ipv4: Some("192.0.2.10".parse()?),
+        };
+        let resp = reqwest::Client::new().post(format!("{url}{}", clawn_proto::node::ENROLL_PATH)).json(&req).send().await?;
+        if !resp.status().is_success() {
+            bail!("enroll failed: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+        }
+        let enrollment: EnrollResponse = resp.json().await?;
+        let key = parse_verifying_key(&enrollment.signing_public_key).map_err(|e| anyhow!("{e}"))?;
+        Ok(Self {
+            node_id: enrollment.node_id,
+            credential: enrollment.credential.clone(),
+            verifier: StateVerifier::new(key, enrollment.node_id),
+            wg,
+            enrollment,
+            applied: None,
+            peers: BTreeMap::new(),
+            auto_ack: true,
+            url: url.to_string(),
+            ws: None,
+        })
+    }
+
+    /// Opens the stream.
+    pub async fn connect(&mut self) -> anyhow::Result<()> {
+        let ws_url = format!("{}{}", self.url.replacen("http", "ws", 1), clawn_proto::node::STREAM_PATH);
+        let mut req = ws_url.into_client_request()?;
+        req.headers_mut().insert("authorization", format!("Bearer {}", self.credential).parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.context("connect node stream")?;
+        self.ws = Some(ws);
+        Ok(())
+    }
+
+    /// Closes the stream.
+    pub async fn disconnect(&mut self) {
+        if let Some(mut ws) = self.ws.take() {
+            let _ = ws.close(None).await;
+        }
+    }
+
+    /// Waits for the next signed state message, without verifying it.
+    pub async fn recv_signed(&mut self, timeout: Duration) -> anyhow::Result<Signed> {
+        let ws = self.ws.as_mut().context("not connected")?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, ws.next()).await.context("timed out waiting for state")?;
+            match msg.context("stream closed")?? {
+                Message::Text(t) => match serde_json::from_str::<ServerMessage>(t.as_str())? {
+                    ServerMessage::State(s) => return Ok(s),
+                    ServerMessage::Error { code, message } => bail!("server error {code}: {message}"),
+                },
+                Message::Close(_) => bail!("stream closed by server"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Verifies a signed message against the applied version (no side effects).
+    pub fn verify(&self, signed: &Signed) -> Result<Verified, Rejection> {
+        self.verifier.verify(signed, self.applied)
+    }
+
+    /// Waits for, verifies, applies and (if `auto_ack`) acknowledges the next state.
+    pub async fn next_state(&mut self, timeout: Duration) -> anyhow::Result<Applied> {
+        let signed = self.recv_signed(timeout).await?;
+        let verified = self.verify(&signed).map_err(|r| anyhow!("rejected: {r}"))?;
+        let applied = self.apply(verified);
+        if self.auto_ack
+            && let Some(v) = self.applied
+        {
+            self.send(&NodeMessage::Ack { version: v }).await?;
+        }
+        Ok(applied)
+    }
+
+    /// Applies a verified state to the local peer set.
+    pub fn apply(&mut self, v: Verified) -> Applied {
+        match v {
+            Verified::Snapshot(s) => {
+                self.peers = s.peers.into_iter().map(|p| (p.public_key, p)).collect();
+                self.applied = Some(s.version);
+                Applied::Snapshot { version: s.version, peers: self.peers.len() }
+            }
+            Verified::Delta(d) => {
+                for k in &d.remove {
+                    self.peers.remove(k);
+                }
+                let added = d.add.iter().map(|p| p.public_key).collect();
+                for p in d.add {
+                    self.peers.insert(p.public_key, p);
+                }
+                self.applied = Some(d.to_version);
+                Applied::Delta { from: d.from_version, to: d.to_version, added, removed: d.remove }
+            }
+        }
+    }
+
+    /// Sends a message up the stream.
+    pub async fn send(&mut self, msg: &NodeMessage) -> anyhow::Result<()> {
+        let ws = self.ws.as_mut().context("not connected")?;
+        ws.send(Message::Text(serde_json::to_string(msg)?.into())).await?;
+        Ok(())
+    }
+
+    /// Sends telemetry.
+    pub async fn telemetry(&mut self, t: Telemetry) -> anyhow::Result<()> {
+        self.send(&NodeMessage::Telemetry(t)).await
+    }
+}
+
+fn rand_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+    b
+}
