@@ -153,9 +153,17 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
 /// The node's desired-state stream (WebSocket; `Authorization: Bearer <node credential>`).
 #[utoipa::path(get, path = "/api/v1/node/stream", tag = "node",
     responses((status = 101, description = "WebSocket: ServerMessage down, NodeMessage up"), (status = 401, body = ApiError)))]
-pub async fn stream(State(app): State<AppState>, ws: WebSocketUpgrade, req: axum::extract::Request) -> ApiResult<Response> {
+pub async fn stream(
+    State(app): State<AppState>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
     let (parts, _) = req.into_parts();
+    // Authenticate first, so a caller without a credential learns nothing else.
     let node = authenticate_node(&app, &parts).await?;
+    let ws = ws.map_err(|e| {
+        ApiErr::new(StatusCode::BAD_REQUEST, "upgrade_required", format!("this is a WebSocket endpoint: {e}"))
+    })?;
     Ok(ws.max_message_size(64 << 20).on_upgrade(move |socket| async move {
         let id = node.id;
         if let Err(e) = run_stream(app, node, socket).await {
