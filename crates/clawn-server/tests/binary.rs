@@ -1,0 +1,232 @@
+//! The real `clawn-server` binary: zero-configuration start, first-admin bootstrap
+//! (setup token or environment), file permissions, `--help`, and — across a whole
+//! session of sign-ins, tokens and enrollment — that no secret ever reaches its output.
+
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clawn-server"));
+        cmd.current_dir(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env_remove("CLAWN_ADMIN_EMAIL")
+            .env_remove("CLAWN_ADMIN_PASSWORD")
+            .env("CLAWN_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn clawn-server");
+        let out = Arc::new(Mutex::new(String::new()));
+        for mut pipe in [Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+                         Box::new(child.stderr.take().expect("stderr"))] {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let s = Self { child, out, url: format!("http://127.0.0.1:{port}") };
+        s.wait_for("clawn-server listening");
+        s
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.output().contains(needle) {
+            assert!(Instant::now() < deadline, "server never printed {needle:?}; output:\n{}", self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().expect("lock").clone()
+    }
+
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(50));
+        self.output()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+async fn call(method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut r = reqwest::Client::new().request(method, url);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("send");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn temp_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("clawn-bin-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).expect("dir");
+    d
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_config_setup_token_and_no_secrets_in_output() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir();
+    let srv = Server::start(&dir, &[]);
+    // Zero configuration: ./clawn-data with a SQLite database and the signing key, private.
+    let data = dir.join("clawn-data");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("signing.key")), 0o600);
+    assert_eq!(mode(&data.join("clawn.db")), 0o600);
+    let out = srv.output();
+    let setup = out
+        .split_whitespace()
+        .find(|w| w.starts_with("clawn_setup_"))
+        .expect("a setup token is printed on first start")
+        .to_string();
+    let u = &srv.url;
+    let (s, e) = call(reqwest::Method::POST, &format!("{u}/api/v1/auth/setup"), None,
+        Some(json!({"setup_token": "clawn_setup_wrong", "email": "root@example.com", "password": "root-password-123"}))).await;
+    assert_eq!((s, e["code"].as_str()), (401, Some("invalid_setup_token")));
+    let (s, b) = call(reqwest::Method::POST, &format!("{u}/api/v1/auth/setup"), None,
+        Some(json!({"setup_token": setup, "email": "root@example.com", "password": "root-password-123"}))).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["user"]["role"], "admin");
+    let admin = b["token"].as_str().expect("token").to_string();
+    let (s, _) = call(reqwest::Method::POST, &format!("{u}/api/v1/auth/setup"), None,
+        Some(json!({"setup_token": setup, "email": "x@example.com", "password": "root-password-123"}))).await;
+    assert_eq!(s, 401, "the setup token works once");
+
+    // A session full of secrets.
+    let a = Some(admin.as_str());
+    call(reqwest::Method::POST, &format!("{u}/api/v1/admin/regions"), a, Some(json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}))).await;
+    let (_, jt) = call(reqwest::Method::POST, &format!("{u}/api/v1/admin/node-tokens"), a, Some(json!({"region": "eu"}))).await;
+    let join = jt["token"].as_str().expect("join").to_string();
+    let wg = clawn_proto::WgKeyPair::generate();
+    let (s, enr) = call(reqwest::Method::POST, &format!("{u}/api/v1/node/enroll"), None, Some(json!({
+        "token": join, "wg_public_key": wg.public(), "identity_public_key": "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=",
+        "endpoint": "192.0.2.1:51820", "listen_port": 51820}))).await;
+    assert_eq!(s, 201, "{enr}");
+    let cred = enr["credential"].as_str().expect("cred").to_string();
+    let (_, _) = call(reqwest::Method::POST, &format!("{u}/api/v1/admin/users"), a,
+        Some(json!({"email": "alice@example.com", "password": "alice-password-1"}))).await;
+    let (_, la) = call(reqwest::Method::POST, &format!("{u}/api/v1/auth/login"), None,
+        Some(json!({"email": "alice@example.com", "password": "alice-password-1", "session": "bearer"}))).await;
+    let alice = la["token"].as_str().expect("alice").to_string();
+    let (_, lc) = call(reqwest::Method::POST, &format!("{u}/api/v1/auth/login"), None,
+        Some(json!({"email": "alice@example.com", "password": "alice-password-1"}))).await;
+    let csrf = lc["csrf_token"].as_str().expect("csrf").to_string();
+    let (_, pat) = call(reqwest::Method::POST, &format!("{u}/api/v1/tokens"), Some(&alice), Some(json!({"name": "t"}))).await;
+    let pat = pat["token"].as_str().expect("pat").to_string();
+    // Failed attempts with secrets in them.
+    call(reqwest::Method::POST, &format!("{u}/api/v1/auth/login"), None,
+        Some(json!({"email": "alice@example.com", "password": "wrong-password-xyz"}))).await;
+    call(reqwest::Method::GET, &format!("{u}/api/v1/me"), Some("clawn_s_not-a-real-session-token"), None).await;
+    let device_key = clawn_proto::WgKeyPair::generate();
+    call(reqwest::Method::POST, &format!("{u}/api/v1/devices"), Some(&alice), Some(json!({
+        "name": "x", "public_key": device_key.public(), "region": "eu", "private_key": device_key.private_base64()}))).await;
+
+    let out = srv.stop();
+    for (what, secret) in [
+        ("admin password", "root-password-123"),
+        ("user password", "alice-password-1"),
+        ("wrong password", "wrong-password-xyz"),
+        ("admin session", admin.as_str()),
+        ("user session", alice.as_str()),
+        ("csrf token", csrf.as_str()),
+        ("api token", pat.as_str()),
+        ("join token", join.as_str()),
+        ("node credential", cred.as_str()),
+        ("bogus token", "clawn_s_not-a-real-session-token"),
+        ("device private key", device_key.private_base64().as_str()),
+    ] {
+        assert!(!out.contains(secret), "the {what} appears in the server output:\n{out}");
+    }
+    assert_eq!(out.matches(setup.as_str()).count(), 1, "the setup token is printed exactly once");
+
+    // A restart with accounts prints no setup token.
+    let srv = Server::start(&dir, &[]);
+    let out = srv.stop();
+    assert!(!out.contains("clawn_setup_"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_from_environment_without_logging_the_password() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir();
+    let srv = Server::start(&dir, &[("CLAWN_ADMIN_EMAIL", "ops@example.com"), ("CLAWN_ADMIN_PASSWORD", "env-password-4567")]);
+    let (s, b) = call(reqwest::Method::POST, &format!("{}/api/v1/auth/login", srv.url), None,
+        Some(json!({"email": "ops@example.com", "password": "env-password-4567", "session": "bearer"}))).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["user"]["role"], "admin");
+    let (s, h) = call(reqwest::Method::GET, &format!("{}/healthz", srv.url), None, None).await;
+    assert_eq!((s, h["status"].as_str()), (200, Some("ok")));
+    let metrics = reqwest::get(format!("{}/metrics", srv.url)).await.expect("metrics").text().await.expect("text");
+    for m in ["clawn_http_requests_total", "clawn_http_request_duration_seconds", "clawn_devices_active", "clawn_peers_live", "clawn_nodes{state=\"online\"}"] {
+        assert!(metrics.contains(m), "{m} missing from /metrics");
+    }
+    let (s, doc) = call(reqwest::Method::GET, &format!("{}/api/v1/openapi.json", srv.url), None, None).await;
+    assert_eq!(s, 200);
+    for p in ["/api/v1/devices", "/api/v1/devices/{id}/revoke", "/api/v1/admin/audit", "/api/v1/node/enroll", "/api/v1/auth/login"] {
+        assert!(doc["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
+    }
+    assert!(doc["components"]["schemas"].get("ApiError").is_some());
+    let out = srv.stop();
+    assert!(out.contains("ops@example.com"));
+    assert!(!out.contains("env-password-4567"), "{out}");
+    assert!(!out.contains("clawn_setup_"), "no setup token when the admin comes from the environment");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_clawn-server")).arg("--help").output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--listen", "--data-dir", "--database-url", "--public-url", "--config", "--self-registration",
+                 "--ack-timeout-ms", "CLAWN_DATABASE_URL", "default: 127.0.0.1:8080"] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_clawn-server")).args(["--database-url", "mysql://x"]).output().expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("database_url"));
+}
