@@ -12,7 +12,9 @@ case "$cmd" in
     mkdir -p "$dir"; chmod 700 "$dir"
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
     if [ ! -f "$dir/PG_VERSION" ]; then
-      as_pg "'$bin/initdb' -D '$dir' -U clawn --auth=trust -E UTF8 >'$dir.initdb.log' 2>&1" || { cat "$dir.initdb.log" >&2; exit 1; }
+      log=$(mktemp); chmod 666 "$log"
+      as_pg "'$bin/initdb' -D '$dir' -U clawn --auth=trust -E UTF8 >'$log' 2>&1" || { cat "$log" >&2; exit 1; }
+      rm -f "$log"
     fi
     if ! as_pg "'$bin/pg_ctl' -D '$dir' status" >/dev/null 2>&1; then
     as_pg "'$bin/pg_ctl' -D '$dir' -w -t 60 -l '$dir/server.log' -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400 -c shared_buffers=128MB\" start" >/dev/null \

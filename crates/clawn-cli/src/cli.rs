@@ -13,7 +13,12 @@ use crate::time::{TimeSpec, parse_duration_secs, parse_time_spec};
 /// Device private keys are generated on this machine and never sent anywhere; they are kept in
 /// the config directory (mode 0600) so configs can be rebuilt later.
 #[derive(Debug, Parser)]
-#[command(name = "clawn", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "clawn",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -25,6 +30,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Control-plane URL, e.g. https://vpn.example.com [default: the one saved by `clawn login`]
     #[arg(long, global = true, env = "CLAWN_SERVER", value_name = "URL")]
@@ -47,6 +53,8 @@ pub enum Command {
     Login(LoginArgs),
     /// End the session on the server and forget it here
     Logout,
+    /// Create the first admin account of a new server with its one-time setup token, and sign in
+    Setup(SetupArgs),
     /// Show the signed-in account
     Whoami(JsonFlag),
     /// List the regions devices can be placed in
@@ -79,6 +87,20 @@ pub struct LoginArgs {
     #[arg(long)]
     pub email: Option<String>,
     /// Read the password from the first line of standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `clawn setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The one-time setup token the server printed at its first start
+    #[arg(long, env = "CLAWN_SETUP_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Email of the admin account [default: prompt]
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Read the new password from the first line of standard input
     #[arg(long)]
     pub password_stdin: bool,
 }
@@ -295,7 +317,7 @@ pub enum NodeCommand {
     Remove {
         /// Node id or name
         node: String,
-        /// Remove it even if it still serves devices (they are moved to other nodes)
+        /// Remove it even if it still has live peers (their devices lose their node until reassigned)
         #[arg(long)]
         force: bool,
     },
@@ -425,28 +447,55 @@ mod tests {
 
     #[test]
     fn parses_typical_invocations() {
-        let cli = Cli::try_parse_from(["clawn", "device", "add", "laptop", "--region", "eu", "--qr"]).expect("parse");
+        let cli =
+            Cli::try_parse_from(["clawn", "device", "add", "laptop", "--region", "eu", "--qr"])
+                .expect("parse");
         assert!(matches!(
             cli.command,
             Command::Device(DeviceCommand::Add { ref name, ref region, output: ConfigOutput { qr: true, .. }, .. })
                 if name == "laptop" && region.as_deref() == Some("eu")
         ));
-        let cli = Cli::try_parse_from(["clawn", "admin", "node", "set-state", "eu-1", "draining"]).expect("parse");
-        assert!(matches!(
-            cli.command,
-            Command::Admin(AdminCommand::Node(NodeCommand::SetState { state: NodeState::Draining, .. }))
-        ));
-        assert!(Cli::try_parse_from(["clawn", "admin", "node", "set-state", "eu-1", "sleeping"]).is_err());
-        let cli = Cli::try_parse_from(["clawn", "admin", "node-token", "create", "--region", "eu", "--expires-in", "2h"])
+        let cli = Cli::try_parse_from(["clawn", "admin", "node", "set-state", "eu-1", "draining"])
             .expect("parse");
         assert!(matches!(
             cli.command,
-            Command::Admin(AdminCommand::NodeToken(NodeTokenCommand::Create { expires_in: Some(7200), .. }))
+            Command::Admin(AdminCommand::Node(NodeCommand::SetState {
+                state: NodeState::Draining,
+                ..
+            }))
         ));
-        let cli = Cli::try_parse_from(["clawn", "admin", "audit", "--since", "1d", "--limit", "10"]).expect("parse");
+        assert!(
+            Cli::try_parse_from(["clawn", "admin", "node", "set-state", "eu-1", "sleeping"])
+                .is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "clawn",
+            "admin",
+            "node-token",
+            "create",
+            "--region",
+            "eu",
+            "--expires-in",
+            "2h",
+        ])
+        .expect("parse");
         assert!(matches!(
             cli.command,
-            Command::Admin(AdminCommand::Audit(AuditArgs { since: Some(TimeSpec::Ago(86_400)), limit: Some(10), .. }))
+            Command::Admin(AdminCommand::NodeToken(NodeTokenCommand::Create {
+                expires_in: Some(7200),
+                ..
+            }))
+        ));
+        let cli =
+            Cli::try_parse_from(["clawn", "admin", "audit", "--since", "1d", "--limit", "10"])
+                .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Admin(AdminCommand::Audit(AuditArgs {
+                since: Some(TimeSpec::Ago(86_400)),
+                limit: Some(10),
+                ..
+            }))
         ));
     }
 }

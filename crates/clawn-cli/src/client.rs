@@ -9,9 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use clawn_proto::api::{
-    AdminRegionView, ApiError, AuditEventView, CreateDeviceRequest, CreateNodeTokenRequest, CreateRegionRequest,
-    CreateUserRequest, DeviceConfigResponse, DeviceView, DeviceWithConfig, LoginRequest, LoginResponse, NodeTokenResponse,
-    NodeView, Page, RegionView, RenameDeviceRequest, ResetPasswordRequest, RevokeResponse, RotateDeviceRequest,
+    AdminRegionView, ApiError, AuditEventView, CreateDeviceRequest, CreateNodeTokenRequest,
+    CreateRegionRequest, CreateUserRequest, DeviceConfigResponse, DeviceView, DeviceWithConfig,
+    LoginRequest, LoginResponse, NodeTokenResponse, NodeView, Page, RegionView,
+    RenameDeviceRequest, ResetPasswordRequest, RevokeResponse, RotateDeviceRequest, SetupRequest,
     UpdateNodeRequest, UpdateRegionRequest, UpdateUserRequest, UserView,
 };
 use reqwest::{Method, StatusCode, Url};
@@ -85,13 +86,14 @@ impl ClientError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::Api { status, error } => error.hint.clone().or_else(|| match *status {
-                StatusCode::UNAUTHORIZED => Some("run `clawn login` to sign in again".into()),
-                StatusCode::FORBIDDEN if error.code == "forbidden" => {
-                    Some("this needs an admin account".into())
-                }
-                _ => None,
-            }),
+            // The server's generic hint for a missing session speaks of headers and cookies;
+            // a CLI user needs the command instead.
+            Self::Api { status, error }
+                if *status == StatusCode::UNAUTHORIZED && error.code == "unauthenticated" =>
+            {
+                Some("the session has ended or the token is not valid; run `clawn login`".into())
+            }
+            Self::Api { error, .. } => error.hint.clone(),
             Self::Transport { .. } => Some(
                 "check the server URL (--server, CLAWN_SERVER or the one saved by `clawn login`) and that the server is running"
                     .into(),
@@ -103,20 +105,17 @@ impl ClientError {
         }
     }
 
-    /// The API error code, if the server sent one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Self::Api { error, .. } => Some(&error.code),
-            _ => None,
-        }
-    }
-
     /// Whether the server may have carried out the request even though we got no usable
     /// answer. When this is `false` the request definitely had no effect.
     pub fn outcome_unknown(&self) -> bool {
         match self {
-            Self::Api { status, .. } | Self::Status { status, .. } => status.is_server_error(),
-            Self::Transport { maybe_delivered, .. } => *maybe_delivered,
+            // An API error body is the server's decision; only an internal error (whose
+            // transaction should have rolled back, but we do not bet a key on it) is unsure.
+            Self::Api { error, .. } => error.code == "internal",
+            Self::Status { status, .. } => status.is_server_error(),
+            Self::Transport {
+                maybe_delivered, ..
+            } => *maybe_delivered,
             Self::Decode { .. } => true,
             Self::InvalidServerUrl { .. } | Self::Setup(_) => false,
         }
@@ -126,12 +125,19 @@ impl ClientError {
 /// Normalises a server URL: adds `https://` when no scheme is given, drops a trailing slash,
 /// and refuses anything that is not a plain http(s) base URL.
 pub fn normalize_server_url(input: &str) -> Result<String, ClientError> {
-    let bad = |reason: &str| ClientError::InvalidServerUrl { url: input.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| ClientError::InvalidServerUrl {
+        url: input.to_string(),
+        reason: reason.to_string(),
+    };
     let trimmed = input.trim();
     if trimmed.is_empty() {
         return Err(bad("it is empty"));
     }
-    let with_scheme = if trimmed.contains("://") { trimmed.to_string() } else { format!("https://{trimmed}") };
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_string()
+    } else {
+        format!("https://{trimmed}")
+    };
     let url = Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
     if url.scheme() != "https" && url.scheme() != "http" {
         return Err(bad("the scheme must be https or http"));
@@ -151,7 +157,9 @@ pub fn normalize_server_url(input: &str) -> Result<String, ClientError> {
 /// Whether sending a token to `server` would expose it on the network: plain http to a host
 /// that is not the loopback.
 pub fn is_insecure(server: &str) -> bool {
-    let Ok(url) = Url::parse(server) else { return false };
+    let Ok(url) = Url::parse(server) else {
+        return false;
+    };
     if url.scheme() != "http" {
         return false;
     }
@@ -211,21 +219,34 @@ pub struct Client {
 impl Client {
     /// A client for `server` (already normalised), sending `token` as a bearer token when set.
     /// `ca_cert` is an extra PEM bundle to trust (self-signed deployments).
-    pub fn new(server: &str, token: Option<Secret>, ca_cert: Option<&Path>) -> Result<Self, ClientError> {
-        let base = Url::parse(server)
-            .map_err(|e| ClientError::InvalidServerUrl { url: server.to_string(), reason: e.to_string() })?;
+    pub fn new(
+        server: &str,
+        token: Option<Secret>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Self, ClientError> {
+        let base = Url::parse(server).map_err(|e| ClientError::InvalidServerUrl {
+            url: server.to_string(),
+            reason: e.to_string(),
+        })?;
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("clawn-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT);
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| ClientError::Setup(format!("cannot read CA certificate {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ClientError::Setup(format!("invalid CA certificate {}: {e}", path.display())))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                ClientError::Setup(format!(
+                    "cannot read CA certificate {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ClientError::Setup(format!("invalid CA certificate {}: {e}", path.display()))
+            })?;
             builder = builder.tls_certs_merge(certs);
         }
-        let http = builder.build().map_err(|e| ClientError::Setup(format!("cannot set up HTTP client: {e}")))?;
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Setup(format!("cannot set up HTTP client: {e}")))?;
         Ok(Self { http, base, token })
     }
 
@@ -275,7 +296,11 @@ impl Client {
         let text = String::from_utf8_lossy(&bytes);
         let snippet = text.trim();
         let snippet = (!snippet.is_empty()).then(|| snippet.chars().take(200).collect());
-        Err(ClientError::Status { url: shown, status, snippet })
+        Err(ClientError::Status {
+            url: shown,
+            status,
+            snippet,
+        })
     }
 
     async fn json<T: DeserializeOwned, B: Serialize + ?Sized, Q: Serialize + ?Sized>(
@@ -287,23 +312,41 @@ impl Client {
     ) -> Result<T, ClientError> {
         let (url, resp) = self.send(method, segments, query, body).await?;
         let bytes = resp.bytes().await.map_err(|e| transport(&url, &e))?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, ClientError> {
-        self.json(Method::GET, segments, None::<&()>, None::<&()>).await
+        self.json(Method::GET, segments, None::<&()>, None::<&()>)
+            .await
     }
 
-    async fn get_query<T: DeserializeOwned, Q: Serialize>(&self, segments: &[&str], q: &Q) -> Result<T, ClientError> {
+    async fn get_query<T: DeserializeOwned, Q: Serialize>(
+        &self,
+        segments: &[&str],
+        q: &Q,
+    ) -> Result<T, ClientError> {
         self.json(Method::GET, segments, Some(q), None::<&()>).await
     }
 
-    async fn post<T: DeserializeOwned, B: Serialize>(&self, segments: &[&str], body: &B) -> Result<T, ClientError> {
-        self.json(Method::POST, segments, None::<&()>, Some(body)).await
+    async fn post<T: DeserializeOwned, B: Serialize>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.json(Method::POST, segments, None::<&()>, Some(body))
+            .await
     }
 
-    async fn patch<T: DeserializeOwned, B: Serialize>(&self, segments: &[&str], body: &B) -> Result<T, ClientError> {
-        self.json(Method::PATCH, segments, None::<&()>, Some(body)).await
+    async fn patch<T: DeserializeOwned, B: Serialize>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.json(Method::PATCH, segments, None::<&()>, Some(body))
+            .await
     }
 
     /// Sends a request whose answer body does not matter (204, or a body we do not need).
@@ -326,9 +369,15 @@ impl Client {
         self.post(&["auth", "login"], req).await
     }
 
+    /// `POST /auth/setup`: creates the first admin with the one-time setup token.
+    pub async fn setup(&self, req: &SetupRequest) -> Result<LoginResponse, ClientError> {
+        self.post(&["auth", "setup"], req).await
+    }
+
     /// `POST /auth/logout`: ends the session of the token this client sends.
     pub async fn logout(&self) -> Result<(), ClientError> {
-        self.call(Method::POST, &["auth", "logout"], None::<&()>, None::<&()>).await
+        self.call(Method::POST, &["auth", "logout"], None::<&()>, None::<&()>)
+            .await
     }
 
     /// `GET /me`.
@@ -344,7 +393,10 @@ impl Client {
     // ------------------------------------------------------------ devices
 
     /// `POST /devices`.
-    pub async fn create_device(&self, req: &CreateDeviceRequest) -> Result<DeviceWithConfig, ClientError> {
+    pub async fn create_device(
+        &self,
+        req: &CreateDeviceRequest,
+    ) -> Result<DeviceWithConfig, ClientError> {
         self.post(&["devices"], req).await
     }
 
@@ -360,17 +412,34 @@ impl Client {
 
     /// `PATCH /devices/{id}`.
     pub async fn rename_device(&self, id: Uuid, name: &str) -> Result<DeviceView, ClientError> {
-        self.patch(&["devices", &id.to_string()], &RenameDeviceRequest { name: name.to_string() }).await
+        self.patch(
+            &["devices", &id.to_string()],
+            &RenameDeviceRequest {
+                name: name.to_string(),
+            },
+        )
+        .await
     }
 
     /// `POST /devices/{id}/revoke`.
     pub async fn revoke_device(&self, id: Uuid) -> Result<RevokeResponse, ClientError> {
-        self.json(Method::POST, &["devices", &id.to_string(), "revoke"], None::<&()>, None::<&()>).await
+        self.json(
+            Method::POST,
+            &["devices", &id.to_string(), "revoke"],
+            None::<&()>,
+            None::<&()>,
+        )
+        .await
     }
 
     /// `POST /devices/{id}/rotate`.
-    pub async fn rotate_device(&self, id: Uuid, req: &RotateDeviceRequest) -> Result<DeviceWithConfig, ClientError> {
-        self.post(&["devices", &id.to_string(), "rotate"], req).await
+    pub async fn rotate_device(
+        &self,
+        id: Uuid,
+        req: &RotateDeviceRequest,
+    ) -> Result<DeviceWithConfig, ClientError> {
+        self.post(&["devices", &id.to_string(), "rotate"], req)
+            .await
     }
 
     /// `GET /devices/{id}/config`.
@@ -386,17 +455,27 @@ impl Client {
     }
 
     /// `POST /admin/regions`.
-    pub async fn create_region(&self, req: &CreateRegionRequest) -> Result<AdminRegionView, ClientError> {
+    pub async fn create_region(
+        &self,
+        req: &CreateRegionRequest,
+    ) -> Result<AdminRegionView, ClientError> {
         self.post(&["admin", "regions"], req).await
     }
 
     /// `PATCH /admin/regions/{code}`.
-    pub async fn update_region(&self, code: &str, req: &UpdateRegionRequest) -> Result<AdminRegionView, ClientError> {
+    pub async fn update_region(
+        &self,
+        code: &str,
+        req: &UpdateRegionRequest,
+    ) -> Result<AdminRegionView, ClientError> {
         self.patch(&["admin", "regions", code], req).await
     }
 
     /// `POST /admin/node-tokens`.
-    pub async fn create_node_token(&self, req: &CreateNodeTokenRequest) -> Result<NodeTokenResponse, ClientError> {
+    pub async fn create_node_token(
+        &self,
+        req: &CreateNodeTokenRequest,
+    ) -> Result<NodeTokenResponse, ClientError> {
         self.post(&["admin", "node-tokens"], req).await
     }
 
@@ -406,14 +485,24 @@ impl Client {
     }
 
     /// `PATCH /admin/nodes/{id}`.
-    pub async fn update_node(&self, id: Uuid, req: &UpdateNodeRequest) -> Result<NodeView, ClientError> {
+    pub async fn update_node(
+        &self,
+        id: Uuid,
+        req: &UpdateNodeRequest,
+    ) -> Result<NodeView, ClientError> {
         self.patch(&["admin", "nodes", &id.to_string()], req).await
     }
 
     /// `DELETE /admin/nodes/{id}` (`force` also removes a node that still serves devices).
     pub async fn remove_node(&self, id: Uuid, force: bool) -> Result<(), ClientError> {
         let query = force.then_some(ForceQuery { force: true });
-        self.call(Method::DELETE, &["admin", "nodes", &id.to_string()], query.as_ref(), None::<&()>).await
+        self.call(
+            Method::DELETE,
+            &["admin", "nodes", &id.to_string()],
+            query.as_ref(),
+            None::<&()>,
+        )
+        .await
     }
 
     /// `GET /admin/users`.
@@ -427,23 +516,46 @@ impl Client {
     }
 
     /// `PATCH /admin/users/{id}`.
-    pub async fn update_user(&self, id: Uuid, req: &UpdateUserRequest) -> Result<UserView, ClientError> {
+    pub async fn update_user(
+        &self,
+        id: Uuid,
+        req: &UpdateUserRequest,
+    ) -> Result<UserView, ClientError> {
         self.patch(&["admin", "users", &id.to_string()], req).await
     }
 
     /// `POST /admin/users/{id}/password`.
-    pub async fn reset_password(&self, id: Uuid, req: &ResetPasswordRequest) -> Result<(), ClientError> {
-        self.call(Method::POST, &["admin", "users", &id.to_string(), "password"], None::<&()>, Some(req)).await
+    pub async fn reset_password(
+        &self,
+        id: Uuid,
+        req: &ResetPasswordRequest,
+    ) -> Result<(), ClientError> {
+        self.call(
+            Method::POST,
+            &["admin", "users", &id.to_string(), "password"],
+            None::<&()>,
+            Some(req),
+        )
+        .await
     }
 
     /// `GET /admin/devices`.
-    pub async fn admin_devices(&self, q: &AdminDeviceQuery) -> Result<Vec<DeviceView>, ClientError> {
+    pub async fn admin_devices(
+        &self,
+        q: &AdminDeviceQuery,
+    ) -> Result<Vec<DeviceView>, ClientError> {
         self.get_query(&["admin", "devices"], q).await
     }
 
     /// `POST /admin/devices/{id}/revoke`.
     pub async fn admin_revoke_device(&self, id: Uuid) -> Result<RevokeResponse, ClientError> {
-        self.json(Method::POST, &["admin", "devices", &id.to_string(), "revoke"], None::<&()>, None::<&()>).await
+        self.json(
+            Method::POST,
+            &["admin", "devices", &id.to_string(), "revoke"],
+            None::<&()>,
+            None::<&()>,
+        )
+        .await
     }
 
     /// `GET /admin/audit`.
@@ -455,7 +567,11 @@ impl Client {
 /// Turns a reqwest error into a [`ClientError::Transport`] with the whole cause chain, which is
 /// where the useful part ("Connection refused", "certificate not valid") is.
 fn transport(url: &str, e: &reqwest::Error) -> ClientError {
-    let mut reason = if e.is_timeout() { "timed out".to_string() } else { String::new() };
+    let mut reason = if e.is_timeout() {
+        "timed out".to_string()
+    } else {
+        String::new()
+    };
     let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
@@ -470,7 +586,11 @@ fn transport(url: &str, e: &reqwest::Error) -> ClientError {
     if reason.is_empty() {
         reason = e.to_string();
     }
-    ClientError::Transport { url: url.to_string(), reason, maybe_delivered: !e.is_connect() }
+    ClientError::Transport {
+        url: url.to_string(),
+        reason,
+        maybe_delivered: !e.is_connect(),
+    }
 }
 
 #[cfg(test)]
@@ -483,7 +603,10 @@ mod tests {
         assert_eq!(ok("https://vpn.example.com/"), "https://vpn.example.com");
         assert_eq!(ok("vpn.example.com"), "https://vpn.example.com");
         assert_eq!(ok(" http://127.0.0.1:8080 "), "http://127.0.0.1:8080");
-        assert_eq!(ok("https://example.com/clawn/"), "https://example.com/clawn");
+        assert_eq!(
+            ok("https://example.com/clawn/"),
+            "https://example.com/clawn"
+        );
         for bad in ["", "ftp://x", "https://", "https://x/?a=b", "https://u:p@x"] {
             assert!(normalize_server_url(bad).is_err(), "{bad}");
         }
@@ -491,8 +614,12 @@ mod tests {
 
     #[test]
     fn urls_are_built_from_encoded_segments() {
+        crate::test_support::install_crypto();
         let c = Client::new("https://example.com/clawn", None, None).expect("client");
-        assert_eq!(c.url(&["devices"]).as_str(), "https://example.com/clawn/api/v1/devices");
+        assert_eq!(
+            c.url(&["devices"]).as_str(),
+            "https://example.com/clawn/api/v1/devices"
+        );
         assert_eq!(
             c.url(&["admin", "regions", "eu/../x?y"]).as_str(),
             "https://example.com/clawn/api/v1/admin/regions/eu%2F..%2Fx%3Fy"
@@ -521,11 +648,18 @@ mod tests {
             },
         };
         assert_eq!(e.to_string(), "no free device slots (slots_exhausted)");
-        assert_eq!(e.hint().as_deref(), Some("revoke a device or ask an admin for more slots"));
+        assert_eq!(
+            e.hint().as_deref(),
+            Some("revoke a device or ask an admin for more slots")
+        );
         assert!(!e.outcome_unknown());
         let e = ClientError::Api {
             status: StatusCode::UNAUTHORIZED,
-            error: ApiError { code: "unauthorized".into(), message: "not signed in".into(), hint: None },
+            error: ApiError {
+                code: "unauthenticated".into(),
+                message: "sign in first".into(),
+                hint: Some("send `Authorization: Bearer <token>`".into()),
+            },
         };
         assert!(e.hint().is_some_and(|h| h.contains("clawn login")));
     }
@@ -537,11 +671,14 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("port");
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::test_support::install_crypto();
         let c = Client::new(&format!("http://127.0.0.1:{port}"), None, None).expect("client");
         let err = c.me().await.expect_err("closed port");
         let text = err.to_string();
-        assert!(text.starts_with(&format!("cannot reach http://127.0.0.1:{port}/api/v1/me")), "{text}");
+        assert!(
+            text.starts_with(&format!("cannot reach http://127.0.0.1:{port}/api/v1/me")),
+            "{text}"
+        );
         assert!(err.hint().is_some_and(|h| h.contains("--server")));
         assert!(!err.outcome_unknown());
     }

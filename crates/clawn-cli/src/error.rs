@@ -57,17 +57,26 @@ pub enum CliError {
 impl CliError {
     /// A plain input error.
     pub fn input(message: impl Into<String>) -> Self {
-        Self::Input { message: message.into(), hint: None }
+        Self::Input {
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// An input error with a remedy.
     pub fn input_with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self::Input { message: message.into(), hint: Some(hint.into()) }
+        Self::Input {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
     }
 
     /// Adds recovery advice to an error that happened after the server already changed state.
     pub fn after(self, hint: impl Into<String>) -> Self {
-        Self::After { source: Box::new(self), hint: hint.into() }
+        Self::After {
+            source: Box::new(self),
+            hint: hint.into(),
+        }
     }
 
     /// What the user can do about it.
@@ -131,7 +140,10 @@ mod tests {
 
     #[test]
     fn not_logged_in_explains_the_mismatch() {
-        let e = CliError::NotLoggedIn { server: Some("https://b".into()), saved_for: Some("https://a".into()) };
+        let e = CliError::NotLoggedIn {
+            server: Some("https://b".into()),
+            saved_for: Some("https://a".into()),
+        };
         assert_eq!(e.to_string(), "not logged in to https://b");
         assert!(e.hint().is_some_and(|h| h.contains("https://a")));
     }

@@ -17,12 +17,17 @@ use crate::error::CliError;
 pub fn emit(text: &str) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     let result = out.write_all(text.as_bytes()).and_then(|()| {
-        if text.ends_with('\n') { Ok(()) } else { out.write_all(b"\n") }
+        if text.ends_with('\n') {
+            Ok(())
+        } else {
+            out.write_all(b"\n")
+        }
     });
     match result.and_then(|()| out.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            Err(CliError::Io { what: "cannot write to stdout".into(), source: e })
-        }
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Io {
+            what: "cannot write to stdout".into(),
+            source: e,
+        }),
         _ => Ok(()),
     }
 }
@@ -54,17 +59,15 @@ pub struct Table {
 impl Table {
     /// A table with these column titles.
     pub fn new(header: &[&str]) -> Self {
-        Self { header: header.iter().map(|h| (*h).to_string()).collect(), rows: Vec::new() }
+        Self {
+            header: header.iter().map(|h| (*h).to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Adds a row (missing cells are empty, extra cells are dropped).
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
-    }
-
-    /// Whether the table has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 
     /// The rendered table; trailing spaces are trimmed from every line.
@@ -103,7 +106,10 @@ pub fn render_qr(text: &str, ansi: bool) -> Result<String, CliError> {
     if !ansi {
         return Ok(plain);
     }
-    Ok(plain.lines().map(|l| format!("\x1b[30;107m{l}\x1b[0m\n")).collect())
+    Ok(plain
+        .lines()
+        .map(|l| format!("\x1b[30;107m{l}\x1b[0m\n"))
+        .collect())
 }
 
 /// Prints a QR code of `text` to stdout, coloured when stdout is a terminal.
@@ -114,13 +120,17 @@ pub fn emit_qr(text: &str) -> Result<(), CliError> {
 /// One line saying whether the node applied a change, e.g.
 /// `node acknowledged version 12 after 35 ms`.
 pub fn describe_ack(ack: &NodeAck) -> String {
-    let version = ack.version.map(|v| format!(" version {v}")).unwrap_or_default();
+    let version = ack
+        .version
+        .map(|v| format!(" version {v}"))
+        .unwrap_or_default();
     match ack.status.as_str() {
         "acknowledged" => format!("node acknowledged{version} after {} ms", ack.waited_ms),
         "timeout" => format!(
             "node is connected but did not acknowledge{version} within {} ms; it applies the change when it catches up",
             ack.waited_ms
         ),
+        "pending" => format!("pushed{version} to the node; it applies it within moments"),
         "offline" => format!("node is offline; it applies{version} when it reconnects"),
         "none" => "no node was involved".to_string(),
         other => format!("node status: {other}{version}"),
@@ -141,7 +151,11 @@ pub fn format_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]
@@ -180,15 +194,30 @@ mod tests {
         assert!(lines.len() * 2 >= width && lines.len() * 2 <= width + 1);
 
         let coloured = render_qr("hello", true).expect("qr");
-        assert!(coloured.lines().all(|l| l.starts_with("\x1b[30;107m") && l.ends_with("\x1b[0m")));
+        assert!(
+            coloured
+                .lines()
+                .all(|l| l.starts_with("\x1b[30;107m") && l.ends_with("\x1b[0m"))
+        );
     }
 
     #[test]
     fn acks_are_worded() {
-        let ack = |status: &str| NodeAck { status: status.into(), version: Some(7), waited_ms: 40 };
-        assert_eq!(describe_ack(&ack("acknowledged")), "node acknowledged version 7 after 40 ms");
+        let ack = |status: &str| NodeAck {
+            status: status.into(),
+            version: Some(7),
+            waited_ms: 40,
+        };
+        assert_eq!(
+            describe_ack(&ack("acknowledged")),
+            "node acknowledged version 7 after 40 ms"
+        );
         assert!(describe_ack(&ack("timeout")).contains("did not acknowledge"));
         assert!(describe_ack(&ack("offline")).contains("offline"));
+        assert_eq!(
+            describe_ack(&ack("pending")),
+            "pushed version 7 to the node; it applies it within moments"
+        );
     }
 
     #[test]

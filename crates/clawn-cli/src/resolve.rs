@@ -90,11 +90,20 @@ impl ResolveError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::NotFound { did_you_mean: Some(n), .. } => Some(format!("did you mean {n:?}?")),
-            Self::NotFound { kind, .. } => Some(format!("list them with `clawn {}`", list_command(kind))),
+            Self::NotFound {
+                did_you_mean: Some(n),
+                ..
+            } => Some(format!("did you mean {n:?}?")),
+            Self::NotFound { kind, .. } => {
+                Some(format!("list them with `clawn {}`", list_command(kind)))
+            }
             Self::Ambiguous { candidates, .. } => Some(format!(
                 "use the id instead: {}",
-                candidates.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+                candidates
+                    .iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         }
     }
@@ -116,20 +125,32 @@ pub fn as_id(query: &str) -> Option<Uuid> {
 /// Picks the one item `query` names among `items`.
 pub fn resolve<'a, T: Named>(items: &'a [T], query: &str) -> Result<&'a T, ResolveError> {
     if let Some(id) = as_id(query) {
-        return items.iter().find(|i| i.id() == id).ok_or_else(|| ResolveError::NotFound {
-            kind: T::KIND,
-            query: query.to_string(),
-            did_you_mean: None,
-        });
+        return items
+            .iter()
+            .find(|i| i.id() == id)
+            .ok_or_else(|| ResolveError::NotFound {
+                kind: T::KIND,
+                query: query.to_string(),
+                did_you_mean: None,
+            });
     }
     let matches_name = |i: &&T| {
-        if T::CASE_INSENSITIVE { i.name().eq_ignore_ascii_case(query) } else { i.name() == query }
+        if T::CASE_INSENSITIVE {
+            i.name().eq_ignore_ascii_case(query)
+        } else {
+            i.name() == query
+        }
     };
     let matches: Vec<&T> = items.iter().filter(matches_name).collect();
     let pick = match matches.as_slice() {
         [one] => Some(*one),
         [] => None,
-        many => match many.iter().filter(|i| i.is_live()).collect::<Vec<_>>().as_slice() {
+        many => match many
+            .iter()
+            .filter(|i| i.is_live())
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             [one] => Some(**one),
             _ => {
                 return Err(ResolveError::Ambiguous {
@@ -143,7 +164,10 @@ pub fn resolve<'a, T: Named>(items: &'a [T], query: &str) -> Result<&'a T, Resol
     pick.ok_or_else(|| ResolveError::NotFound {
         kind: T::KIND,
         query: query.to_string(),
-        did_you_mean: items.iter().find(|i| i.name().eq_ignore_ascii_case(query)).map(|i| i.name().to_string()),
+        did_you_mean: items
+            .iter()
+            .find(|i| i.name().eq_ignore_ascii_case(query))
+            .map(|i| i.name().to_string()),
     })
 }
 
@@ -178,14 +202,32 @@ mod tests {
 
     #[test]
     fn by_id_or_exact_name() {
-        let ds = vec![device("laptop", DeviceState::Active), device("phone", DeviceState::Active)];
+        let ds = vec![
+            device("laptop", DeviceState::Active),
+            device("phone", DeviceState::Active),
+        ];
         assert_eq!(resolve(&ds, "phone").map(|d| d.id), Ok(ds[1].id));
-        assert_eq!(resolve(&ds, &ds[0].id.to_string()).map(|d| d.id), Ok(ds[0].id));
-        assert_eq!(resolve(&ds, &ds[0].id.to_string().to_uppercase()).map(|d| d.id), Ok(ds[0].id));
+        assert_eq!(
+            resolve(&ds, &ds[0].id.to_string()).map(|d| d.id),
+            Ok(ds[0].id)
+        );
+        assert_eq!(
+            resolve(&ds, &ds[0].id.to_string().to_uppercase()).map(|d| d.id),
+            Ok(ds[0].id)
+        );
         let unknown = Uuid::new_v4().to_string();
-        assert!(matches!(resolve(&ds, &unknown), Err(ResolveError::NotFound { .. })));
+        assert!(matches!(
+            resolve(&ds, &unknown),
+            Err(ResolveError::NotFound { .. })
+        ));
         // Names are exact: no prefixes.
-        assert!(matches!(resolve(&ds, "lap"), Err(ResolveError::NotFound { did_you_mean: None, .. })));
+        assert!(matches!(
+            resolve(&ds, "lap"),
+            Err(ResolveError::NotFound {
+                did_you_mean: None,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -197,17 +239,32 @@ mod tests {
 
     #[test]
     fn shared_names_prefer_the_live_device_or_ask_for_the_id() {
-        let ds = vec![device("laptop", DeviceState::Revoked), device("laptop", DeviceState::Active)];
+        let ds = vec![
+            device("laptop", DeviceState::Revoked),
+            device("laptop", DeviceState::Active),
+        ];
         assert_eq!(resolve(&ds, "laptop").map(|d| d.id), Ok(ds[1].id));
 
-        let ds = vec![device("laptop", DeviceState::Active), device("laptop", DeviceState::Active)];
+        let ds = vec![
+            device("laptop", DeviceState::Active),
+            device("laptop", DeviceState::Active),
+        ];
         let err = resolve(&ds, "laptop").expect_err("ambiguous");
         assert_eq!(err.to_string(), "2 devices are named \"laptop\"");
         let hint = err.hint().unwrap_or_default();
-        assert!(hint.contains(&ds[0].id.to_string()) && hint.contains(&ds[1].id.to_string()), "{hint}");
+        assert!(
+            hint.contains(&ds[0].id.to_string()) && hint.contains(&ds[1].id.to_string()),
+            "{hint}"
+        );
 
-        let ds = vec![device("old", DeviceState::Revoked), device("old", DeviceState::Revoked)];
-        assert!(matches!(resolve(&ds, "old"), Err(ResolveError::Ambiguous { .. })));
+        let ds = vec![
+            device("old", DeviceState::Revoked),
+            device("old", DeviceState::Revoked),
+        ];
+        assert!(matches!(
+            resolve(&ds, "old"),
+            Err(ResolveError::Ambiguous { .. })
+        ));
     }
 
     #[test]

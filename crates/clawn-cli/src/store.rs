@@ -63,16 +63,21 @@ pub enum StoreError {
 
 impl StoreError {
     fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
-        Self::Io { action, path: path.to_path_buf(), source }
+        Self::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::NoConfigDir => Some("pass --config-dir DIR or set CLAWN_CONFIG_DIR".into()),
-            Self::Corrupt { path, .. } if path.ends_with(CREDENTIALS_FILE) => {
-                Some(format!("remove {} and run `clawn login` again", path.display()))
-            }
+            Self::Corrupt { path, .. } if path.ends_with(CREDENTIALS_FILE) => Some(format!(
+                "remove {} and run `clawn login` again",
+                path.display()
+            )),
             _ => None,
         }
     }
@@ -150,7 +155,9 @@ impl Store {
     pub fn open(dir: Option<PathBuf>) -> Result<Self, StoreError> {
         let dir = match dir {
             Some(d) => d,
-            None => dirs::config_dir().ok_or(StoreError::NoConfigDir)?.join("clawn"),
+            None => dirs::config_dir()
+                .ok_or(StoreError::NoConfigDir)?
+                .join("clawn"),
         };
         Ok(Self { dir })
     }
@@ -189,15 +196,20 @@ impl Store {
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt { path, reason: e.to_string() })
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            })
     }
 
     /// Saves the session (mode 0600).
     pub fn save_credentials(&self, creds: &Credentials) -> Result<(), StoreError> {
         ensure_private_dir(&self.dir)?;
         let path = self.credentials_path();
-        let mut text = serde_json::to_string_pretty(creds)
-            .map_err(|e| StoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let mut text = serde_json::to_string_pretty(creds).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         text.push('\n');
         write_private_file(&path, text.as_bytes())
     }
@@ -226,7 +238,11 @@ impl Store {
     }
 
     /// Writes a rotation key of `device` next to the current one.
-    pub fn stash_rotation_key(&self, device: Uuid, key: &WgKeyPair) -> Result<PendingKey, StoreError> {
+    pub fn stash_rotation_key(
+        &self,
+        device: Uuid,
+        key: &WgKeyPair,
+    ) -> Result<PendingKey, StoreError> {
         ensure_private_dir(&self.dir)?;
         ensure_private_dir(&self.keys_dir())?;
         let path = self.rotation_path(device);
@@ -236,14 +252,15 @@ impl Store {
 
     /// The server accepted the pending key: make it the device's key (replacing any older one
     /// atomically). Returns the final path.
-    pub fn commit_key(&self, pending: PendingKey, device: Uuid) -> Result<PathBuf, StoreError> {
+    pub fn commit_key(&self, pending: &PendingKey, device: Uuid) -> Result<PathBuf, StoreError> {
         let dest = self.key_path(device);
-        fs::rename(&pending.path, &dest).map_err(|e| StoreError::io("cannot store key at", &dest, e))?;
+        fs::rename(&pending.path, &dest)
+            .map_err(|e| StoreError::io("cannot store key at", &dest, e))?;
         Ok(dest)
     }
 
     /// The server refused the pending key: delete it.
-    pub fn discard_key(&self, pending: PendingKey) -> Result<(), StoreError> {
+    pub fn discard_key(&self, pending: &PendingKey) -> Result<(), StoreError> {
         remove_if_exists(&pending.path).map(|_| ())
     }
 
@@ -262,11 +279,16 @@ impl Store {
             if let Some(k) = read_key_file(&candidate)?
                 && k.public() == *public
             {
-                fs::rename(&candidate, &main).map_err(|e| StoreError::io("cannot store key at", &main, e))?;
+                fs::rename(&candidate, &main)
+                    .map_err(|e| StoreError::io("cannot store key at", &main, e))?;
                 return Ok(KeyLookup::Found(k));
             }
         }
-        Ok(if has_main { KeyLookup::Stale(main) } else { KeyLookup::Missing(main) })
+        Ok(if has_main {
+            KeyLookup::Stale(main)
+        } else {
+            KeyLookup::Missing(main)
+        })
     }
 
     fn pending_candidates(&self, device: Uuid) -> Result<Vec<PathBuf>, StoreError> {
@@ -309,7 +331,10 @@ fn read_key_file(path: &Path) -> Result<Option<WgKeyPair>, StoreError> {
     };
     WgKeyPair::from_private_base64(text.trim())
         .map(Some)
-        .map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
+        .map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
 }
 
 fn remove_if_exists(path: &Path) -> Result<bool, StoreError> {
@@ -329,7 +354,9 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
         use std::os::unix::fs::DirBuilderExt as _;
         builder.mode(0o700);
     }
-    builder.create(dir).map_err(|e| StoreError::io("cannot create directory", dir, e))?;
+    builder
+        .create(dir)
+        .map_err(|e| StoreError::io("cannot create directory", dir, e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -353,7 +380,10 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), StoreError
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = parent.join(format!(
         ".{file_name}.tmp-{}-{}",
         std::process::id(),
@@ -387,7 +417,9 @@ mod tests {
     #[cfg(unix)]
     fn mode(p: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt as _;
-        fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+        fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
     }
 
     fn store(t: &TempDir) -> Store {
@@ -420,7 +452,10 @@ mod tests {
         ensure_private_dir(s.dir()).expect("dir");
         fs::write(s.dir().join(CREDENTIALS_FILE), "{not json").expect("write");
         let err = s.load_credentials().expect_err("corrupt");
-        assert!(err.to_string().contains("credentials.json is corrupt"), "{err}");
+        assert!(
+            err.to_string().contains("credentials.json is corrupt"),
+            "{err}"
+        );
         assert!(err.hint().is_some_and(|h| h.contains("clawn login")));
     }
 
@@ -443,7 +478,7 @@ mod tests {
         let id = Uuid::new_v4();
         let pending = s.stash_new_device_key(&kp).expect("stash");
         assert_eq!(mode(pending.path()), 0o600);
-        let path = s.commit_key(pending, id).expect("commit");
+        let path = s.commit_key(&pending, id).expect("commit");
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(&s.dir().join(KEYS_DIR)), 0o700);
 
@@ -478,21 +513,31 @@ mod tests {
         let id = Uuid::new_v4();
         let old = WgKeyPair::generate();
         let p = s.stash_new_device_key(&old).expect("stash");
-        s.commit_key(p, id).expect("commit");
+        s.commit_key(&p, id).expect("commit");
 
         // Refused rotation: the old key stays.
         let refused = WgKeyPair::generate();
         let p = s.stash_rotation_key(id, &refused).expect("stash");
-        s.discard_key(p).expect("discard");
-        assert!(matches!(s.find_key(id, &old.public()).expect("find"), KeyLookup::Found(k) if k.public() == old.public()));
+        s.discard_key(&p).expect("discard");
+        assert!(
+            matches!(s.find_key(id, &old.public()).expect("find"), KeyLookup::Found(k) if k.public() == old.public())
+        );
 
         // Accepted rotation: the new key replaces it and the old public key is now stale.
         let new = WgKeyPair::generate();
         let p = s.stash_rotation_key(id, &new).expect("stash");
-        s.commit_key(p, id).expect("commit");
-        assert!(matches!(s.find_key(id, &new.public()).expect("find"), KeyLookup::Found(k) if k.public() == new.public()));
-        assert!(matches!(s.find_key(id, &old.public()).expect("find"), KeyLookup::Stale(_)));
-        assert!(matches!(s.find_key(Uuid::new_v4(), &old.public()).expect("find"), KeyLookup::Missing(_)));
+        s.commit_key(&p, id).expect("commit");
+        assert!(
+            matches!(s.find_key(id, &new.public()).expect("find"), KeyLookup::Found(k) if k.public() == new.public())
+        );
+        assert!(matches!(
+            s.find_key(id, &old.public()).expect("find"),
+            KeyLookup::Stale(_)
+        ));
+        assert!(matches!(
+            s.find_key(Uuid::new_v4(), &old.public()).expect("find"),
+            KeyLookup::Missing(_)
+        ));
 
         assert!(s.remove_keys(id).expect("rm"));
         assert!(!s.has_key(id));
@@ -509,15 +554,22 @@ mod tests {
         let pending_path = pending.path().to_path_buf();
         drop(pending);
         assert!(!s.has_key(id));
-        assert!(matches!(s.find_key(id, &kp.public()).expect("find"), KeyLookup::Found(k) if k.public() == kp.public()));
+        assert!(
+            matches!(s.find_key(id, &kp.public()).expect("find"), KeyLookup::Found(k) if k.public() == kp.public())
+        );
         assert!(s.has_key(id));
         assert!(!pending_path.exists());
 
         // `rotate` stashed a key, the server switched, the answer was lost.
         let rotated = WgKeyPair::generate();
         let _ = s.stash_rotation_key(id, &rotated).expect("stash");
-        assert!(matches!(s.find_key(id, &rotated.public()).expect("find"), KeyLookup::Found(k) if k.public() == rotated.public()));
-        assert!(matches!(s.find_key(id, &kp.public()).expect("find"), KeyLookup::Stale(_)));
+        assert!(
+            matches!(s.find_key(id, &rotated.public()).expect("find"), KeyLookup::Found(k) if k.public() == rotated.public())
+        );
+        assert!(matches!(
+            s.find_key(id, &kp.public()).expect("find"),
+            KeyLookup::Stale(_)
+        ));
     }
 
     #[test]
@@ -527,7 +579,9 @@ mod tests {
         let id = Uuid::new_v4();
         ensure_private_dir(&s.keys_dir()).expect("dir");
         fs::write(s.key_path(id), "garbage").expect("write");
-        let err = s.find_key(id, &WgKeyPair::generate().public()).expect_err("corrupt");
+        let err = s
+            .find_key(id, &WgKeyPair::generate().public())
+            .expect_err("corrupt");
         assert!(matches!(err, StoreError::Corrupt { .. }));
     }
 }

@@ -38,13 +38,22 @@ pub fn format_utc(ms: UnixMillis) -> String {
     let secs = ms.div_euclid(MS_PER_SEC);
     let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
     let s = secs.rem_euclid(SECS_PER_DAY);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
 }
 
 /// `just now`, `42s ago`, `5m ago`, `3h ago`, `12d ago`; a future time is shown as `in 5m`.
 pub fn format_ago(now: UnixMillis, then: UnixMillis) -> String {
     let delta = (now - then) / MS_PER_SEC;
-    let (n, future) = if delta < 0 { (-delta, true) } else { (delta, false) };
+    let (n, future) = if delta < 0 {
+        (-delta, true)
+    } else {
+        (delta, false)
+    };
     if n < 5 {
         return "just now".into();
     }
@@ -54,7 +63,11 @@ pub fn format_ago(now: UnixMillis, then: UnixMillis) -> String {
         n if n < SECS_PER_DAY => format!("{}h", n / 3600),
         n => format!("{}d", n / SECS_PER_DAY),
     };
-    if future { format!("in {text}") } else { format!("{text} ago") }
+    if future {
+        format!("in {text}")
+    } else {
+        format!("{text} ago")
+    }
 }
 
 /// Parses a duration: plain seconds (`3600`) or units `s m h d w`, combinable (`1h30m`).
@@ -79,9 +92,15 @@ pub fn parse_duration_secs(input: &str) -> Result<u64, String> {
             'h' => 3600,
             'd' => 86_400,
             'w' => 604_800,
-            _ => return Err(format!("invalid duration {input:?}: unknown unit {c:?} (use s, m, h, d or w)")),
+            _ => {
+                return Err(format!(
+                    "invalid duration {input:?}: unknown unit {c:?} (use s, m, h, d or w)"
+                ));
+            }
         };
-        let n: u64 = digits.parse().map_err(|_| format!("invalid duration {input:?}: a number must come before {c:?}"))?;
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("invalid duration {input:?}: a number must come before {c:?}"))?;
         digits.clear();
         total = n
             .checked_mul(unit)
@@ -89,7 +108,9 @@ pub fn parse_duration_secs(input: &str) -> Result<u64, String> {
             .ok_or_else(|| format!("duration {input:?} is too long"))?;
     }
     if !digits.is_empty() {
-        return Err(format!("invalid duration {input:?}: {digits} needs a unit (s, m, h, d or w)"));
+        return Err(format!(
+            "invalid duration {input:?}: {digits} needs a unit (s, m, h, d or w)"
+        ));
     }
     Ok(total)
 }
@@ -108,7 +129,11 @@ impl TimeSpec {
     pub fn resolve(self, now: UnixMillis) -> UnixMillis {
         match self {
             Self::At(ms) => ms,
-            Self::Ago(secs) => now.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(MS_PER_SEC)),
+            Self::Ago(secs) => now.saturating_sub(
+                i64::try_from(secs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(MS_PER_SEC),
+            ),
         }
     }
 }
@@ -126,12 +151,17 @@ pub fn parse_time_spec(input: &str) -> Result<TimeSpec, String> {
         });
     }
     parse_duration_secs(s).map(TimeSpec::Ago).map_err(|e| {
-        format!("{e}; a time is Unix ms, YYYY-MM-DD[THH:MM[:SS]] (UTC) or a duration ago like 2h or 7d")
+        format!(
+            "{e}; a time is Unix ms, YYYY-MM-DD[THH:MM[:SS]] (UTC) or a duration ago like 2h or 7d"
+        )
     })
 }
 
 fn parse_datetime(s: &str) -> Option<UnixMillis> {
-    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')).unwrap_or(s);
+    let s = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix('z'))
+        .unwrap_or(s);
     let (date, time) = match s.split_once(['T', 't', ' ']) {
         Some((d, t)) => (d, Some(t)),
         None => (s, None),
@@ -152,7 +182,11 @@ fn parse_datetime(s: &str) -> Option<UnixMillis> {
             Some(p) => p.parse().ok()?,
             None => 0,
         };
-        if parts.next().is_some() || !(0..24).contains(&h) || !(0..60).contains(&min) || !(0..60).contains(&sec) {
+        if parts.next().is_some()
+            || !(0..24).contains(&h)
+            || !(0..60).contains(&min)
+            || !(0..60).contains(&sec)
+        {
             return None;
         }
         secs += h * 3600 + min * 60 + sec;
@@ -206,13 +240,34 @@ mod tests {
 
     #[test]
     fn parses_time_specs() {
-        assert_eq!(parse_time_spec("1740830400000"), Ok(TimeSpec::At(1_740_830_400_000)));
-        assert_eq!(parse_time_spec("2025-03-01"), Ok(TimeSpec::At(1_740_787_200_000)));
-        assert_eq!(parse_time_spec("2025-03-01T12:00"), Ok(TimeSpec::At(1_740_830_400_000)));
-        assert_eq!(parse_time_spec("2025-03-01 12:00:00Z"), Ok(TimeSpec::At(1_740_830_400_000)));
+        assert_eq!(
+            parse_time_spec("1740830400000"),
+            Ok(TimeSpec::At(1_740_830_400_000))
+        );
+        assert_eq!(
+            parse_time_spec("2025-03-01"),
+            Ok(TimeSpec::At(1_740_787_200_000))
+        );
+        assert_eq!(
+            parse_time_spec("2025-03-01T12:00"),
+            Ok(TimeSpec::At(1_740_830_400_000))
+        );
+        assert_eq!(
+            parse_time_spec("2025-03-01 12:00:00Z"),
+            Ok(TimeSpec::At(1_740_830_400_000))
+        );
         assert_eq!(parse_time_spec("2h"), Ok(TimeSpec::Ago(7200)));
-        assert_eq!(TimeSpec::Ago(7200).resolve(10_000_000), 10_000_000 - 7_200_000);
-        for bad in ["2025-02-30", "2025-13-01", "2025-03-01T25:00", "yesterday", "2025-03-01T12"] {
+        assert_eq!(
+            TimeSpec::Ago(7200).resolve(10_000_000),
+            10_000_000 - 7_200_000
+        );
+        for bad in [
+            "2025-02-30",
+            "2025-13-01",
+            "2025-03-01T25:00",
+            "yesterday",
+            "2025-03-01T12",
+        ] {
             assert!(parse_time_spec(bad).is_err(), "{bad}");
         }
     }

@@ -412,7 +412,8 @@ pub struct DeviceView {
 pub struct NodeAck {
     /// `acknowledged`: the node applied the version; `timeout`: connected but no ack in
     /// time; `offline`: the node is not connected (it will apply the change when it
-    /// reconnects); `none`: no node was involved.
+    /// reconnects); `pending`: pushed to a connected node, not waited for (device
+    /// creation answers at once); `none`: no node was involved.
     pub status: String,
     /// The node's desired-state version carrying the change.
     pub version: Option<u64>,
@@ -697,9 +698,19 @@ mod tests {
 
     #[test]
     fn wire_spellings_are_pinned() {
-        let e = ApiError { code: "not_found".into(), message: "device not found".into(), hint: None };
-        assert_eq!(serde_json::to_string(&e).ok().as_deref(), Some(r#"{"code":"not_found","message":"device not found"}"#));
-        assert_eq!(serde_json::to_string(&NodeState::Draining).ok().as_deref(), Some(r#""draining""#));
+        let e = ApiError {
+            code: "not_found".into(),
+            message: "device not found".into(),
+            hint: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).ok().as_deref(),
+            Some(r#"{"code":"not_found","message":"device not found"}"#)
+        );
+        assert_eq!(
+            serde_json::to_string(&NodeState::Draining).ok().as_deref(),
+            Some(r#""draining""#)
+        );
         for s in NodeState::ALL {
             assert_eq!(NodeState::parse(s.as_str()), Some(s));
         }

@@ -54,7 +54,10 @@ impl ConfigTemplate {
         out.push_str(&format!("AllowedIPs = {}\n", self.allowed_ips.join(", ")));
         out.push_str(&format!("Endpoint = {}\n", self.endpoint));
         if self.persistent_keepalive > 0 {
-            out.push_str(&format!("PersistentKeepalive = {}\n", self.persistent_keepalive));
+            out.push_str(&format!(
+                "PersistentKeepalive = {}\n",
+                self.persistent_keepalive
+            ));
         }
         out
     }

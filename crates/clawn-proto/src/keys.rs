@@ -22,7 +22,9 @@ pub enum KeyError {
     #[error("key must be 32 bytes, got {0}")]
     Length(usize),
     /// All-zero or another low-order point of Curve25519.
-    #[error("key is a low-order point (for example all zeros) and can never be a real WireGuard key")]
+    #[error(
+        "key is a low-order point (for example all zeros) and can never be a real WireGuard key"
+    )]
     LowOrder,
 }
 
@@ -154,13 +156,21 @@ impl WgKeyPair {
 
     /// The private half in hex (for UAPI).
     pub fn private_hex(&self) -> String {
-        self.secret.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        self.secret
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
 impl fmt::Debug for WgKeyPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WgKeyPair {{ public: {}, private: <redacted> }}", self.public)
+        write!(
+            f,
+            "WgKeyPair {{ public: {}, private: <redacted> }}",
+            self.public
+        )
     }
 }
 
@@ -180,8 +190,14 @@ mod tests {
     #[test]
     fn rejects_bad_keys() {
         assert_eq!(WgPublicKey::parse("not base64!"), Err(KeyError::Base64));
-        assert_eq!(WgPublicKey::parse(&STANDARD.encode([1u8; 16])), Err(KeyError::Length(16)));
-        assert_eq!(WgPublicKey::parse(&STANDARD.encode([0u8; 32])), Err(KeyError::LowOrder));
+        assert_eq!(
+            WgPublicKey::parse(&STANDARD.encode([1u8; 16])),
+            Err(KeyError::Length(16))
+        );
+        assert_eq!(
+            WgPublicKey::parse(&STANDARD.encode([0u8; 32])),
+            Err(KeyError::LowOrder)
+        );
         // u = 1 is a point of order 4 on Curve25519.
         let mut one = [0u8; 32];
         one[0] = 1;

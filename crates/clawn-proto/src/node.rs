@@ -102,7 +102,10 @@ pub struct NodePolicy {
 
 impl Default for NodePolicy {
     fn default() -> Self {
-        Self { client_isolation: true, offline_grace_secs: 0 }
+        Self {
+            client_isolation: true,
+            offline_grace_secs: 0,
+        }
     }
 }
 

@@ -33,7 +33,10 @@ pub struct Signed {
 pub fn sign(key: &SigningKey, state: &DesiredState) -> Signed {
     let payload = serde_json::to_string(state).unwrap_or_default();
     let sig = key.sign(&message(&payload));
-    Signed { payload, signature: STANDARD.encode(sig.to_bytes()) }
+    Signed {
+        payload,
+        signature: STANDARD.encode(sig.to_bytes()),
+    }
 }
 
 fn message(payload: &str) -> Vec<u8> {
@@ -45,7 +48,9 @@ fn message(payload: &str) -> Vec<u8> {
 
 /// Parses a standard-base64 ed25519 public key.
 pub fn parse_verifying_key(s: &str) -> Result<VerifyingKey, Rejection> {
-    let bytes = STANDARD.decode(s.trim()).map_err(|_| Rejection::Malformed("key is not base64".into()))?;
+    let bytes = STANDARD
+        .decode(s.trim())
+        .map_err(|_| Rejection::Malformed("key is not base64".into()))?;
     let arr = <[u8; 32]>::try_from(bytes.as_slice())
         .map_err(|_| Rejection::Malformed("key must be 32 bytes".into()))?;
     VerifyingKey::from_bytes(&arr).map_err(|_| Rejection::Malformed("not an ed25519 key".into()))
@@ -89,7 +94,10 @@ pub enum Rejection {
 impl Rejection {
     /// Whether the node should answer by asking for a full snapshot.
     pub fn wants_resync(&self) -> bool {
-        matches!(self, Self::Gap { .. } | Self::BadSignature | Self::Malformed(_))
+        matches!(
+            self,
+            Self::Gap { .. } | Self::BadSignature | Self::Malformed(_)
+        )
     }
 }
 
@@ -128,20 +136,32 @@ impl StateVerifier {
         self.key
             .verify(&message(&signed.payload), &sig)
             .map_err(|_| Rejection::BadSignature)?;
-        let state: DesiredState =
-            serde_json::from_str(&signed.payload).map_err(|e| Rejection::Malformed(e.to_string()))?;
+        let state: DesiredState = serde_json::from_str(&signed.payload)
+            .map_err(|e| Rejection::Malformed(e.to_string()))?;
         if state.node_id() != self.node_id {
-            return Err(Rejection::WrongNode { got: state.node_id(), expected: self.node_id });
+            return Err(Rejection::WrongNode {
+                got: state.node_id(),
+                expected: self.node_id,
+            });
         }
         match state {
             DesiredState::Snapshot(s) => match applied {
-                Some(a) if s.version < a => Err(Rejection::Stale { got: s.version, applied: a }),
+                Some(a) if s.version < a => Err(Rejection::Stale {
+                    got: s.version,
+                    applied: a,
+                }),
                 _ => Ok(Verified::Snapshot(s)),
             },
             DesiredState::Delta(d) => match applied {
-                Some(a) if d.to_version <= a => Err(Rejection::Stale { got: d.to_version, applied: a }),
+                Some(a) if d.to_version <= a => Err(Rejection::Stale {
+                    got: d.to_version,
+                    applied: a,
+                }),
                 Some(a) if d.from_version == a && d.to_version > a => Ok(Verified::Delta(d)),
-                _ => Err(Rejection::Gap { from: d.from_version, applied }),
+                _ => Err(Rejection::Gap {
+                    from: d.from_version,
+                    applied,
+                }),
             },
         }
     }
@@ -161,14 +181,25 @@ mod tests {
             node_id,
             version,
             issued_at: 1,
-            interface: InterfaceSpec { listen_port: 51820, address: "10.0.0.1/24".into(), pool: "10.0.0.0/24".into() },
+            interface: InterfaceSpec {
+                listen_port: 51820,
+                address: "10.0.0.1/24".into(),
+                pool: "10.0.0.0/24".into(),
+            },
             policy: NodePolicy::default(),
             peers: vec![],
         })
     }
 
     fn delta(node_id: Uuid, from: u64, to: u64) -> DesiredState {
-        DesiredState::Delta(Delta { node_id, from_version: from, to_version: to, issued_at: 1, remove: vec![], add: vec![] })
+        DesiredState::Delta(Delta {
+            node_id,
+            from_version: from,
+            to_version: to,
+            issued_at: 1,
+            remove: vec![],
+            add: vec![],
+        })
     }
 
     #[test]
@@ -176,23 +207,53 @@ mod tests {
         let k = key(1);
         let node = Uuid::new_v4();
         let v = StateVerifier::new(k.verifying_key(), node);
-        assert!(matches!(v.verify(&sign(&k, &snapshot(node, 5)), None), Ok(Verified::Snapshot(_))));
-        assert!(matches!(v.verify(&sign(&k, &delta(node, 5, 6)), Some(5)), Ok(Verified::Delta(_))));
+        assert!(matches!(
+            v.verify(&sign(&k, &snapshot(node, 5)), None),
+            Ok(Verified::Snapshot(_))
+        ));
+        assert!(matches!(
+            v.verify(&sign(&k, &delta(node, 5, 6)), Some(5)),
+            Ok(Verified::Delta(_))
+        ));
         // Forged: signed by another key.
-        assert_eq!(v.verify(&sign(&key(2), &snapshot(node, 9)), Some(5)), Err(Rejection::BadSignature));
+        assert_eq!(
+            v.verify(&sign(&key(2), &snapshot(node, 9)), Some(5)),
+            Err(Rejection::BadSignature)
+        );
         // Tampered payload.
         let mut s = sign(&k, &snapshot(node, 9));
         s.payload = s.payload.replace("51820", "51821");
         assert_eq!(v.verify(&s, Some(5)), Err(Rejection::BadSignature));
         // Replayed older snapshot.
-        assert_eq!(v.verify(&sign(&k, &snapshot(node, 4)), Some(5)), Err(Rejection::Stale { got: 4, applied: 5 }));
+        assert_eq!(
+            v.verify(&sign(&k, &snapshot(node, 4)), Some(5)),
+            Err(Rejection::Stale { got: 4, applied: 5 })
+        );
         // Another node's state.
         let other = Uuid::new_v4();
-        assert!(matches!(v.verify(&sign(&k, &snapshot(other, 9)), Some(5)), Err(Rejection::WrongNode { .. })));
+        assert!(matches!(
+            v.verify(&sign(&k, &snapshot(other, 9)), Some(5)),
+            Err(Rejection::WrongNode { .. })
+        ));
         // A gap.
-        assert_eq!(v.verify(&sign(&k, &delta(node, 7, 8)), Some(5)), Err(Rejection::Gap { from: 7, applied: Some(5) }));
-        assert!(Rejection::Gap { from: 7, applied: None }.wants_resync());
+        assert_eq!(
+            v.verify(&sign(&k, &delta(node, 7, 8)), Some(5)),
+            Err(Rejection::Gap {
+                from: 7,
+                applied: Some(5)
+            })
+        );
+        assert!(
+            Rejection::Gap {
+                from: 7,
+                applied: None
+            }
+            .wants_resync()
+        );
         // A replayed delta.
-        assert_eq!(v.verify(&sign(&k, &delta(node, 4, 5)), Some(5)), Err(Rejection::Stale { got: 5, applied: 5 }));
+        assert_eq!(
+            v.verify(&sign(&k, &delta(node, 4, 5)), Some(5)),
+            Err(Rejection::Stale { got: 5, applied: 5 })
+        );
     }
 }

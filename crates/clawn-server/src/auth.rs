@@ -75,13 +75,18 @@ fn argon2() -> Argon2<'static> {
 
 /// Hashes a password (CPU-heavy: call from `spawn_blocking`).
 pub fn hash_password(password: &str) -> Result<String, String> {
-    argon2().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
+    argon2()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Verifies a password against a PHC string (CPU-heavy: call from `spawn_blocking`).
 pub fn verify_password(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => argon2().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -97,8 +102,9 @@ pub fn load_or_create_signing_key(dir: &Path) -> std::io::Result<SigningKey> {
             let bytes = STANDARD
                 .decode(text.trim())
                 .map_err(|_| std::io::Error::other(format!("{} is not base64", path.display())))?;
-            let arr = <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| std::io::Error::other(format!("{} must hold 32 bytes", path.display())))?;
+            let arr = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                std::io::Error::other(format!("{} must hold 32 bytes", path.display()))
+            })?;
             Ok(SigningKey::from_bytes(&arr))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -116,7 +122,12 @@ pub fn write_secret_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(content)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

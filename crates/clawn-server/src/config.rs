@@ -11,7 +11,11 @@ use serde::Deserialize;
 
 /// Command-line interface of `clawn-server`.
 #[derive(Debug, Clone, Parser, Default)]
-#[command(name = "clawn-server", version, about = "Clawn control plane: accounts, devices, regions, nodes and the node streams.")]
+#[command(
+    name = "clawn-server",
+    version,
+    about = "Clawn control plane: accounts, devices, regions, nodes and the node streams."
+)]
 pub struct Cli {
     /// TOML configuration file (same keys as the long flags, with `_` for `-`).
     #[arg(long, env = "CLAWN_CONFIG")]
@@ -172,8 +176,14 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let data_dir = cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./clawn-data"));
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let data_dir = cli
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./clawn-data"));
         let database_url = cli
             .database_url
             .or(file.database_url)
@@ -188,7 +198,10 @@ impl Config {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(ConfigError::Invalid { key: "log_format", message: format!("`{other}`: use text or json") });
+                return Err(ConfigError::Invalid {
+                    key: "log_format",
+                    message: format!("`{other}`: use text or json"),
+                });
             }
         };
         let cfg = Self {
@@ -197,42 +210,82 @@ impl Config {
             database_url,
             public_url,
             log_format,
-            self_registration: cli.self_registration.or(file.self_registration).unwrap_or(false),
-            default_device_slots: cli.default_device_slots.or(file.default_device_slots).unwrap_or(1),
-            session_idle: Duration::from_secs(cli.session_idle_secs.or(file.session_idle_secs).unwrap_or(43_200)),
-            session_max: Duration::from_secs(cli.session_max_secs.or(file.session_max_secs).unwrap_or(604_800)),
-            ack_timeout: Duration::from_millis(cli.ack_timeout_ms.or(file.ack_timeout_ms).unwrap_or(2_000)),
-            login_limit_per_account: cli.login_limit_per_account.or(file.login_limit_per_account).unwrap_or(10),
-            login_limit_per_addr: cli.login_limit_per_addr.or(file.login_limit_per_addr).unwrap_or(30),
+            self_registration: cli
+                .self_registration
+                .or(file.self_registration)
+                .unwrap_or(false),
+            default_device_slots: cli
+                .default_device_slots
+                .or(file.default_device_slots)
+                .unwrap_or(1),
+            session_idle: Duration::from_secs(
+                cli.session_idle_secs
+                    .or(file.session_idle_secs)
+                    .unwrap_or(43_200),
+            ),
+            session_max: Duration::from_secs(
+                cli.session_max_secs
+                    .or(file.session_max_secs)
+                    .unwrap_or(604_800),
+            ),
+            ack_timeout: Duration::from_millis(
+                cli.ack_timeout_ms.or(file.ack_timeout_ms).unwrap_or(2_000),
+            ),
+            login_limit_per_account: cli
+                .login_limit_per_account
+                .or(file.login_limit_per_account)
+                .unwrap_or(10),
+            login_limit_per_addr: cli
+                .login_limit_per_addr
+                .or(file.login_limit_per_addr)
+                .unwrap_or(30),
             keepalive_secs: cli.keepalive_secs.or(file.keepalive_secs).unwrap_or(25),
             client_allowed_ips: cli
                 .client_allowed_ips
                 .or(file.client_allowed_ips)
                 .unwrap_or_else(|| vec!["0.0.0.0/0".into(), "::/0".into()]),
-            node_offline_grace_secs: cli.node_offline_grace_secs.or(file.node_offline_grace_secs).unwrap_or(86_400),
-            allow_client_to_client: cli.allow_client_to_client.or(file.allow_client_to_client).unwrap_or(false),
+            node_offline_grace_secs: cli
+                .node_offline_grace_secs
+                .or(file.node_offline_grace_secs)
+                .unwrap_or(86_400),
+            allow_client_to_client: cli
+                .allow_client_to_client
+                .or(file.allow_client_to_client)
+                .unwrap_or(false),
         };
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, message: &str| Err(ConfigError::Invalid { key, message: message.to_string() });
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
+        let bad = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_string(),
+            })
+        };
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
             return bad("database_url", "must start with sqlite: or postgres://");
         }
         if self.login_limit_per_account == 0 || self.login_limit_per_addr == 0 {
             return bad("login_limit", "must be at least 1");
         }
         if self.session_idle.is_zero() || self.session_max < self.session_idle {
-            return bad("session_max_secs", "must be at least session_idle_secs, and both above 0");
+            return bad(
+                "session_max_secs",
+                "must be at least session_idle_secs, and both above 0",
+            );
         }
         if self.default_device_slots > 1000 {
             return bad("default_device_slots", "must be 0..=1000");
         }
         for ip in &self.client_allowed_ips {
             if ip.parse::<ipnet::IpNet>().is_err() {
-                return bad("client_allowed_ips", "each entry must be a CIDR like 0.0.0.0/0");
+                return bad(
+                    "client_allowed_ips",
+                    "each entry must be a CIDR like 0.0.0.0/0",
+                );
             }
         }
         Ok(())
@@ -240,7 +293,10 @@ impl Config {
 
     /// Defaults for a data directory (tests and embedding).
     pub fn for_data_dir(data_dir: &Path) -> Self {
-        let cli = Cli { data_dir: Some(data_dir.to_path_buf()), ..Cli::default() };
+        let cli = Cli {
+            data_dir: Some(data_dir.to_path_buf()),
+            ..Cli::default()
+        };
         match Self::resolve(cli) {
             Ok(c) => c,
             Err(e) => unreachable!("defaults are valid: {e}"),
@@ -254,8 +310,14 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -267,8 +329,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("clawn-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("tmp");
         let file = dir.join("c.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nself_registration = true\nack_timeout_ms = 500\n").expect("write");
-        let cli = Cli { config: Some(file.clone()), ack_timeout_ms: Some(100), ..Cli::default() };
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nself_registration = true\nack_timeout_ms = 500\n",
+        )
+        .expect("write");
+        let cli = Cli {
+            config: Some(file.clone()),
+            ack_timeout_ms: Some(100),
+            ..Cli::default()
+        };
         let c = Config::resolve(cli).expect("valid");
         assert_eq!(c.listen.port(), 9000);
         assert!(c.self_registration);
@@ -277,7 +347,11 @@ mod tests {
         assert!(c.database_url.ends_with("clawn-data/clawn.db"));
 
         std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nnot_a_key = 1\n").expect("write");
-        let err = Config::resolve(Cli { config: Some(file), ..Cli::default() }).expect_err("unknown key");
+        let err = Config::resolve(Cli {
+            config: Some(file),
+            ..Cli::default()
+        })
+        .expect_err("unknown key");
         assert!(err.to_string().contains("not_a_key"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -81,7 +81,10 @@ impl Drop for Connection {
 impl NodeHub {
     fn slot(&self, node: Uuid) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(node).or_insert_with(|| Arc::new(Slot::new())).clone()
+        slots
+            .entry(node)
+            .or_insert_with(|| Arc::new(Slot::new()))
+            .clone()
     }
 
     /// Registers a new stream of `node`, replacing any older one.
@@ -99,22 +102,32 @@ impl NodeHub {
         let mut replaced = slot.generation.subscribe();
         replaced.mark_unchanged();
         let desired = slot.desired.subscribe();
-        Connection { slot, desired, replaced }
+        Connection {
+            slot,
+            desired,
+            replaced,
+        }
     }
 
     /// Whether `node` has a stream open here.
     pub fn is_connected(&self, node: Uuid) -> bool {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.get(&node).is_some_and(|s| s.connections.lock().map(|n| *n > 0).unwrap_or(false))
+        slots
+            .get(&node)
+            .is_some_and(|s| s.connections.lock().map(|n| *n > 0).unwrap_or(false))
     }
 
     /// A committed change moved `node` to `version`: wake its stream.
     pub fn notify(&self, node: Uuid, version: u64) {
-        self.slot(node).desired.send_if_modified(|v| {
-            let changed = version > *v;
-            *v = (*v).max(version);
-            changed
-        });
+        self.slot(node)
+            .desired
+            .send_modify(|v| *v = (*v).max(version));
+    }
+
+    /// Wakes `node`'s stream so it re-reads its stored state (after a removal, or when a
+    /// wake-up may have been missed).
+    pub fn wake(&self, node: Uuid) {
+        self.slot(node).desired.send_modify(|_| {});
     }
 
     /// The node acknowledged `version`.
@@ -127,7 +140,12 @@ impl NodeHub {
     }
 
     /// Waits until `node` acknowledges `version` or `bound` passes.
-    pub async fn wait_ack(&self, node: Uuid, version: u64, bound: Duration) -> (AckOutcome, Duration) {
+    pub async fn wait_ack(
+        &self,
+        node: Uuid,
+        version: u64,
+        bound: Duration,
+    ) -> (AckOutcome, Duration) {
         let start = Instant::now();
         let slot = self.slot(node);
         let mut rx = slot.acked.subscribe();
@@ -154,16 +172,42 @@ mod tests {
     async fn ack_wait_reports_offline_timeout_and_ack() {
         let hub = Arc::new(NodeHub::default());
         let node = Uuid::new_v4();
-        assert_eq!(hub.wait_ack(node, 2, Duration::from_millis(50)).await.0, AckOutcome::Offline);
+        assert_eq!(
+            hub.wait_ack(node, 2, Duration::from_millis(50)).await.0,
+            AckOutcome::Offline
+        );
         let conn = hub.connect(node, 1);
         assert!(hub.is_connected(node));
-        assert_eq!(hub.wait_ack(node, 2, Duration::from_millis(20)).await.0, AckOutcome::Timeout);
+        assert_eq!(
+            hub.wait_ack(node, 2, Duration::from_millis(20)).await.0,
+            AckOutcome::Timeout
+        );
         let h2 = hub.clone();
-        let waiter = tokio::spawn(async move { h2.wait_ack(node, 3, Duration::from_secs(5)).await.0 });
+        let waiter =
+            tokio::spawn(async move { h2.wait_ack(node, 3, Duration::from_secs(5)).await.0 });
         hub.acked(node, 3);
         assert_eq!(waiter.await.ok(), Some(AckOutcome::Acknowledged));
         drop(conn);
         assert!(!hub.is_connected(node));
+    }
+
+    #[tokio::test]
+    async fn every_notify_and_wake_reaches_the_stream() {
+        let hub = NodeHub::default();
+        let node = Uuid::new_v4();
+        let mut conn = hub.connect(node, 0);
+        for step in 0..3 {
+            match step {
+                0 => hub.notify(node, 5),
+                1 => hub.wake(node),
+                _ => hub.notify(node, 3), // an older version still wakes; the stream re-reads the store
+            }
+            tokio::time::timeout(Duration::from_secs(1), conn.desired.changed())
+                .await
+                .expect("woken")
+                .expect("open");
+            assert_eq!(*conn.desired.borrow_and_update(), 5);
+        }
     }
 
     #[tokio::test]

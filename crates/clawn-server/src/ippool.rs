@@ -29,7 +29,12 @@ impl NodePool {
         if broadcast.checked_sub(network)? < 3 {
             return None;
         }
-        Some(Self { net, node_addr: Ipv4Addr::from(network + 1), first: network + 2, last: broadcast - 1 })
+        Some(Self {
+            net,
+            node_addr: Ipv4Addr::from(network + 1),
+            first: network + 2,
+            last: broadcast - 1,
+        })
     }
 
     /// How many peers fit.
@@ -40,12 +45,21 @@ impl NodePool {
 
 /// The first sub-pool of `prefix` inside `region` that no live node uses.
 pub fn free_node_pool(region: Ipv4Net, prefix: u8, used: &BTreeSet<Ipv4Net>) -> Option<NodePool> {
-    region.subnets(prefix).ok()?.find(|n| !used.contains(n)).and_then(NodePool::new)
+    region
+        .subnets(prefix)
+        .ok()?
+        .find(|n| !used.contains(n))
+        .and_then(NodePool::new)
 }
 
 /// Chooses a peer address: one past the highest in use if it fits (O(1) with an index on
 /// the store side), otherwise the lowest gap. `in_use` must be sorted ascending.
-pub fn next_free(first: u32, last: u32, max_in_use: Option<u32>, in_use: impl FnOnce() -> Vec<u32>) -> Option<u32> {
+pub fn next_free(
+    first: u32,
+    last: u32,
+    max_in_use: Option<u32>,
+    in_use: impl FnOnce() -> Vec<u32>,
+) -> Option<u32> {
     match max_in_use {
         None => Some(first),
         Some(m) if m < last => Some(m.max(first - 1) + 1),

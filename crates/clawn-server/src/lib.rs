@@ -8,8 +8,8 @@
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod hub;
 pub mod http;
+pub mod hub;
 pub mod ippool;
 pub mod policy;
 pub mod store;
@@ -68,15 +68,23 @@ fn metrics_handle() -> PrometheusHandle {
 }
 
 /// Opens the store and signing key and builds the shared state.
-pub async fn build_app(config: Config, shutdown: watch::Receiver<bool>) -> Result<AppState, ServeError> {
+pub async fn build_app(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+) -> Result<AppState, ServeError> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
     {
         use std::os::unix::fs::PermissionsExt as _;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
-    let signer = auth::load_or_create_signing_key(dir)
-        .map_err(|source| ServeError::DataDir { path: dir.display().to_string(), source })?;
+    let signer = auth::load_or_create_signing_key(dir).map_err(|source| ServeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let store = Store::open(&config.database_url).await?;
     if config.is_sqlite() {
         restrict_sqlite_files(&config.database_url);
@@ -101,10 +109,15 @@ pub async fn build_app(config: Config, shutdown: watch::Receiver<bool>) -> Resul
 
 fn restrict_sqlite_files(url: &str) {
     use std::os::unix::fs::PermissionsExt as _;
-    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::set_permissions(format!("{path}{suffix}"), std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::set_permissions(
+            format!("{path}{suffix}"),
+            std::fs::Permissions::from_mode(0o600),
+        );
     }
 }
 
@@ -114,25 +127,48 @@ async fn bootstrap(app: &AppState) -> Result<(), ServeError> {
     if app.store.user_count().await? > 0 {
         return Ok(());
     }
-    let email = std::env::var("CLAWN_ADMIN_EMAIL").ok().filter(|e| !e.trim().is_empty());
-    let password = std::env::var("CLAWN_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+    let email = std::env::var("CLAWN_ADMIN_EMAIL")
+        .ok()
+        .filter(|e| !e.trim().is_empty());
+    let password = std::env::var("CLAWN_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
     if let (Some(email), Some(password)) = (email, password) {
-        let email = http::account::normalize_email(&email).map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_EMAIL: {}", e.message)))?;
-        http::account::check_password(&password).map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_PASSWORD: {}", e.message)))?;
+        let email = http::account::normalize_email(&email)
+            .map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_EMAIL: {}", e.message)))?;
+        http::account::check_password(&password)
+            .map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_PASSWORD: {}", e.message)))?;
         let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
             .await
             .map_err(|e| ServeError::Bootstrap(e.to_string()))?
             .map_err(ServeError::Bootstrap)?;
         let mut w = app.store.write().await?;
-        let user = store::users::insert(&mut w.tx, &email, &hash, Role::Admin, app.config.default_device_slots.max(1), now_millis()).await?;
-        audit::record(&mut w.tx, &AuditActor::system(), "user.bootstrap", "user", Some(user.id.to_string()),
-            json!({"email": email, "via": "environment"})).await?;
+        let user = store::users::insert(
+            &mut w.tx,
+            &email,
+            &hash,
+            Role::Admin,
+            app.config.default_device_slots.max(1),
+            now_millis(),
+        )
+        .await?;
+        audit::record(
+            &mut w.tx,
+            &AuditActor::system(),
+            "user.bootstrap",
+            "user",
+            Some(user.id.to_string()),
+            json!({"email": email, "via": "environment"}),
+        )
+        .await?;
         w.commit().await?;
         tracing::info!(email = %email, "created the bootstrap admin from CLAWN_ADMIN_EMAIL");
         return Ok(());
     }
     let token = new_token(TokenKind::Setup);
-    app.store.set_setting(http::account::SETUP_TOKEN_KEY, &token_hash(&token)).await?;
+    app.store
+        .set_setting(http::account::SETUP_TOKEN_KEY, &token_hash(&token))
+        .await?;
     // Printed to the terminal only, never through the log pipeline.
     eprintln!(
         "\n  Clawn has no accounts yet. Create the first admin within this run with:\n\n    \
@@ -164,12 +200,15 @@ pub async fn serve_app(
     let (router, _doc) = http::router(app.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = ?app.store.kind(), "clawn-server listening");
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        })
-        .await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    })
+    .await?;
     app.store.close().await;
     Ok(())
 }

@@ -30,7 +30,11 @@ impl Actor {
     /// The audit identity.
     pub fn audit(&self) -> AuditActor {
         AuditActor {
-            kind: if self.user.role == Role::Admin { "admin" } else { "user" },
+            kind: if self.user.role == Role::Admin {
+                "admin"
+            } else {
+                "user"
+            },
             id: Some(self.user.id),
             label: Some(self.user.email.clone()),
             client_addr: self.client_addr.clone(),

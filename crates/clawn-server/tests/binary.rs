@@ -17,7 +17,10 @@ struct Server {
 
 impl Server {
     fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_clawn-server"));
         cmd.current_dir(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -31,8 +34,10 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("spawn clawn-server");
         let out = Arc::new(Mutex::new(String::new()));
-        for mut pipe in [Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-                         Box::new(child.stderr.take().expect("stderr"))] {
+        for mut pipe in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
             let out = out.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
@@ -40,11 +45,17 @@ impl Server {
                     if n == 0 {
                         break;
                     }
-                    out.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+                    out.lock()
+                        .expect("lock")
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
             });
         }
-        let s = Self { child, out, url: format!("http://127.0.0.1:{port}") };
+        let s = Self {
+            child,
+            out,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         s.wait_for("clawn-server listening");
         s
     }
@@ -52,7 +63,11 @@ impl Server {
     fn wait_for(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.output().contains(needle) {
-            assert!(Instant::now() < deadline, "server never printed {needle:?}; output:\n{}", self.output());
+            assert!(
+                Instant::now() < deadline,
+                "server never printed {needle:?}; output:\n{}",
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -62,7 +77,9 @@ impl Server {
     }
 
     fn stop(mut self) -> String {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.child.try_wait().ok().flatten().is_none() {
             if Instant::now() > deadline {
@@ -83,7 +100,12 @@ impl Drop for Server {
     }
 }
 
-async fn call(method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut r = reqwest::Client::new().request(method, url);
     if let Some(t) = token {
         r = r.bearer_auth(t);
@@ -104,7 +126,9 @@ fn temp_dir() -> std::path::PathBuf {
 
 fn mode(p: &std::path::Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+    std::fs::metadata(p)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,8 +162,20 @@ async fn zero_config_setup_token_and_no_secrets_in_output() {
 
     // A session full of secrets.
     let a = Some(admin.as_str());
-    call(reqwest::Method::POST, &format!("{u}/api/v1/admin/regions"), a, Some(json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}))).await;
-    let (_, jt) = call(reqwest::Method::POST, &format!("{u}/api/v1/admin/node-tokens"), a, Some(json!({"region": "eu"}))).await;
+    call(
+        reqwest::Method::POST,
+        &format!("{u}/api/v1/admin/regions"),
+        a,
+        Some(json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"})),
+    )
+    .await;
+    let (_, jt) = call(
+        reqwest::Method::POST,
+        &format!("{u}/api/v1/admin/node-tokens"),
+        a,
+        Some(json!({"region": "eu"})),
+    )
+    .await;
     let join = jt["token"].as_str().expect("join").to_string();
     let wg = clawn_proto::WgKeyPair::generate();
     let (s, enr) = call(reqwest::Method::POST, &format!("{u}/api/v1/node/enroll"), None, Some(json!({
@@ -147,20 +183,47 @@ async fn zero_config_setup_token_and_no_secrets_in_output() {
         "endpoint": "192.0.2.1:51820", "listen_port": 51820}))).await;
     assert_eq!(s, 201, "{enr}");
     let cred = enr["credential"].as_str().expect("cred").to_string();
-    let (_, _) = call(reqwest::Method::POST, &format!("{u}/api/v1/admin/users"), a,
-        Some(json!({"email": "alice@example.com", "password": "alice-password-1"}))).await;
+    let (_, _) = call(
+        reqwest::Method::POST,
+        &format!("{u}/api/v1/admin/users"),
+        a,
+        Some(json!({"email": "alice@example.com", "password": "alice-password-1"})),
+    )
+    .await;
     let (_, la) = call(reqwest::Method::POST, &format!("{u}/api/v1/auth/login"), None,
         Some(json!({"email": "alice@example.com", "password": "alice-password-1", "session": "bearer"}))).await;
     let alice = la["token"].as_str().expect("alice").to_string();
-    let (_, lc) = call(reqwest::Method::POST, &format!("{u}/api/v1/auth/login"), None,
-        Some(json!({"email": "alice@example.com", "password": "alice-password-1"}))).await;
+    let (_, lc) = call(
+        reqwest::Method::POST,
+        &format!("{u}/api/v1/auth/login"),
+        None,
+        Some(json!({"email": "alice@example.com", "password": "alice-password-1"})),
+    )
+    .await;
     let csrf = lc["csrf_token"].as_str().expect("csrf").to_string();
-    let (_, pat) = call(reqwest::Method::POST, &format!("{u}/api/v1/tokens"), Some(&alice), Some(json!({"name": "t"}))).await;
+    let (_, pat) = call(
+        reqwest::Method::POST,
+        &format!("{u}/api/v1/tokens"),
+        Some(&alice),
+        Some(json!({"name": "t"})),
+    )
+    .await;
     let pat = pat["token"].as_str().expect("pat").to_string();
     // Failed attempts with secrets in them.
-    call(reqwest::Method::POST, &format!("{u}/api/v1/auth/login"), None,
-        Some(json!({"email": "alice@example.com", "password": "wrong-password-xyz"}))).await;
-    call(reqwest::Method::GET, &format!("{u}/api/v1/me"), Some("clawn_s_not-a-real-session-token"), None).await;
+    call(
+        reqwest::Method::POST,
+        &format!("{u}/api/v1/auth/login"),
+        None,
+        Some(json!({"email": "alice@example.com", "password": "wrong-password-xyz"})),
+    )
+    .await;
+    call(
+        reqwest::Method::GET,
+        &format!("{u}/api/v1/me"),
+        Some("clawn_s_not-a-real-session-token"),
+        None,
+    )
+    .await;
     let device_key = clawn_proto::WgKeyPair::generate();
     call(reqwest::Method::POST, &format!("{u}/api/v1/devices"), Some(&alice), Some(json!({
         "name": "x", "public_key": device_key.public(), "region": "eu", "private_key": device_key.private_base64()}))).await;
@@ -179,9 +242,16 @@ async fn zero_config_setup_token_and_no_secrets_in_output() {
         ("bogus token", "clawn_s_not-a-real-session-token"),
         ("device private key", device_key.private_base64().as_str()),
     ] {
-        assert!(!out.contains(secret), "the {what} appears in the server output:\n{out}");
+        assert!(
+            !out.contains(secret),
+            "the {what} appears in the server output:\n{out}"
+        );
     }
-    assert_eq!(out.matches(setup.as_str()).count(), 1, "the setup token is printed exactly once");
+    assert_eq!(
+        out.matches(setup.as_str()).count(),
+        1,
+        "the setup token is printed exactly once"
+    );
 
     // A restart with accounts prints no setup token.
     let srv = Server::start(&dir, &[]);
@@ -194,39 +264,95 @@ async fn zero_config_setup_token_and_no_secrets_in_output() {
 async fn admin_from_environment_without_logging_the_password() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir();
-    let srv = Server::start(&dir, &[("CLAWN_ADMIN_EMAIL", "ops@example.com"), ("CLAWN_ADMIN_PASSWORD", "env-password-4567")]);
+    let srv = Server::start(
+        &dir,
+        &[
+            ("CLAWN_ADMIN_EMAIL", "ops@example.com"),
+            ("CLAWN_ADMIN_PASSWORD", "env-password-4567"),
+        ],
+    );
     let (s, b) = call(reqwest::Method::POST, &format!("{}/api/v1/auth/login", srv.url), None,
         Some(json!({"email": "ops@example.com", "password": "env-password-4567", "session": "bearer"}))).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["user"]["role"], "admin");
-    let (s, h) = call(reqwest::Method::GET, &format!("{}/healthz", srv.url), None, None).await;
+    let (s, h) = call(
+        reqwest::Method::GET,
+        &format!("{}/healthz", srv.url),
+        None,
+        None,
+    )
+    .await;
     assert_eq!((s, h["status"].as_str()), (200, Some("ok")));
-    let metrics = reqwest::get(format!("{}/metrics", srv.url)).await.expect("metrics").text().await.expect("text");
-    for m in ["clawn_http_requests_total", "clawn_http_request_duration_seconds", "clawn_devices_active", "clawn_peers_live", "clawn_nodes{state=\"online\"}"] {
+    let metrics = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for m in [
+        "clawn_http_requests_total",
+        "clawn_http_request_duration_seconds",
+        "clawn_devices_active",
+        "clawn_peers_live",
+        "clawn_nodes{state=\"online\"}",
+    ] {
         assert!(metrics.contains(m), "{m} missing from /metrics");
     }
-    let (s, doc) = call(reqwest::Method::GET, &format!("{}/api/v1/openapi.json", srv.url), None, None).await;
+    let (s, doc) = call(
+        reqwest::Method::GET,
+        &format!("{}/api/v1/openapi.json", srv.url),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
-    for p in ["/api/v1/devices", "/api/v1/devices/{id}/revoke", "/api/v1/admin/audit", "/api/v1/node/enroll", "/api/v1/auth/login"] {
-        assert!(doc["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
+    for p in [
+        "/api/v1/devices",
+        "/api/v1/devices/{id}/revoke",
+        "/api/v1/admin/audit",
+        "/api/v1/node/enroll",
+        "/api/v1/auth/login",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
     }
     assert!(doc["components"]["schemas"].get("ApiError").is_some());
     let out = srv.stop();
     assert!(out.contains("ops@example.com"));
     assert!(!out.contains("env-password-4567"), "{out}");
-    assert!(!out.contains("clawn_setup_"), "no setup token when the admin comes from the environment");
+    assert!(
+        !out.contains("clawn_setup_"),
+        "no setup token when the admin comes from the environment"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn help_documents_every_setting() {
-    let out = Command::new(env!("CARGO_BIN_EXE_clawn-server")).arg("--help").output().expect("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_clawn-server"))
+        .arg("--help")
+        .output()
+        .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--data-dir", "--database-url", "--public-url", "--config", "--self-registration",
-                 "--ack-timeout-ms", "CLAWN_DATABASE_URL", "default: 127.0.0.1:8080"] {
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--database-url",
+        "--public-url",
+        "--config",
+        "--self-registration",
+        "--ack-timeout-ms",
+        "CLAWN_DATABASE_URL",
+        "default: 127.0.0.1:8080",
+    ] {
         assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
     }
-    let bad = Command::new(env!("CARGO_BIN_EXE_clawn-server")).args(["--database-url", "mysql://x"]).output().expect("run");
+    let bad = Command::new(env!("CARGO_BIN_EXE_clawn-server"))
+        .args(["--database-url", "mysql://x"])
+        .output()
+        .expect("run");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("database_url"));
 }

@@ -62,8 +62,13 @@ pub async fn fresh_database(db: Db, dir: &std::path::Path) -> String {
                  or point it at a server you started (postgres://user@127.0.0.1:port/postgres)",
             );
             let name = format!("clawn_t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = sqlx::postgres::PgConnection::connect(&base).await.expect("connect to CLAWN_TEST_PG_URL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create database");
+            let mut conn = sqlx::postgres::PgConnection::connect(&base)
+                .await
+                .expect("connect to CLAWN_TEST_PG_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
             conn.close().await.ok();
             let (prefix, _) = base.rsplit_once('/').expect("URL has a database path");
             format!("{prefix}/{name}")
@@ -105,25 +110,51 @@ impl TestServer {
         config.database_url = fresh_database(db, &dir.0).await;
         config.ack_timeout = Duration::from_secs(2);
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
         config.listen = addr;
         config.public_url = format!("http://{addr}");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let app = clawn_server::build_app(config, stop_rx).await.expect("server builds");
+        let app = clawn_server::build_app(config, stop_rx)
+            .await
+            .expect("server builds");
         // The admin every test uses, created straight in the store like the env bootstrap does.
         let hash = clawn_server::auth::hash_password(ADMIN_PASSWORD).expect("hash");
         let mut w = app.store.write().await.expect("tx");
-        clawn_server::store::users::insert(&mut w.tx, ADMIN_EMAIL, &hash, clawn_proto::api::Role::Admin, 5, 0)
-            .await
-            .expect("admin");
+        clawn_server::store::users::insert(
+            &mut w.tx,
+            ADMIN_EMAIL,
+            &hash,
+            clawn_proto::api::Role::Admin,
+            5,
+            0,
+        )
+        .await
+        .expect("admin");
         w.commit().await.expect("commit");
         let (tx, rx) = oneshot::channel::<()>();
         let served = app.clone();
         let task = tokio::spawn(async move {
-            let _ = clawn_server::serve_app(served, listener, async move { let _ = rx.await; }, stop_tx).await;
+            let _ = clawn_server::serve_app(
+                served,
+                listener,
+                async move {
+                    let _ = rx.await;
+                },
+                stop_tx,
+            )
+            .await;
         });
-        Self { url: format!("http://{addr}"), app, db, stop: Some(tx), task: Some(task), _dir: dir }
+        Self {
+            url: format!("http://{addr}"),
+            app,
+            db,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
     }
 
     /// Stops the server and waits for it.
@@ -144,7 +175,12 @@ impl TestServer {
     /// A bearer client for `email`/`password`.
     pub async fn login(&self, email: &str, password: &str) -> Client {
         let c = self.anon();
-        let (s, body) = c.post("/api/v1/auth/login", json!({"email": email, "password": password, "session": "bearer"})).await;
+        let (s, body) = c
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": email, "password": password, "session": "bearer"}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "login {email}: {body}");
         Client::new(&self.url, body["token"].as_str().map(str::to_string))
     }
@@ -157,7 +193,10 @@ impl TestServer {
     /// Creates a user through the admin API and signs them in.
     pub async fn user(&self, admin: &Client, email: &str, slots: u32) -> (Client, String) {
         let (s, body) = admin
-            .post("/api/v1/admin/users", json!({"email": email, "password": USER_PASSWORD, "device_slots": slots}))
+            .post(
+                "/api/v1/admin/users",
+                json!({"email": email, "password": USER_PASSWORD, "device_slots": slots}),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "create user: {body}");
         let id = body["id"].as_str().expect("id").to_string();
@@ -175,11 +214,20 @@ impl TestServer {
 
     /// Enrolls and connects a protocol node in an existing region.
     pub async fn node(&self, admin: &Client, region: &str, capacity: u32) -> ProtoNode {
-        let (s, body) = admin.post("/api/v1/admin/node-tokens", json!({"region": region, "capacity": capacity})).await;
+        let (s, body) = admin
+            .post(
+                "/api/v1/admin/node-tokens",
+                json!({"region": region, "capacity": capacity}),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "node token: {body}");
-        let mut node = ProtoNode::enroll(&self.url, body["token"].as_str().expect("token")).await.expect("enroll");
+        let mut node = ProtoNode::enroll(&self.url, body["token"].as_str().expect("token"))
+            .await
+            .expect("enroll");
         node.connect().await.expect("connect");
-        node.next_state(Duration::from_secs(10)).await.expect("first snapshot");
+        node.next_state(Duration::from_secs(10))
+            .await
+            .expect("first snapshot");
         node
     }
 }
@@ -205,11 +253,20 @@ impl Client {
     /// A client for `base` with an optional bearer token.
     pub fn new(base: &str, token: Option<String>) -> Self {
         init_crypto();
-        Self { http: reqwest::Client::new(), base: base.to_string(), token }
+        Self {
+            http: reqwest::Client::new(),
+            base: base.to_string(),
+            token,
+        }
     }
 
     /// Sends a request; returns status and JSON body (`Null` when empty).
-    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -220,7 +277,11 @@ impl Client {
         let resp = req.send().await.expect("request reaches the server");
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -245,7 +306,10 @@ impl Client {
     pub async fn add_device(&self, name: &str, region: &str) -> (StatusCode, Value, WgKeyPair) {
         let kp = WgKeyPair::generate();
         let (s, b) = self
-            .post("/api/v1/devices", json!({"name": name, "public_key": kp.public().to_base64(), "region": region}))
+            .post(
+                "/api/v1/devices",
+                json!({"name": name, "public_key": kp.public().to_base64(), "region": region}),
+            )
             .await;
         (s, b, kp)
     }

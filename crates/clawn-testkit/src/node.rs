@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use clawn_proto::node::{EnrollRequest, EnrollResponse, NodeMessage, PeerSpec, ServerMessage, Telemetry};
+use clawn_proto::node::{
+    EnrollRequest, EnrollResponse, NodeMessage, PeerSpec, ServerMessage, Telemetry,
+};
 use clawn_proto::sign::{Rejection, Signed, StateVerifier, Verified, parse_verifying_key};
 use clawn_proto::{WgKeyPair, WgPublicKey};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -82,12 +84,21 @@ impl ProtoNode {
             capabilities: vec!["exit".into()],
             exit_ipv4: Some("192.0.2.10".parse()?),
         };
-        let resp = reqwest::Client::new().post(format!("{url}{}", clawn_proto::node::ENROLL_PATH)).json(&req).send().await?;
+        let resp = reqwest::Client::new()
+            .post(format!("{url}{}", clawn_proto::node::ENROLL_PATH))
+            .json(&req)
+            .send()
+            .await?;
         if !resp.status().is_success() {
-            bail!("enroll failed: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+            bail!(
+                "enroll failed: {} {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
         }
         let enrollment: EnrollResponse = resp.json().await?;
-        let key = parse_verifying_key(&enrollment.signing_public_key).map_err(|e| anyhow!("{e}"))?;
+        let key =
+            parse_verifying_key(&enrollment.signing_public_key).map_err(|e| anyhow!("{e}"))?;
         Ok(Self {
             node_id: enrollment.node_id,
             credential: enrollment.credential.clone(),
@@ -104,10 +115,19 @@ impl ProtoNode {
 
     /// Opens the stream.
     pub async fn connect(&mut self) -> anyhow::Result<()> {
-        let ws_url = format!("{}{}", self.url.replacen("http", "ws", 1), clawn_proto::node::STREAM_PATH);
+        let ws_url = format!(
+            "{}{}",
+            self.url.replacen("http", "ws", 1),
+            clawn_proto::node::STREAM_PATH
+        );
         let mut req = ws_url.into_client_request()?;
-        req.headers_mut().insert("authorization", format!("Bearer {}", self.credential).parse()?);
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.context("connect node stream")?;
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.credential).parse()?,
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .context("connect node stream")?;
         self.ws = Some(ws);
         Ok(())
     }
@@ -124,11 +144,15 @@ impl ProtoNode {
         let ws = self.ws.as_mut().context("not connected")?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let msg = tokio::time::timeout_at(deadline, ws.next()).await.context("timed out waiting for state")?;
+            let msg = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .context("timed out waiting for state")?;
             match msg.context("stream closed")?? {
                 Message::Text(t) => match serde_json::from_str::<ServerMessage>(t.as_str())? {
                     ServerMessage::State(s) => return Ok(s),
-                    ServerMessage::Error { code, message } => bail!("server error {code}: {message}"),
+                    ServerMessage::Error { code, message } => {
+                        bail!("server error {code}: {message}")
+                    }
                 },
                 Message::Close(_) => bail!("stream closed by server"),
                 _ => {}
@@ -160,7 +184,10 @@ impl ProtoNode {
             Verified::Snapshot(s) => {
                 self.peers = s.peers.into_iter().map(|p| (p.public_key, p)).collect();
                 self.applied = Some(s.version);
-                Applied::Snapshot { version: s.version, peers: self.peers.len() }
+                Applied::Snapshot {
+                    version: s.version,
+                    peers: self.peers.len(),
+                }
             }
             Verified::Delta(d) => {
                 for k in &d.remove {
@@ -171,7 +198,12 @@ impl ProtoNode {
                     self.peers.insert(p.public_key, p);
                 }
                 self.applied = Some(d.to_version);
-                Applied::Delta { from: d.from_version, to: d.to_version, added, removed: d.remove }
+                Applied::Delta {
+                    from: d.from_version,
+                    to: d.to_version,
+                    added,
+                    removed: d.remove,
+                }
             }
         }
     }
@@ -179,7 +211,8 @@ impl ProtoNode {
     /// Sends a message up the stream.
     pub async fn send(&mut self, msg: &NodeMessage) -> anyhow::Result<()> {
         let ws = self.ws.as_mut().context("not connected")?;
-        ws.send(Message::Text(serde_json::to_string(msg)?.into())).await?;
+        ws.send(Message::Text(serde_json::to_string(msg)?.into()))
+            .await?;
         Ok(())
     }
 

@@ -23,82 +23,196 @@ async fn regions_validate_and_update(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
     for (body, code) in [
-        (json!({"code": "EU", "name": "x", "cidr": "10.0.0.0/16"}), "invalid_region_code"),
-        (json!({"code": "eu", "name": "x", "cidr": "10.0.0.1/16"}), "invalid_cidr"),
-        (json!({"code": "eu", "name": "x", "cidr": "nonsense"}), "invalid_cidr"),
-        (json!({"code": "eu", "name": "x", "cidr": "10.0.0.0/16", "node_prefix": 12}), "invalid_node_prefix"),
-        (json!({"code": "eu", "name": "x", "cidr": "10.0.0.0/16", "dns": ["not-an-ip"]}), "invalid_dns"),
-        (json!({"code": "eu", "name": "", "cidr": "10.0.0.0/16"}), "invalid_name"),
+        (
+            json!({"code": "EU", "name": "x", "cidr": "10.0.0.0/16"}),
+            "invalid_region_code",
+        ),
+        (
+            json!({"code": "eu", "name": "x", "cidr": "10.0.0.1/16"}),
+            "invalid_cidr",
+        ),
+        (
+            json!({"code": "eu", "name": "x", "cidr": "nonsense"}),
+            "invalid_cidr",
+        ),
+        (
+            json!({"code": "eu", "name": "x", "cidr": "10.0.0.0/16", "node_prefix": 12}),
+            "invalid_node_prefix",
+        ),
+        (
+            json!({"code": "eu", "name": "x", "cidr": "10.0.0.0/16", "dns": ["not-an-ip"]}),
+            "invalid_dns",
+        ),
+        (
+            json!({"code": "eu", "name": "", "cidr": "10.0.0.0/16"}),
+            "invalid_name",
+        ),
     ] {
         let (s, e) = admin.post("/api/v1/admin/regions", body.clone()).await;
-        assert_eq!((s, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{body}");
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}"
+        );
     }
     let (_, all) = admin.get("/api/v1/admin/regions").await;
     assert_eq!(all, json!([]), "bad input changed nothing");
     let _n = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
-    let (s, e) = admin.post("/api/v1/admin/regions", json!({"code": "eu", "name": "x", "cidr": "10.9.0.0/16"})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::CONFLICT, Some("region_exists")));
-    let (s, r) = admin.patch("/api/v1/admin/regions/eu", json!({"name": "Europe West", "dns": ["9.9.9.9"]})).await;
-    assert_eq!((s, r["name"].as_str()), (StatusCode::OK, Some("Europe West")));
+    let (s, e) = admin
+        .post(
+            "/api/v1/admin/regions",
+            json!({"code": "eu", "name": "x", "cidr": "10.9.0.0/16"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("region_exists"))
+    );
+    let (s, r) = admin
+        .patch(
+            "/api/v1/admin/regions/eu",
+            json!({"name": "Europe West", "dns": ["9.9.9.9"]}),
+        )
+        .await;
+    assert_eq!(
+        (s, r["name"].as_str()),
+        (StatusCode::OK, Some("Europe West"))
+    );
     assert_eq!(r["dns"], json!(["9.9.9.9"]));
-    let (s, e) = admin.patch("/api/v1/admin/regions/eu", json!({"cidr": "10.200.0.0/16"})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::CONFLICT, Some("region_has_nodes")));
-    let (s, _) = admin.patch("/api/v1/admin/regions/nope", json!({"name": "x"})).await;
+    let (s, e) = admin
+        .patch("/api/v1/admin/regions/eu", json!({"cidr": "10.200.0.0/16"}))
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("region_has_nodes"))
+    );
+    let (s, _) = admin
+        .patch("/api/v1/admin/regions/nope", json!({"name": "x"}))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 async fn join_tokens_are_one_time_and_expire(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    admin.post("/api/v1/admin/regions", json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"})).await;
-    let (s, t) = admin.post("/api/v1/admin/node-tokens", json!({"region": "eu"})).await;
+    admin
+        .post(
+            "/api/v1/admin/regions",
+            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
+        )
+        .await;
+    let (s, t) = admin
+        .post("/api/v1/admin/node-tokens", json!({"region": "eu"}))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let token = t["token"].as_str().expect("token").to_string();
-    assert!(t["join_command"].as_str().is_some_and(|c| c.contains(&token) && c.contains(&srv.url)));
+    assert!(
+        t["join_command"]
+            .as_str()
+            .is_some_and(|c| c.contains(&token) && c.contains(&srv.url))
+    );
     let expires = t["expires_at"].as_i64().expect("expiry") - now_millis();
-    assert!((3_500_000..=3_600_000).contains(&expires), "default expiry is 1 h, got {expires} ms");
-    ProtoNode::enroll(&srv.url, &token).await.expect("first use enrolls");
-    let err = ProtoNode::enroll(&srv.url, &token).await.err().expect("reuse fails").to_string();
+    assert!(
+        (3_500_000..=3_600_000).contains(&expires),
+        "default expiry is 1 h, got {expires} ms"
+    );
+    ProtoNode::enroll(&srv.url, &token)
+        .await
+        .expect("first use enrolls");
+    let err = ProtoNode::enroll(&srv.url, &token)
+        .await
+        .err()
+        .expect("reuse fails")
+        .to_string();
     assert!(err.contains("join_token_used"), "{err}");
-    let err = ProtoNode::enroll(&srv.url, "clawn_join_made-up").await.err().expect("unknown fails").to_string();
+    let err = ProtoNode::enroll(&srv.url, "clawn_join_made-up")
+        .await
+        .err()
+        .expect("unknown fails")
+        .to_string();
     assert!(err.contains("invalid_join_token"), "{err}");
     // An expired token (inserted directly: the API refuses lifetimes under a minute).
     let expired = clawn_server::auth::new_token(clawn_server::auth::TokenKind::Join);
-    let region = srv.app.store.region_by_code("eu").await.expect("q").expect("region");
+    let region = srv
+        .app
+        .store
+        .region_by_code("eu")
+        .await
+        .expect("q")
+        .expect("region");
     let mut w = srv.app.store.write().await.expect("tx");
     let (_, me) = admin.get("/api/v1/me").await;
     let admin_id = uuid::Uuid::parse_str(me["id"].as_str().expect("id")).expect("uuid");
     srv.app
         .store
-        .insert_join_token(&mut w.tx, &clawn_server::auth::token_hash(&expired), region.id, 10, admin_id, 0, now_millis() - 1)
+        .insert_join_token(
+            &mut w.tx,
+            &clawn_server::auth::token_hash(&expired),
+            region.id,
+            10,
+            admin_id,
+            0,
+            now_millis() - 1,
+        )
         .await
         .expect("insert");
     w.commit().await.expect("commit");
-    let err = ProtoNode::enroll(&srv.url, &expired).await.err().expect("expired fails").to_string();
+    let err = ProtoNode::enroll(&srv.url, &expired)
+        .await
+        .err()
+        .expect("expired fails")
+        .to_string();
     assert!(err.contains("join_token_expired"), "{err}");
-    let (s, e) = admin.post("/api/v1/admin/node-tokens", json!({"region": "eu", "expires_in_secs": 5})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_expiry")));
-    let (s, _) = admin.post("/api/v1/admin/node-tokens", json!({"region": "nowhere"})).await;
+    let (s, e) = admin
+        .post(
+            "/api/v1/admin/node-tokens",
+            json!({"region": "eu", "expires_in_secs": 5}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_expiry"))
+    );
+    let (s, _) = admin
+        .post("/api/v1/admin/node-tokens", json!({"region": "nowhere"}))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // Bad enrollment input is refused before the token is spent.
-    let (s, t) = admin.post("/api/v1/admin/node-tokens", json!({"region": "eu"})).await;
+    let (s, t) = admin
+        .post("/api/v1/admin/node-tokens", json!({"region": "eu"}))
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let bad = json!({"token": t["token"], "wg_public_key": clawn_proto::WgKeyPair::generate().public(),
         "identity_public_key": "bm90IGEga2V5", "endpoint": "1.2.3.4:51820", "listen_port": 51820});
     let (s, e) = srv.anon().post("/api/v1/node/enroll", bad).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_identity_key")));
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_identity_key"))
+    );
     let bad = json!({"token": t["token"], "wg_public_key": clawn_proto::WgKeyPair::generate().public(),
         "identity_public_key": "bm90IGEga2V5", "endpoint": "$(reboot):1", "listen_port": 51820});
     let (s, e) = srv.anon().post("/api/v1/node/enroll", bad).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_endpoint")));
-    ProtoNode::enroll(&srv.url, t["token"].as_str().expect("t")).await.expect("token still valid after bad input");
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_endpoint"))
+    );
+    ProtoNode::enroll(&srv.url, t["token"].as_str().expect("t"))
+        .await
+        .expect("token still valid after bad input");
 }
 
 async fn concurrent_enrollments_with_one_token_one_wins(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    admin.post("/api/v1/admin/regions", json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"})).await;
-    let (_, t) = admin.post("/api/v1/admin/node-tokens", json!({"region": "eu"})).await;
+    admin
+        .post(
+            "/api/v1/admin/regions",
+            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
+        )
+        .await;
+    let (_, t) = admin
+        .post("/api/v1/admin/node-tokens", json!({"region": "eu"}))
+        .await;
     let token = t["token"].as_str().expect("token").to_string();
     let tasks: Vec<_> = (0..8)
         .map(|_| {
@@ -125,7 +239,10 @@ async fn node_states_and_removal(db: Db) {
     let path = format!("/api/v1/admin/nodes/{}", node.node_id);
     let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
     let n = &nodes[0];
-    assert_eq!((n["state"].as_str(), n["connected"].as_bool()), (Some("online"), Some(true)));
+    assert_eq!(
+        (n["state"].as_str(), n["connected"].as_bool()),
+        (Some("online"), Some(true))
+    );
     assert_eq!(n["pool"], "10.100.0.0/20");
     assert_eq!(n["capabilities"], json!(["exit"]));
     for s in ["maintenance", "draining", "experimental", "online"] {
@@ -133,21 +250,40 @@ async fn node_states_and_removal(db: Db) {
         assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some(s)));
     }
     let (st, e) = admin.patch(&path, json!({"state": "offline"})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_state")));
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_state"))
+    );
     let (st, e) = admin.patch(&path, json!({"state": "bogus"})).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_body")));
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_body"))
+    );
     let (alice, _) = srv.user(&admin, "alice@example.com", 1).await;
     let (_, dev, _) = alice.add_device("d", "eu").await;
-    node.next_state(Duration::from_secs(5)).await.expect("delta");
+    node.next_state(Duration::from_secs(5))
+        .await
+        .expect("delta");
     let (st, e) = admin.delete(&path).await;
-    assert_eq!((st, e["code"].as_str()), (StatusCode::CONFLICT, Some("node_has_peers")));
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("node_has_peers"))
+    );
     let (st, _) = admin.delete(&format!("{path}?force=true")).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     // The node's stream closes and its credential no longer works.
     let closed = node.recv_signed(Duration::from_secs(5)).await;
     assert!(closed.is_err(), "stream must close after removal");
-    assert!(node.connect().await.is_err(), "removed node cannot reconnect");
-    let (_, d) = alice.get(&format!("/api/v1/devices/{}", dev["device"]["id"].as_str().unwrap_or_default())).await;
+    assert!(
+        node.connect().await.is_err(),
+        "removed node cannot reconnect"
+    );
+    let (_, d) = alice
+        .get(&format!(
+            "/api/v1/devices/{}",
+            dev["device"]["id"].as_str().unwrap_or_default()
+        ))
+        .await;
     assert!(d["node"].is_null() && d["tunnel_ip"].is_null(), "{d}");
     let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
     assert_eq!(nodes, json!([]));
@@ -160,17 +296,53 @@ async fn users_slots_and_password_reset(db: Db) {
     let (alice, id) = srv.user(&admin, "alice@example.com", 1).await;
     assert_eq!(alice.add_device("a", "eu").await.0, StatusCode::CREATED);
     assert_eq!(alice.add_device("b", "eu").await.0, StatusCode::CONFLICT);
-    let (s, u) = admin.patch(&format!("/api/v1/admin/users/{id}"), json!({"device_slots": 2})).await;
+    let (s, u) = admin
+        .patch(
+            &format!("/api/v1/admin/users/{id}"),
+            json!({"device_slots": 2}),
+        )
+        .await;
     assert_eq!((s, u["device_slots"].as_u64()), (StatusCode::OK, Some(2)));
     assert_eq!(alice.add_device("b", "eu").await.0, StatusCode::CREATED);
-    let (s, e) = admin.post("/api/v1/admin/users", json!({"email": "alice@example.com", "password": "long-enough-pw"})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::CONFLICT, Some("email_taken")));
-    let (s, e) = admin.post("/api/v1/admin/users", json!({"email": "bad", "password": "long-enough-pw"})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_email")));
-    let (s, _) = admin.post(&format!("/api/v1/admin/users/{id}/password"), json!({"password": "a-brand-new-pass"})).await;
+    let (s, e) = admin
+        .post(
+            "/api/v1/admin/users",
+            json!({"email": "alice@example.com", "password": "long-enough-pw"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("email_taken"))
+    );
+    let (s, e) = admin
+        .post(
+            "/api/v1/admin/users",
+            json!({"email": "bad", "password": "long-enough-pw"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_email"))
+    );
+    let (s, _) = admin
+        .post(
+            &format!("/api/v1/admin/users/{id}/password"),
+            json!({"password": "a-brand-new-pass"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert_eq!(alice.get("/api/v1/me").await.0, StatusCode::UNAUTHORIZED, "reset ends sessions");
-    let (s, _) = srv.anon().post("/api/v1/auth/login", json!({"email": "alice@example.com", "password": USER_PASSWORD})).await;
+    assert_eq!(
+        alice.get("/api/v1/me").await.0,
+        StatusCode::UNAUTHORIZED,
+        "reset ends sessions"
+    );
+    let (s, _) = srv
+        .anon()
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": "alice@example.com", "password": USER_PASSWORD}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     srv.login("alice@example.com", "a-brand-new-pass").await;
     let (_, users) = admin.get("/api/v1/admin/users").await;
@@ -185,18 +357,35 @@ async fn admin_revokes_any_device(db: Db) {
     let (_, dev, kp) = alice.add_device("a", "eu").await;
     node.next_state(Duration::from_secs(5)).await.expect("add");
     let id = dev["device"]["id"].as_str().expect("id").to_string();
-    let (_, list) = admin.get(&format!("/api/v1/admin/devices?user_id={alice_id}&state=active")).await;
+    let (_, list) = admin
+        .get(&format!(
+            "/api/v1/admin/devices?user_id={alice_id}&state=active"
+        ))
+        .await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     let task = {
         let admin = admin.clone();
         let id = id.clone();
-        tokio::spawn(async move { admin.post(&format!("/api/v1/admin/devices/{id}/revoke"), json!({})).await })
+        tokio::spawn(async move {
+            admin
+                .post(&format!("/api/v1/admin/devices/{id}/revoke"), json!({}))
+                .await
+        })
     };
-    node.next_state(Duration::from_secs(5)).await.expect("remove");
+    node.next_state(Duration::from_secs(5))
+        .await
+        .expect("remove");
     assert!(!node.peers.contains_key(&kp.public()));
     let (s, r) = task.await.expect("join");
-    assert_eq!((s, r["node_ack"]["status"].as_str()), (StatusCode::OK, Some("acknowledged")));
-    let (_, audit) = admin.get(&format!("/api/v1/admin/audit?target={id}&action=device.revoke")).await;
+    assert_eq!(
+        (s, r["node_ack"]["status"].as_str()),
+        (StatusCode::OK, Some("acknowledged"))
+    );
+    let (_, audit) = admin
+        .get(&format!(
+            "/api/v1/admin/audit?target={id}&action=device.revoke"
+        ))
+        .await;
     assert_eq!(audit["items"][0]["actor_kind"], "admin");
     let (_, mine) = alice.get(&format!("/api/v1/devices/{id}")).await;
     assert_eq!(mine["state"], "revoked");
@@ -210,25 +399,58 @@ async fn every_admin_action_is_audited_and_paginated(db: Db) {
     let before = now_millis();
     let _n = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
     let (_, uid) = srv.user(&admin, "alice@example.com", 1).await;
-    admin.patch(&format!("/api/v1/admin/users/{uid}"), json!({"device_slots": 3})).await;
-    admin.patch("/api/v1/admin/regions/eu", json!({"name": "Europe"})).await;
+    admin
+        .patch(
+            &format!("/api/v1/admin/users/{uid}"),
+            json!({"device_slots": 3}),
+        )
+        .await;
+    admin
+        .patch("/api/v1/admin/regions/eu", json!({"name": "Europe"}))
+        .await;
     let (_, page) = admin.get("/api/v1/admin/audit?limit=100").await;
-    let actions: Vec<String> =
-        page["items"].as_array().expect("items").iter().map(|e| e["action"].as_str().unwrap_or_default().to_string()).collect();
-    for a in ["region.create", "node_token.create", "node.enroll", "user.create", "user.update", "region.update"] {
-        assert!(actions.contains(&a.to_string()), "{a} missing from {actions:?}");
+    let actions: Vec<String> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for a in [
+        "region.create",
+        "node_token.create",
+        "node.enroll",
+        "user.create",
+        "user.update",
+        "region.update",
+    ] {
+        assert!(
+            actions.contains(&a.to_string()),
+            "{a} missing from {actions:?}"
+        );
     }
     // Newest first, filters, time range, and cursor pagination that covers everything once.
     assert_eq!(actions[0], "region.update");
-    let (_, f) = admin.get("/api/v1/admin/audit?actor=admin@example.com&action=user.").await;
-    let fa: Vec<_> = f["items"].as_array().expect("items").iter().map(|e| e["action"].clone()).collect();
+    let (_, f) = admin
+        .get("/api/v1/admin/audit?actor=admin@example.com&action=user.")
+        .await;
+    let fa: Vec<_> = f["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].clone())
+        .collect();
     assert_eq!(fa, vec![json!("user.update"), json!("user.create")]);
-    let (_, none) = admin.get(&format!("/api/v1/admin/audit?until={before}")).await;
+    let (_, none) = admin
+        .get(&format!("/api/v1/admin/audit?until={before}"))
+        .await;
     assert_eq!(none["items"], json!([]));
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..20 {
-        let q = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let q = cursor
+            .as_ref()
+            .map(|c| format!("&cursor={c}"))
+            .unwrap_or_default();
         let (s, p) = admin.get(&format!("/api/v1/admin/audit?limit=2{q}")).await;
         assert_eq!(s, StatusCode::OK);
         for e in p["items"].as_array().expect("items") {
@@ -241,7 +463,10 @@ async fn every_admin_action_is_audited_and_paginated(db: Db) {
     }
     assert_eq!(seen.len(), actions.len());
     let (s, e) = admin.get("/api/v1/admin/audit?cursor=garbage").await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_cursor")));
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_cursor"))
+    );
     let (s, _) = admin.get("/api/v1/admin/audit?since=notanumber").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
@@ -249,12 +474,26 @@ async fn every_admin_action_is_audited_and_paginated(db: Db) {
 async fn audit_log_is_append_only(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    admin.post("/api/v1/admin/regions", json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"})).await;
+    admin
+        .post(
+            "/api/v1/admin/regions",
+            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
+        )
+        .await;
     let pool = srv.app.store.pool();
-    let upd = sqlx::query("UPDATE audit_events SET action = 'forged'").execute(pool).await;
-    assert!(upd.is_err(), "the database itself refuses to rewrite history");
+    let upd = sqlx::query("UPDATE audit_events SET action = 'forged'")
+        .execute(pool)
+        .await;
+    assert!(
+        upd.is_err(),
+        "the database itself refuses to rewrite history"
+    );
     let del = sqlx::query("DELETE FROM audit_events").execute(pool).await;
     assert!(del.is_err());
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'region.create'").fetch_one(pool).await.expect("count");
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'region.create'")
+            .fetch_one(pool)
+            .await
+            .expect("count");
     assert_eq!(n, 1);
 }

@@ -34,7 +34,10 @@ async fn create_device_allocates_on_node_and_pushes(db: Db) {
     assert_eq!(body["device"]["node"]["id"], node.node_id.to_string());
     assert_eq!(body["device"]["node"]["exit_ipv4"], "192.0.2.10");
     // The node receives the new peer as a signed delta.
-    let applied = node.next_state(Duration::from_secs(5)).await.expect("delta");
+    let applied = node
+        .next_state(Duration::from_secs(5))
+        .await
+        .expect("delta");
     match applied {
         clawn_testkit::node::Applied::Delta { added, removed, .. } => {
             assert_eq!(added, vec![kp.public()]);
@@ -42,7 +45,10 @@ async fn create_device_allocates_on_node_and_pushes(db: Db) {
         }
         other => panic!("expected a delta, got {other:?}"),
     }
-    assert_eq!(node.peers[&kp.public()].allowed_ips, vec!["10.100.0.2/32".to_string()]);
+    assert_eq!(
+        node.peers[&kp.public()].allowed_ips,
+        vec!["10.100.0.2/32".to_string()]
+    );
     // The user's slot is used; the audit log has the event.
     let (_, me) = alice.get("/api/v1/me").await;
     assert_eq!(me["active_devices"], 1);
@@ -69,10 +75,14 @@ async fn config_has_everything_but_the_private_key(db: Db) {
     assert_eq!(c["allowed_ips"], json!(["0.0.0.0/0", "::/0"]));
     assert_eq!(c["persistent_keepalive"], 25);
     let text = cfg["config_text"].as_str().expect("text");
-    assert!(text.contains("PrivateKey = <insert-your-private-key>"), "{text}");
+    assert!(
+        text.contains("PrivateKey = <insert-your-private-key>"),
+        "{text}"
+    );
     assert!(!text.contains(&kp.private_base64()));
     // The client-side render with the real key gives a complete wg-quick file.
-    let tpl: clawn_proto::config::ConfigTemplate = serde_json::from_value(c.clone()).expect("template");
+    let tpl: clawn_proto::config::ConfigTemplate =
+        serde_json::from_value(c.clone()).expect("template");
     let full = tpl.render(Some(&kp.private_base64()));
     assert!(full.contains(&format!("PrivateKey = {}", kp.private_base64())));
     assert_eq!(body["config"], cfg["config"]);
@@ -84,16 +94,28 @@ async fn revoke_is_verified_by_node_ack(db: Db) {
     let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
     let (alice, _) = srv.user(&admin, "alice@example.com", 1).await;
     let (_, body, kp) = alice.add_device("laptop", "eu").await;
-    node.next_state(Duration::from_secs(5)).await.expect("add delta");
+    node.next_state(Duration::from_secs(5))
+        .await
+        .expect("add delta");
     let id = body["device"]["id"].as_str().expect("id").to_string();
     // Revoke while the node keeps applying and acking in the background.
     let revoker = {
         let alice = alice.clone();
         let id = id.clone();
-        tokio::spawn(async move { alice.post(&format!("/api/v1/devices/{id}/revoke"), json!({})).await })
+        tokio::spawn(async move {
+            alice
+                .post(&format!("/api/v1/devices/{id}/revoke"), json!({}))
+                .await
+        })
     };
-    let applied = node.next_state(Duration::from_secs(5)).await.expect("revoke delta");
-    assert!(matches!(&applied, clawn_testkit::node::Applied::Delta { removed, .. } if removed == &vec![kp.public()]), "{applied:?}");
+    let applied = node
+        .next_state(Duration::from_secs(5))
+        .await
+        .expect("revoke delta");
+    assert!(
+        matches!(&applied, clawn_testkit::node::Applied::Delta { removed, .. } if removed == &vec![kp.public()]),
+        "{applied:?}"
+    );
     assert!(node.peers.is_empty());
     let (s, rev) = revoker.await.expect("join");
     assert_eq!(s, StatusCode::OK, "{rev}");
@@ -104,8 +126,13 @@ async fn revoke_is_verified_by_node_ack(db: Db) {
     // The slot is free again, revoking twice is a clear conflict, the config is gone.
     let (_, me) = alice.get("/api/v1/me").await;
     assert_eq!(me["active_devices"], 0);
-    let (s, again) = alice.post(&format!("/api/v1/devices/{id}/revoke"), json!({})).await;
-    assert_eq!((s, again["code"].as_str()), (StatusCode::CONFLICT, Some("device_revoked")));
+    let (s, again) = alice
+        .post(&format!("/api/v1/devices/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(
+        (s, again["code"].as_str()),
+        (StatusCode::CONFLICT, Some("device_revoked"))
+    );
     let (s, _) = alice.get(&format!("/api/v1/devices/{id}/config")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // The admin sees the node's acked version.
@@ -129,15 +156,22 @@ async fn revoke_reports_offline_node(db: Db) {
         if nodes[0]["connected"] == false {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "server never saw the node disconnect");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server never saw the node disconnect"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (s, rev) = alice.post(&format!("/api/v1/devices/{id}/revoke"), json!({})).await;
+    let (s, rev) = alice
+        .post(&format!("/api/v1/devices/{id}/revoke"), json!({}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(rev["node_ack"]["status"], "offline", "{rev}");
     // When the node comes back it gets a snapshot without the revoked peer.
     node.connect().await.expect("reconnect");
-    node.next_state(Duration::from_secs(5)).await.expect("snapshot");
+    node.next_state(Duration::from_secs(5))
+        .await
+        .expect("snapshot");
     assert!(!node.peers.contains_key(&kp.public()));
 }
 
@@ -154,9 +188,19 @@ async fn rotate_keeps_node_and_address(db: Db) {
         let alice = alice.clone();
         let id = id.clone();
         let key = new.public().to_base64();
-        tokio::spawn(async move { alice.post(&format!("/api/v1/devices/{id}/rotate"), json!({"public_key": key})).await })
+        tokio::spawn(async move {
+            alice
+                .post(
+                    &format!("/api/v1/devices/{id}/rotate"),
+                    json!({"public_key": key}),
+                )
+                .await
+        })
     };
-    let applied = node.next_state(Duration::from_secs(5)).await.expect("rotate delta");
+    let applied = node
+        .next_state(Duration::from_secs(5))
+        .await
+        .expect("rotate delta");
     match applied {
         clawn_testkit::node::Applied::Delta { added, removed, .. } => {
             assert_eq!(removed, vec![old.public()]);
@@ -170,7 +214,10 @@ async fn rotate_keeps_node_and_address(db: Db) {
     assert_eq!(rot["device"]["tunnel_ip"], body["device"]["tunnel_ip"]);
     assert_eq!(rot["device"]["node"]["id"], body["device"]["node"]["id"]);
     assert_eq!(rot["device"]["public_key"], new.public().to_base64());
-    assert_eq!(node.peers[&new.public()].allowed_ips, vec!["10.100.0.2/32".to_string()]);
+    assert_eq!(
+        node.peers[&new.public()].allowed_ips,
+        vec!["10.100.0.2/32".to_string()]
+    );
     let (_, me) = alice.get("/api/v1/me").await;
     assert_eq!(me["active_devices"], 1, "rotation does not take a slot");
 }
@@ -186,13 +233,23 @@ async fn rename_and_list(db: Db) {
     let (_, list) = alice.get("/api/v1/devices").await;
     let list = list.as_array().expect("array").clone();
     assert_eq!(list.len(), 3);
-    let ips: Vec<_> = list.iter().map(|d| d["tunnel_ip"].as_str().unwrap_or_default().to_string()).collect();
+    let ips: Vec<_> = list
+        .iter()
+        .map(|d| d["tunnel_ip"].as_str().unwrap_or_default().to_string())
+        .collect();
     assert_eq!(ips, vec!["10.100.0.2", "10.100.0.3", "10.100.0.4"]);
     let id = list[1]["id"].as_str().expect("id");
-    let (s, d) = alice.patch(&format!("/api/v1/devices/{id}"), json!({"name": "renamed"})).await;
+    let (s, d) = alice
+        .patch(&format!("/api/v1/devices/{id}"), json!({"name": "renamed"}))
+        .await;
     assert_eq!((s, d["name"].as_str()), (StatusCode::OK, Some("renamed")));
-    let (s, e) = alice.patch(&format!("/api/v1/devices/{id}"), json!({"name": ""})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_name")));
+    let (s, e) = alice
+        .patch(&format!("/api/v1/devices/{id}"), json!({"name": ""}))
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_name"))
+    );
 }
 
 async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
@@ -202,15 +259,51 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
     let (alice, _) = srv.user(&admin, "alice@example.com", 5).await;
     let good = WgKeyPair::generate().public().to_base64();
     let cases = [
-        (json!({"name": "x", "public_key": "AAAA", "region": "eu"}), StatusCode::BAD_REQUEST, "invalid_body"),
-        (json!({"name": "x", "public_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "region": "eu"}), StatusCode::BAD_REQUEST, "invalid_body"),
-        (json!({"name": "x", "public_key": good, "region": "nowhere"}), StatusCode::NOT_FOUND, "not_found"),
-        (json!({"name": "", "public_key": good, "region": "eu"}), StatusCode::BAD_REQUEST, "invalid_name"),
-        (json!({"name": "x", "public_key": good, "region": "eu", "user_id": "00000000-0000-0000-0000-000000000000"}), StatusCode::BAD_REQUEST, "invalid_body"),
-        (json!({"name": "x", "public_key": good, "region": "eu", "role": "admin"}), StatusCode::BAD_REQUEST, "invalid_body"),
-        (json!({"name": "x", "public_key": good, "region": "eu", "private_key": WgKeyPair::generate().private_base64()}), StatusCode::BAD_REQUEST, "invalid_body"),
-        (json!({"name": "x", "region": "eu"}), StatusCode::BAD_REQUEST, "invalid_body"),
-        (json!("not an object"), StatusCode::BAD_REQUEST, "invalid_body"),
+        (
+            json!({"name": "x", "public_key": "AAAA", "region": "eu"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "x", "public_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "region": "eu"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "x", "public_key": good, "region": "nowhere"}),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            json!({"name": "", "public_key": good, "region": "eu"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            json!({"name": "x", "public_key": good, "region": "eu", "user_id": "00000000-0000-0000-0000-000000000000"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "x", "public_key": good, "region": "eu", "role": "admin"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "x", "public_key": good, "region": "eu", "private_key": WgKeyPair::generate().private_base64()}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            json!({"name": "x", "region": "eu"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            json!("not an object"),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
     ];
     for (body, status, code) in cases {
         let (s, e) = alice.post("/api/v1/devices", body.clone()).await;
@@ -230,10 +323,21 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
     let e: serde_json::Value = raw.json().await.expect("json");
     assert_eq!(e["code"], "unsupported_media_type");
     let (s, e) = alice.get("/api/v1/devices/not-a-uuid").await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_path")));
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_path"))
+    );
     let big = "x".repeat(300 * 1024);
-    let (s, e) = alice.post("/api/v1/devices", json!({"name": big, "public_key": good, "region": "eu"})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large")));
+    let (s, e) = alice
+        .post(
+            "/api/v1/devices",
+            json!({"name": big, "public_key": good, "region": "eu"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"))
+    );
     // Nothing changed.
     let (_, list) = alice.get("/api/v1/devices").await;
     assert_eq!(list, json!([]));
@@ -281,13 +385,31 @@ async fn keys_are_never_reused(db: Db) {
     let (_, body, kp) = alice.add_device("a", "eu").await;
     let key = kp.public().to_base64();
     // Another user cannot register the same key (and learns nothing about whose it is).
-    let (s, e) = bob.post("/api/v1/devices", json!({"name": "b", "public_key": key, "region": "eu"})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::CONFLICT, Some("key_in_use")));
+    let (s, e) = bob
+        .post(
+            "/api/v1/devices",
+            json!({"name": "b", "public_key": key, "region": "eu"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("key_in_use"))
+    );
     // A revoked key can never come back, not even for its owner.
     let id = body["device"]["id"].as_str().expect("id");
-    alice.post(&format!("/api/v1/devices/{id}/revoke"), json!({})).await;
-    let (s, e) = alice.post("/api/v1/devices", json!({"name": "again", "public_key": key, "region": "eu"})).await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::CONFLICT, Some("key_in_use")));
+    alice
+        .post(&format!("/api/v1/devices/{id}/revoke"), json!({}))
+        .await;
+    let (s, e) = alice
+        .post(
+            "/api/v1/devices",
+            json!({"name": "again", "public_key": key, "region": "eu"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("key_in_use"))
+    );
 }
 
 async fn picks_node_with_fewest_peers(db: Db) {
@@ -300,29 +422,53 @@ async fn picks_node_with_fewest_peers(db: Db) {
     for i in 0..4 {
         let (s, b, _) = alice.add_device(&format!("d{i}"), "eu").await;
         assert_eq!(s, StatusCode::CREATED);
-        *on.entry(b["device"]["node"]["id"].as_str().unwrap_or_default().to_string()).or_insert(0) += 1;
+        *on.entry(
+            b["device"]["node"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+        .or_insert(0) += 1;
     }
     assert_eq!(on.get(&n1.node_id.to_string()), Some(&2), "{on:?}");
     assert_eq!(on.get(&n2.node_id.to_string()), Some(&2), "{on:?}");
     // Nodes in maintenance take no new devices; a full region says so.
     for n in [&n1, &n2] {
-        let (s, _) = admin.patch(&format!("/api/v1/admin/nodes/{}", n.node_id), json!({"state": "maintenance"})).await;
+        let (s, _) = admin
+            .patch(
+                &format!("/api/v1/admin/nodes/{}", n.node_id),
+                json!({"state": "maintenance"}),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK);
     }
     let (alice2, _) = srv.user(&admin, "alice2@example.com", 1).await;
     let (s, e, _) = alice2.add_device("x", "eu").await;
-    assert_eq!((s, e["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("no_capacity")));
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("no_capacity"))
+    );
 }
 
 async fn regions_list_only_eligible(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
     let _n = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
-    let (s, _) = admin.post("/api/v1/admin/regions", json!({"code": "sg", "name": "Singapore", "cidr": "10.101.0.0/16"})).await;
+    let (s, _) = admin
+        .post(
+            "/api/v1/admin/regions",
+            json!({"code": "sg", "name": "Singapore", "cidr": "10.101.0.0/16"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     let (alice, _) = srv.user(&admin, "alice@example.com", 1).await;
     let (_, regions) = alice.get("/api/v1/regions").await;
-    let codes: Vec<_> = regions.as_array().expect("array").iter().map(|r| r["code"].clone()).collect();
+    let codes: Vec<_> = regions
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| r["code"].clone())
+        .collect();
     assert_eq!(codes, vec![json!("eu")]);
     assert_eq!(regions[0]["health"]["status"], "healthy");
     let (_, all) = admin.get("/api/v1/admin/regions").await;

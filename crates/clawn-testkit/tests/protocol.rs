@@ -24,18 +24,44 @@ both_dbs!(
 async fn snapshot_then_deltas_with_acks(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    admin.post("/api/v1/admin/regions", json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"})).await;
-    let (_, t) = admin.post("/api/v1/admin/node-tokens", json!({"region": "eu"})).await;
-    let mut node = clawn_testkit::ProtoNode::enroll(&srv.url, t["token"].as_str().expect("t")).await.expect("enroll");
+    admin
+        .post(
+            "/api/v1/admin/regions",
+            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
+        )
+        .await;
+    let (_, t) = admin
+        .post("/api/v1/admin/node-tokens", json!({"region": "eu"}))
+        .await;
+    let mut node = clawn_testkit::ProtoNode::enroll(&srv.url, t["token"].as_str().expect("t"))
+        .await
+        .expect("enroll");
     assert_eq!(node.enrollment.interface.address, "10.100.0.1/20");
     assert_eq!(node.enrollment.region, "eu");
     node.connect().await.expect("connect");
-    let first = node.next_state(Duration::from_secs(5)).await.expect("snapshot");
-    assert_eq!(first, Applied::Snapshot { version: 1, peers: 0 });
+    let first = node
+        .next_state(Duration::from_secs(5))
+        .await
+        .expect("snapshot");
+    assert_eq!(
+        first,
+        Applied::Snapshot {
+            version: 1,
+            peers: 0
+        }
+    );
     let (alice, _) = srv.user(&admin, "alice@example.com", 2).await;
     let (_, d, kp) = alice.add_device("a", "eu").await;
     let add = node.next_state(Duration::from_secs(5)).await.expect("add");
-    assert_eq!(add, Applied::Delta { from: 1, to: 2, added: vec![kp.public()], removed: vec![] });
+    assert_eq!(
+        add,
+        Applied::Delta {
+            from: 1,
+            to: 2,
+            added: vec![kp.public()],
+            removed: vec![]
+        }
+    );
     // The API reports the ack.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -44,16 +70,40 @@ async fn snapshot_then_deltas_with_acks(db: Db) {
             assert_eq!(nodes[0]["version"], 2);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "ack never reported: {nodes}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ack never reported: {nodes}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let id = d["device"]["id"].as_str().expect("id").to_string();
     let a2 = alice.clone();
-    let rev = tokio::spawn(async move { a2.post(&format!("/api/v1/devices/{id}/revoke"), json!({})).await });
-    let removed = node.next_state(Duration::from_secs(5)).await.expect("remove");
-    assert_eq!(removed, Applied::Delta { from: 2, to: 3, added: vec![], removed: vec![kp.public()] });
+    let rev = tokio::spawn(async move {
+        a2.post(&format!("/api/v1/devices/{id}/revoke"), json!({}))
+            .await
+    });
+    let removed = node
+        .next_state(Duration::from_secs(5))
+        .await
+        .expect("remove");
+    assert_eq!(
+        removed,
+        Applied::Delta {
+            from: 2,
+            to: 3,
+            added: vec![],
+            removed: vec![kp.public()]
+        }
+    );
     let (s, r) = rev.await.expect("join");
-    assert_eq!((s, r["node_ack"]["status"].as_str(), r["node_ack"]["version"].as_u64()), (StatusCode::OK, Some("acknowledged"), Some(3)));
+    assert_eq!(
+        (
+            s,
+            r["node_ack"]["status"].as_str(),
+            r["node_ack"]["version"].as_u64()
+        ),
+        (StatusCode::OK, Some("acknowledged"), Some(3))
+    );
 }
 
 async fn resync_and_catch_up_after_disconnect(db: Db) {
@@ -65,15 +115,33 @@ async fn resync_and_catch_up_after_disconnect(db: Db) {
     node.next_state(Duration::from_secs(5)).await.expect("add");
     // Ask for a full snapshot at any time.
     node.send(&NodeMessage::Resync).await.expect("send");
-    let snap = node.next_state(Duration::from_secs(5)).await.expect("snapshot");
-    assert_eq!(snap, Applied::Snapshot { version: 2, peers: 1 });
+    let snap = node
+        .next_state(Duration::from_secs(5))
+        .await
+        .expect("snapshot");
+    assert_eq!(
+        snap,
+        Applied::Snapshot {
+            version: 2,
+            peers: 1
+        }
+    );
     // Changes made while the node is away arrive in the snapshot on reconnect.
     node.disconnect().await;
     let (_, _, k2) = alice.add_device("b", "eu").await;
     let (_, _, k3) = alice.add_device("c", "eu").await;
     node.connect().await.expect("reconnect");
-    let snap = node.next_state(Duration::from_secs(5)).await.expect("catch-up");
-    assert_eq!(snap, Applied::Snapshot { version: 4, peers: 3 });
+    let snap = node
+        .next_state(Duration::from_secs(5))
+        .await
+        .expect("catch-up");
+    assert_eq!(
+        snap,
+        Applied::Snapshot {
+            version: 4,
+            peers: 3
+        }
+    );
     for k in [k1, k2, k3] {
         assert!(node.peers.contains_key(&k.public()));
     }
@@ -87,16 +155,30 @@ async fn nodes_only_get_their_own_peers(db: Db) {
     let (alice, _) = srv.user(&admin, "alice@example.com", 2).await;
     let (_, _, k_eu) = alice.add_device("a", "eu").await;
     let (_, _, k_sg) = alice.add_device("b", "sg").await;
-    eu.next_state(Duration::from_secs(5)).await.expect("eu delta");
-    sg.next_state(Duration::from_secs(5)).await.expect("sg delta");
-    assert_eq!(eu.peers.keys().copied().collect::<Vec<_>>(), vec![k_eu.public()]);
-    assert_eq!(sg.peers.keys().copied().collect::<Vec<_>>(), vec![k_sg.public()]);
+    eu.next_state(Duration::from_secs(5))
+        .await
+        .expect("eu delta");
+    sg.next_state(Duration::from_secs(5))
+        .await
+        .expect("sg delta");
+    assert_eq!(
+        eu.peers.keys().copied().collect::<Vec<_>>(),
+        vec![k_eu.public()]
+    );
+    assert_eq!(
+        sg.peers.keys().copied().collect::<Vec<_>>(),
+        vec![k_sg.public()]
+    );
     // Nothing else is queued for either node.
     assert!(eu.recv_signed(Duration::from_millis(300)).await.is_err());
     // Acks for versions a node never had are ignored.
-    eu.send(&NodeMessage::Ack { version: 999 }).await.expect("send");
+    eu.send(&NodeMessage::Ack { version: 999 })
+        .await
+        .expect("send");
     sg.send(&NodeMessage::Resync).await.expect("send");
-    sg.next_state(Duration::from_secs(5)).await.expect("sg snapshot");
+    sg.next_state(Duration::from_secs(5))
+        .await
+        .expect("sg snapshot");
     let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
     for n in nodes.as_array().expect("nodes") {
         assert!(n["acked_version"].as_u64() <= n["version"].as_u64(), "{n}");
@@ -111,7 +193,11 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
     let (alice, _) = srv.user(&admin, "alice@example.com", 2).await;
     let (_, d, kp) = alice.add_device("a", "eu").await;
     let on_first = d["device"]["node"]["id"] == node.node_id.to_string();
-    let (serving, foreign) = if on_first { (&mut node, &mut other) } else { (&mut other, &mut node) };
+    let (serving, foreign) = if on_first {
+        (&mut node, &mut other)
+    } else {
+        (&mut other, &mut node)
+    };
     let id = d["device"]["id"].as_str().expect("id").to_string();
     let (_, before) = alice.get(&format!("/api/v1/devices/{id}")).await;
     assert_eq!(before["tunnel"]["status"], "inactive");
@@ -120,7 +206,13 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
         .telemetry(Telemetry {
             at: now_millis(),
             host: HostMetrics::default(),
-            peers: vec![PeerStats { public_key: kp.public(), last_handshake: Some(now_millis()), rx_bytes: 666, tx_bytes: 666, endpoint: None }],
+            peers: vec![PeerStats {
+                public_key: kp.public(),
+                last_handshake: Some(now_millis()),
+                rx_bytes: 666,
+                tx_bytes: 666,
+                endpoint: None,
+            }],
             exit_ipv4: None,
         })
         .await
@@ -128,7 +220,15 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
     serving
         .telemetry(Telemetry {
             at: now_millis(),
-            host: HostMetrics { cpu_percent: 12.5, memory_used_bytes: 1 << 30, memory_total_bytes: 4 << 30, load1: 0.3, active_peers: 1, rx_bytes_per_sec: 100, tx_bytes_per_sec: 200 },
+            host: HostMetrics {
+                cpu_percent: 12.5,
+                memory_used_bytes: 1 << 30,
+                memory_total_bytes: 4 << 30,
+                load1: 0.3,
+                active_peers: 1,
+                rx_bytes_per_sec: 100,
+                tx_bytes_per_sec: 200,
+            },
             peers: vec![PeerStats {
                 public_key: kp.public(),
                 last_handshake: Some(now_millis() - 5_000),
@@ -146,7 +246,10 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
         if dev["tunnel"]["rx_bytes"] == 1234 {
             break dev;
         }
-        assert!(tokio::time::Instant::now() < deadline, "telemetry never stored: {dev}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "telemetry never stored: {dev}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(dev["tunnel"]["status"], "active");
@@ -154,7 +257,13 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
     assert_eq!(dev["tunnel"]["endpoint"], "198.51.100.7:40000");
     assert_eq!(dev["node"]["exit_ipv4"], "203.0.113.9");
     let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
-    let n = nodes.as_array().expect("nodes").iter().find(|n| n["id"] == serving.node_id.to_string()).expect("node").clone();
+    let n = nodes
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"] == serving.node_id.to_string())
+        .expect("node")
+        .clone();
     assert_eq!(n["metrics"]["cpu_percent"], 12.5);
     assert!(n["last_heartbeat"].as_i64().is_some());
     // An old handshake means inactive (3 minutes).
@@ -162,7 +271,13 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
         .telemetry(Telemetry {
             at: now_millis(),
             host: HostMetrics::default(),
-            peers: vec![PeerStats { public_key: kp.public(), last_handshake: Some(now_millis() - 200_000), rx_bytes: 1300, tx_bytes: 5700, endpoint: None }],
+            peers: vec![PeerStats {
+                public_key: kp.public(),
+                last_handshake: Some(now_millis() - 200_000),
+                rx_bytes: 1300,
+                tx_bytes: 5700,
+                endpoint: None,
+            }],
             exit_ipv4: None,
         })
         .await
@@ -185,7 +300,11 @@ async fn stream_refuses_bad_credentials(db: Db) {
     let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
     node.credential = "clawn_node_forged".into();
     assert!(node.connect().await.is_err());
-    let resp = reqwest::Client::new().get(format!("{}/api/v1/node/stream", srv.url)).send().await.expect("send");
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/node/stream", srv.url))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let e: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(e["code"], "unauthenticated");
@@ -202,7 +321,9 @@ async fn replayed_and_foreign_state_is_rejected(db: Db) {
     a.auto_ack = false;
     let old = {
         a.send(&NodeMessage::Resync).await.expect("send");
-        a.recv_signed(Duration::from_secs(5)).await.expect("snapshot v1")
+        a.recv_signed(Duration::from_secs(5))
+            .await
+            .expect("snapshot v1")
     };
     let (alice, _) = srv.user(&admin, "alice@example.com", 2).await;
     alice.add_device("x", "eu").await;
@@ -219,11 +340,23 @@ async fn replayed_and_foreign_state_is_rejected(db: Db) {
         }
     }
     // Replaying a's older snapshot is refused, as is b's state delivered to a.
-    assert!(matches!(a.verify(&old), Err(Rejection::Stale { .. })), "{:?}", a.verify(&old));
+    assert!(
+        matches!(a.verify(&old), Err(Rejection::Stale { .. })),
+        "{:?}",
+        a.verify(&old)
+    );
     b.send(&NodeMessage::Resync).await.expect("send");
-    let foreign = b.recv_signed(Duration::from_secs(5)).await.expect("b snapshot");
-    assert!(matches!(a.verify(&foreign), Err(Rejection::WrongNode { .. })));
+    let foreign = b
+        .recv_signed(Duration::from_secs(5))
+        .await
+        .expect("b snapshot");
+    assert!(matches!(
+        a.verify(&foreign),
+        Err(Rejection::WrongNode { .. })
+    ));
     let mut forged = foreign.clone();
-    forged.payload = forged.payload.replace(&b.node_id.to_string(), &a.node_id.to_string());
+    forged.payload = forged
+        .payload
+        .replace(&b.node_id.to_string(), &a.node_id.to_string());
     assert_eq!(a.verify(&forged), Err(Rejection::BadSignature));
 }

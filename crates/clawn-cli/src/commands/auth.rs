@@ -1,19 +1,19 @@
-//! Signing in and out, and the read-only account commands (`whoami`, `regions`).
+//! Signing in and out (and the first admin's `setup`), and the read-only account commands
+//! (`whoami`, `regions`).
 
-use clawn_proto::api::{LoginRequest, RegionHealth, SessionKind};
+use clawn_proto::api::{LoginRequest, LoginResponse, RegionHealth, SessionKind, SetupRequest};
 use reqwest::StatusCode;
 
 use super::{Context, PasswordSource, prompt_line, read_password};
-use crate::cli::LoginArgs;
+use crate::cli::{LoginArgs, SetupArgs};
 use crate::client::{Client, ClientError, is_insecure};
 use crate::error::CliError;
 use crate::output::{Table, emit, emit_json, note, warn};
-use crate::store::Credentials;
+use crate::store::{Credentials, Secret};
 
-/// `clawn login`: exchanges email and password for a bearer token and saves it.
-pub async fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
-    let saved = ctx.store.load_credentials()?;
-    let server = match (&ctx.server, &saved) {
+/// The server to sign in to: `--server`, else the saved session's.
+fn login_server(ctx: &Context, saved: Option<&Credentials>) -> Result<String, CliError> {
+    let server = match (&ctx.server, saved) {
         (Some(s), _) => s.clone(),
         (None, Some(c)) => c.server.clone(),
         (None, None) => {
@@ -24,39 +24,100 @@ pub async fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
         }
     };
     if is_insecure(&server) {
-        warn(&format!("{server} uses plain http: your password and session token cross the network unencrypted"));
+        warn(&format!(
+            "{server} uses plain http: your password and session token cross the network unencrypted"
+        ));
     }
-    let email = match args.email {
+    Ok(server)
+}
+
+/// `--email`, or a prompt (not possible when stdin carries the password).
+fn read_email(email: Option<String>, password_stdin: bool) -> Result<String, CliError> {
+    let email = match email {
         Some(e) => e,
-        None if args.password_stdin => {
+        None if password_stdin => {
             return Err(CliError::input("--email is required with --password-stdin"));
         }
-        None => prompt_line("Email: ")?,
+        None => prompt_line("Email: ", "--email")?,
     };
     let email = email.trim().to_string();
     if email.is_empty() {
         return Err(CliError::input("the email is empty"));
     }
+    Ok(email)
+}
+
+/// `clawn login`: exchanges email and password for a bearer token and saves it.
+pub async fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
+    let saved = ctx.store.load_credentials()?;
+    let server = login_server(ctx, saved.as_ref())?;
+    let email = read_email(args.email, args.password_stdin)?;
     let source = if args.password_stdin {
         PasswordSource::Stdin
     } else if let Some(p) = &ctx.env.password {
         PasswordSource::Env(p)
     } else {
-        PasswordSource::Prompt { prompt: "Password: ", confirm: false }
+        PasswordSource::Prompt {
+            prompt: "Password: ",
+            confirm: false,
+        }
     };
     let password = read_password(source)?;
-
-    let client = ctx.anonymous_client(&server)?;
-    let resp = client
-        .login(&LoginRequest { email, password: password.expose().to_string(), session: SessionKind::Bearer })
+    let resp = ctx
+        .anonymous_client(&server)?
+        .login(&LoginRequest {
+            email,
+            password: password.expose().to_string(),
+            session: SessionKind::Bearer,
+        })
         .await?;
-    let token = resp.token.ok_or_else(|| {
+    save_session(ctx, server, saved, resp).await
+}
+
+/// `clawn setup`: creates the first admin of a fresh server and signs in as it.
+pub async fn setup(ctx: &Context, args: SetupArgs) -> Result<(), CliError> {
+    let saved = ctx.store.load_credentials()?;
+    let server = login_server(ctx, saved.as_ref())?;
+    let email = read_email(args.email, args.password_stdin)?;
+    let source = if args.password_stdin {
+        PasswordSource::Stdin
+    } else if let Some(p) = &ctx.env.password {
+        PasswordSource::Env(p)
+    } else {
+        PasswordSource::Prompt {
+            prompt: "New admin password (at least 10 characters): ",
+            confirm: true,
+        }
+    };
+    let password = read_password(source)?;
+    let resp = ctx
+        .anonymous_client(&server)?
+        .setup(&SetupRequest {
+            setup_token: args.token.trim().to_string(),
+            email,
+            password: password.expose().to_string(),
+        })
+        .await?;
+    save_session(ctx, server, saved, resp).await?;
+    note(
+        "next: create a region with `clawn admin region create CODE --name NAME --cidr 10.100.0.0/16`",
+    );
+    Ok(())
+}
+
+/// Saves the bearer session of a login/setup answer, ending the session it replaces.
+async fn save_session(
+    ctx: &Context,
+    server: String,
+    saved: Option<Credentials>,
+    resp: LoginResponse,
+) -> Result<(), CliError> {
+    let token = resp.token.map(Secret::new).ok_or_else(|| {
         CliError::input_with_hint(
             "the server did not return a bearer token",
             "the server may run an older Clawn version than this client",
         )
     })?;
-    let token = crate::store::Secret::new(token);
 
     // Replacing a session on the same server: end the old one rather than leave it valid.
     if let Some(old) = saved
@@ -67,8 +128,16 @@ pub async fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
         let _ = c.logout().await;
     }
 
-    ctx.store.save_credentials(&Credentials { server: server.clone(), token, email: resp.user.email.clone() })?;
-    emit(&format!("logged in to {server} as {} ({})", resp.user.email, resp.user.role.as_str()))?;
+    ctx.store.save_credentials(&Credentials {
+        server: server.clone(),
+        token,
+        email: resp.user.email.clone(),
+    })?;
+    emit(&format!(
+        "logged in to {server} as {} ({})",
+        resp.user.email,
+        resp.user.role.as_str()
+    ))?;
     if ctx.env.token.is_some() {
         note("note: CLAWN_TOKEN is set and takes precedence over this session");
     }
@@ -86,8 +155,13 @@ pub async fn logout(ctx: &Context) -> Result<(), CliError> {
     match client.logout().await {
         Ok(()) => {}
         // The session had already ended (expired, revoked, user disabled): nothing to end.
-        Err(ClientError::Api { status: StatusCode::UNAUTHORIZED, .. }) => {}
-        Err(e) => warn(&format!("could not end the session on the server ({e}); forgetting it here anyway")),
+        Err(ClientError::Api {
+            status: StatusCode::UNAUTHORIZED,
+            ..
+        }) => {}
+        Err(e) => warn(&format!(
+            "could not end the session on the server ({e}); forgetting it here anyway"
+        )),
     }
     ctx.store.remove_credentials()?;
     emit(&format!("logged out of {server}"))?;
@@ -111,7 +185,11 @@ pub async fn whoami(ctx: &Context, json: bool) -> Result<(), CliError> {
         client.server(),
         me.active_devices,
         me.device_slots,
-        if me.disabled { "\naccount: disabled" } else { "" }
+        if me.disabled {
+            "\naccount: disabled"
+        } else {
+            ""
+        }
     ))
 }
 

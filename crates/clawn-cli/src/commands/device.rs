@@ -15,7 +15,9 @@ use super::Context;
 use crate::cli::{ConfigOutput, DeviceCommand};
 use crate::client::{Client, ClientError};
 use crate::error::CliError;
-use crate::output::{Table, describe_ack, emit, emit_json, emit_qr, format_bytes, note, or_dash, warn};
+use crate::output::{
+    Table, describe_ack, emit, emit_json, emit_qr, format_bytes, note, or_dash, warn,
+};
 use crate::resolve::{as_id, resolve};
 use crate::store::{KeyLookup, PendingKey, write_private_file};
 use crate::time::{format_ago, format_utc};
@@ -23,7 +25,12 @@ use crate::time::{format_ago, format_utc};
 /// Runs a `clawn device` subcommand.
 pub async fn run(ctx: &Context, cmd: DeviceCommand) -> Result<(), CliError> {
     match cmd {
-        DeviceCommand::Add { name, region, output, force } => add(ctx, name, region, output, force).await,
+        DeviceCommand::Add {
+            name,
+            region,
+            output,
+            force,
+        } => add(ctx, name, region, output, force).await,
         DeviceCommand::List(f) => list(ctx, f.json).await,
         DeviceCommand::Show { device, json } => show(ctx, &device, json).await,
         DeviceCommand::Config { device, output } => config(ctx, &device, output).await,
@@ -45,8 +52,16 @@ async fn find(client: &Client, query: &str) -> Result<DeviceView, CliError> {
 /// `./NAME.conf`, with everything but `A-Z a-z 0-9 . _ -` replaced so a name cannot point
 /// the file elsewhere (`../x`, `/etc/x`).
 pub fn default_conf_path(name: &str) -> PathBuf {
-    let mut stem: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }).collect();
+    let mut stem: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if stem.starts_with('.') {
         stem.replace_range(..1, "_");
     }
@@ -62,7 +77,11 @@ fn is_stdout(path: &Path) -> bool {
 
 /// Writes a config to a file (0600), or to stdout for `-`.
 fn write_config(out: &Path, text: &str) -> Result<(), CliError> {
-    if is_stdout(out) { emit(text) } else { Ok(write_private_file(out, text.as_bytes())?) }
+    if is_stdout(out) {
+        emit(text)
+    } else {
+        Ok(write_private_file(out, text.as_bytes())?)
+    }
 }
 
 /// How to use a config file that was written, when wg-quick can take it as is.
@@ -70,7 +89,9 @@ fn usage_hint(out: &Path) -> Option<String> {
     let stem = out.file_stem()?.to_str()?;
     let ok = out.extension().is_some_and(|e| e == "conf")
         && (1..=15).contains(&stem.len())
-        && stem.chars().all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c));
+        && stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c));
     ok.then(|| {
         let shown = if out.is_relative() && out.parent().is_none_or(|p| p.as_os_str().is_empty()) {
             format!("./{}", out.display())
@@ -83,7 +104,12 @@ fn usage_hint(out: &Path) -> Option<String> {
 
 /// The request that registers a new public key failed: forget the key if the server surely
 /// did not take it, keep it (and say where) if it might have.
-fn key_request_failed(ctx: &Context, e: ClientError, pending: &PendingKey, device: &str) -> CliError {
+fn key_request_failed(
+    ctx: &Context,
+    e: ClientError,
+    pending: &PendingKey,
+    device: &str,
+) -> CliError {
     if e.outcome_unknown() {
         return CliError::from(e).after(format!(
             "the server may have accepted the new key; it is kept at {} and `clawn device config {device}` uses it if so",
@@ -106,7 +132,13 @@ async fn default_region(client: &Client) -> Result<String, CliError> {
         )),
         many => Err(CliError::input_with_hint(
             "--region is required",
-            format!("choose one of: {}", many.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(", ")),
+            format!(
+                "choose one of: {}",
+                many.iter()
+                    .map(|r| r.code.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )),
     }
 }
@@ -134,7 +166,11 @@ async fn add(
 
     let key = WgKeyPair::generate();
     let pending = ctx.store.stash_new_device_key(&key)?;
-    let req = CreateDeviceRequest { name: name.clone(), public_key: key.public(), region };
+    let req = CreateDeviceRequest {
+        name: name.clone(),
+        public_key: key.public(),
+        region,
+    };
     let created = match client.create_device(&req).await {
         Ok(c) => c,
         Err(e) => return Err(key_request_failed(ctx, e, &pending, &name)),
@@ -156,13 +192,19 @@ async fn add(
         ))
     })?;
 
-    let mut lines = vec![format!("created device {} ({}) in region {}", device.name, device.id, device.region)];
+    let mut lines = vec![format!(
+        "created device {} ({}) in region {}",
+        device.name, device.id, device.region
+    )];
     if let Some(node) = &device.node {
         lines.push(format!(
             "node: {} ({}), tunnel address {}",
             node.name,
             node.endpoint,
-            device.tunnel_ip.as_deref().unwrap_or(&created.config.address)
+            device
+                .tunnel_ip
+                .as_deref()
+                .unwrap_or(&created.config.address)
         ));
     }
     lines.push(describe_ack(&created.node_ack));
@@ -201,7 +243,17 @@ async fn list(ctx: &Context, json: bool) -> Result<(), CliError> {
         return Ok(());
     }
     let now = now_millis();
-    let mut t = Table::new(&["ID", "NAME", "REGION", "STATE", "ADDRESS", "NODE", "TUNNEL", "HANDSHAKE", "KEY"]);
+    let mut t = Table::new(&[
+        "ID",
+        "NAME",
+        "REGION",
+        "STATE",
+        "ADDRESS",
+        "NODE",
+        "TUNNEL",
+        "HANDSHAKE",
+        "KEY",
+    ]);
     for d in &devices {
         t.row(vec![
             d.id.to_string(),
@@ -212,21 +264,26 @@ async fn list(ctx: &Context, json: bool) -> Result<(), CliError> {
             or_dash(d.node.as_ref().map(|n| n.name.as_str())),
             d.tunnel.status.clone(),
             or_dash(d.tunnel.last_handshake.map(|h| format_ago(now, h))),
-            if ctx.store.has_key(d.id) { "here".into() } else { "-".into() },
+            if ctx.store.has_key(d.id) {
+                "here".into()
+            } else {
+                "-".into()
+            },
         ]);
     }
     emit(&t.render())
 }
 
-fn state_str(s: DeviceState) -> &'static str {
+/// The wire spelling of a device state.
+pub(crate) fn state_str(s: DeviceState) -> &'static str {
     match s {
         DeviceState::Active => "active",
         DeviceState::Revoked => "revoked",
     }
 }
 
-/// Multi-line description of a device (also used by the admin commands).
-pub(crate) fn describe_device(d: &DeviceView, key: Option<&Path>) -> String {
+/// Multi-line description of a device; `key` says where its private key is.
+fn describe_device(d: &DeviceView, key: &str) -> String {
     let now = now_millis();
     let mut rows: Vec<(&str, String)> = vec![
         ("id", d.id.to_string()),
@@ -243,7 +300,11 @@ pub(crate) fn describe_device(d: &DeviceView, key: Option<&Path>) -> String {
         ("address", or_dash(d.tunnel_ip.as_deref())),
     ];
     if let Some(n) = &d.node {
-        let exit = n.exit_ipv4.as_deref().map(|e| format!(", exit {e}")).unwrap_or_default();
+        let exit = n
+            .exit_ipv4
+            .as_deref()
+            .map(|e| format!(", exit {e}"))
+            .unwrap_or_default();
         rows.push(("node", format!("{} ({}{exit})", n.name, n.endpoint)));
     }
     let mut tunnel = d.tunnel.status.clone();
@@ -260,14 +321,20 @@ pub(crate) fn describe_device(d: &DeviceView, key: Option<&Path>) -> String {
     }
     rows.push(("tunnel", tunnel));
     rows.push(("created", format!("{} UTC", format_utc(d.created_at))));
-    if let Some(owner) = d.owner_email.as_deref().map(str::to_string).or(d.owner_id.map(|i| i.to_string())) {
+    if let Some(owner) = d
+        .owner_email
+        .as_deref()
+        .map(str::to_string)
+        .or(d.owner_id.map(|i| i.to_string()))
+    {
         rows.push(("owner", owner));
     }
-    if let Some(k) = key {
-        rows.push(("private key", k.display().to_string()));
-    }
+    rows.push(("private key", key.to_string()));
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter().map(|(k, v)| format!("{:width$}  {v}", format!("{k}:"), width = width + 1)).collect::<Vec<_>>().join("\n")
+    rows.iter()
+        .map(|(k, v)| format!("{:width$}  {v}", format!("{k}:"), width = width + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `clawn device show`.
@@ -276,9 +343,12 @@ async fn show(ctx: &Context, query: &str, json: bool) -> Result<(), CliError> {
     if json {
         return emit_json(&d);
     }
-    let key = ctx.store.key_path(d.id);
-    let shown = if ctx.store.has_key(d.id) { key } else { PathBuf::from("not on this machine") };
-    emit(&describe_device(&d, Some(&shown)))
+    let key = if ctx.store.has_key(d.id) {
+        ctx.store.key_path(d.id).display().to_string()
+    } else {
+        "not on this machine".to_string()
+    };
+    emit(&describe_device(&d, &key))
 }
 
 /// `clawn device config`.
@@ -286,7 +356,10 @@ async fn config(ctx: &Context, query: &str, output: ConfigOutput) -> Result<(), 
     let client = ctx.client()?;
     let device = find(&client, query).await?;
     if device.state == DeviceState::Revoked {
-        return Err(CliError::input(format!("device {} is revoked; it has no config", device.name)));
+        return Err(CliError::input(format!(
+            "device {} is revoked; it has no config",
+            device.name
+        )));
     }
     let cfg = client.device_config(device.id).await?;
     let (text, complete) = match ctx.store.find_key(device.id, &device.public_key)? {
@@ -355,7 +428,12 @@ async fn revoke(ctx: &Context, query: &str, json: bool) -> Result<(), CliError> 
     if json {
         return emit_json(&resp);
     }
-    let mut text = format!("revoked device {} ({})\n{}", resp.device.name, resp.device.id, describe_ack(&resp.node_ack));
+    let mut text = format!(
+        "revoked device {} ({})\n{}",
+        resp.device.name,
+        resp.device.id,
+        describe_ack(&resp.node_ack)
+    );
     if removed {
         text.push_str("\ndeleted its private key from this machine");
     }
@@ -367,11 +445,22 @@ async fn rotate(ctx: &Context, query: &str, output: ConfigOutput) -> Result<(), 
     let client = ctx.client()?;
     let device = find(&client, query).await?;
     if device.state == DeviceState::Revoked {
-        return Err(CliError::input(format!("device {} is revoked; add a new device instead", device.name)));
+        return Err(CliError::input(format!(
+            "device {} is revoked; add a new device instead",
+            device.name
+        )));
     }
     let key = WgKeyPair::generate();
     let pending = ctx.store.stash_rotation_key(device.id, &key)?;
-    let rotated = match client.rotate_device(device.id, &RotateDeviceRequest { public_key: key.public() }).await {
+    let rotated = match client
+        .rotate_device(
+            device.id,
+            &RotateDeviceRequest {
+                public_key: key.public(),
+            },
+        )
+        .await
+    {
         Ok(r) => r,
         Err(e) => return Err(key_request_failed(ctx, e, &pending, &device.id.to_string())),
     };
@@ -383,12 +472,20 @@ async fn rotate(ctx: &Context, query: &str, output: ConfigOutput) -> Result<(), 
         ))
     })?;
     let text = rotated.config.render(Some(&key.private_base64()));
-    let out = output.out.unwrap_or_else(|| default_conf_path(&rotated.device.name));
+    let out = output
+        .out
+        .unwrap_or_else(|| default_conf_path(&rotated.device.name));
     write_config(&out, &text).map_err(|e| {
-        e.after(format!("the new key is stored; write the config with `clawn device config {} --out FILE`", device.id))
+        e.after(format!(
+            "the new key is stored; write the config with `clawn device config {} --out FILE`",
+            device.id
+        ))
     })?;
     let mut lines = vec![
-        format!("rotated the key of device {} ({}); the old key no longer works", rotated.device.name, device.id),
+        format!(
+            "rotated the key of device {} ({}); the old key no longer works",
+            rotated.device.name, device.id
+        ),
         describe_ack(&rotated.node_ack),
     ];
     if !is_stdout(&out) {
@@ -406,7 +503,10 @@ async fn rename(ctx: &Context, query: &str, new_name: &str) -> Result<(), CliErr
     let client = ctx.client()?;
     let device = find(&client, query).await?;
     let renamed = client.rename_device(device.id, new_name).await?;
-    emit(&format!("renamed device {} to {} ({})", device.name, renamed.name, renamed.id))
+    emit(&format!(
+        "renamed device {} to {} ({})",
+        device.name, renamed.name, renamed.id
+    ))
 }
 
 #[cfg(test)]
@@ -417,17 +517,29 @@ mod tests {
     #[test]
     fn default_config_paths_stay_in_the_current_directory() {
         assert_eq!(default_conf_path("laptop"), PathBuf::from("laptop.conf"));
-        assert_eq!(default_conf_path("../../etc/passwd"), PathBuf::from("_.._etc_passwd.conf"));
+        assert_eq!(
+            default_conf_path("../../etc/passwd"),
+            PathBuf::from("_._.._etc_passwd.conf")
+        );
         assert_eq!(default_conf_path("/abs"), PathBuf::from("_abs.conf"));
-        assert_eq!(default_conf_path("my phone ü"), PathBuf::from("my_phone__.conf"));
+        assert_eq!(
+            default_conf_path("my phone ü"),
+            PathBuf::from("my_phone__.conf")
+        );
         assert_eq!(default_conf_path(""), PathBuf::from("device.conf"));
         assert_eq!(default_conf_path(".hidden"), PathBuf::from("_hidden.conf"));
     }
 
     #[test]
     fn wg_quick_hint_only_for_valid_interface_names() {
-        assert!(usage_hint(Path::new("laptop.conf")).is_some_and(|h| h.contains("wg-quick up ./laptop.conf")));
-        assert!(usage_hint(Path::new("/etc/wireguard/wg0.conf")).is_some_and(|h| h.contains("up /etc/wireguard/wg0.conf")));
+        assert!(
+            usage_hint(Path::new("laptop.conf"))
+                .is_some_and(|h| h.contains("wg-quick up ./laptop.conf"))
+        );
+        assert!(
+            usage_hint(Path::new("/etc/wireguard/wg0.conf"))
+                .is_some_and(|h| h.contains("up /etc/wireguard/wg0.conf"))
+        );
         assert!(usage_hint(Path::new("a-very-long-device-name.conf")).is_none());
         assert!(usage_hint(Path::new("laptop.txt")).is_none());
     }
@@ -454,7 +566,10 @@ mod tests {
             panic!("key not found");
         };
         let text = template.render(Some(&found.private_base64()));
-        assert!(text.starts_with(&format!("[Interface]\nPrivateKey = {}\n", key.private_base64())));
+        assert!(text.starts_with(&format!(
+            "[Interface]\nPrivateKey = {}\n",
+            key.private_base64()
+        )));
         assert!(!text.contains(PRIVATE_KEY_PLACEHOLDER));
         assert!(text.contains("Endpoint = eu-1.example.com:51820\n"));
 

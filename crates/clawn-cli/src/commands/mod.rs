@@ -28,8 +28,16 @@ pub struct Env {
 impl Env {
     /// Reads `CLAWN_TOKEN` and `CLAWN_PASSWORD` (empty values count as unset).
     pub fn from_process() -> Self {
-        let secret = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(Secret::new);
-        Self { token: secret("CLAWN_TOKEN"), password: secret("CLAWN_PASSWORD") }
+        let secret = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)
+        };
+        Self {
+            token: secret("CLAWN_TOKEN"),
+            password: secret("CLAWN_PASSWORD"),
+        }
     }
 }
 
@@ -47,14 +55,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// The server to talk to: `--server`, else the saved session's.
-    pub fn server(&self) -> Result<Option<String>, CliError> {
-        if let Some(s) = &self.server {
-            return Ok(Some(s.clone()));
-        }
-        Ok(self.store.load_credentials()?.map(|c| c.server))
-    }
-
     /// A client without credentials (for login).
     pub fn anonymous_client(&self, server: &str) -> Result<Client, CliError> {
         Ok(Client::new(server, None, self.ca_cert.as_deref())?)
@@ -67,15 +67,28 @@ impl Context {
         let server = match (&self.server, &saved) {
             (Some(s), _) => s.clone(),
             (None, Some(c)) => c.server.clone(),
-            (None, None) => return Err(CliError::NotLoggedIn { server: None, saved_for: None }),
+            (None, None) => {
+                return Err(CliError::NotLoggedIn {
+                    server: None,
+                    saved_for: None,
+                });
+            }
         };
         let token = match (&self.env.token, saved) {
             (Some(t), _) => t.clone(),
             (None, Some(c)) if c.server == server => c.token,
             (None, Some(c)) => {
-                return Err(CliError::NotLoggedIn { server: Some(server), saved_for: Some(c.server) });
+                return Err(CliError::NotLoggedIn {
+                    server: Some(server),
+                    saved_for: Some(c.server),
+                });
             }
-            (None, None) => return Err(CliError::NotLoggedIn { server: Some(server), saved_for: None }),
+            (None, None) => {
+                return Err(CliError::NotLoggedIn {
+                    server: Some(server),
+                    saved_for: None,
+                });
+            }
         };
         Ok(Client::new(&server, Some(token), self.ca_cert.as_deref())?)
     }
@@ -83,11 +96,22 @@ impl Context {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, env: Env) -> Result<(), CliError> {
-    let server = cli.global.server.as_deref().map(normalize_server_url).transpose()?;
-    let ctx = Context { store: Store::open(cli.global.config_dir)?, server, ca_cert: cli.global.ca_cert, env };
+    let server = cli
+        .global
+        .server
+        .as_deref()
+        .map(normalize_server_url)
+        .transpose()?;
+    let ctx = Context {
+        store: Store::open(cli.global.config_dir)?,
+        server,
+        ca_cert: cli.global.ca_cert,
+        env,
+    };
     match cli.command {
         Command::Login(args) => auth::login(&ctx, args).await,
         Command::Logout => auth::logout(&ctx).await,
+        Command::Setup(args) => auth::setup(&ctx, args).await,
         Command::Whoami(f) => auth::whoami(&ctx, f.json).await,
         Command::Regions(f) => auth::regions(&ctx, f.json).await,
         Command::Device(cmd) => device::run(&ctx, cmd).await,
@@ -108,14 +132,19 @@ pub(crate) fn read_stdin_line(what: &str) -> Result<String, CliError> {
     io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| CliError::Io { what: format!("cannot read {what} from stdin"), source: e })?;
+        .map_err(|e| CliError::Io {
+            what: format!("cannot read {what} from stdin"),
+            source: e,
+        })?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
-/// Asks for a line of text on the terminal.
-pub(crate) fn prompt_line(prompt: &str) -> Result<String, CliError> {
+/// Asks for a line of text on the terminal; without one, says which `flag` to pass instead.
+pub(crate) fn prompt_line(prompt: &str, flag: &str) -> Result<String, CliError> {
     if !io::stdin().is_terminal() {
-        return Err(CliError::input(format!("{} is required (no terminal to ask on)", prompt.trim_end_matches(": "))));
+        return Err(CliError::input(format!(
+            "{flag} is required when there is no terminal to ask on"
+        )));
     }
     let mut err = io::stderr().lock();
     let _ = write!(err, "{prompt}");

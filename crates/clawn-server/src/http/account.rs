@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use clawn_proto::api::{
-    ApiError, ApiTokenView, CreateApiTokenRequest, LoginRequest, LoginResponse, RegisterRequest, Role, SessionKind,
-    SessionView, SetupRequest, UserView,
+    ApiError, ApiTokenView, CreateApiTokenRequest, LoginRequest, LoginResponse, RegisterRequest,
+    Role, SessionKind, SessionView, SetupRequest, UserView,
 };
 use clawn_proto::time::now_millis;
 use serde_json::json;
@@ -25,9 +25,17 @@ use crate::store::users::{self, NewSession};
 pub fn normalize_email(email: &str) -> Result<String, ApiErr> {
     let e = email.trim().to_lowercase();
     let valid = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
         && !e.chars().any(char::is_whitespace);
-    if valid { Ok(e) } else { Err(ApiErr::bad_request("invalid_email", "that is not a valid email address")) }
+    if valid {
+        Ok(e)
+    } else {
+        Err(ApiErr::bad_request(
+            "invalid_email",
+            "that is not a valid email address",
+        ))
+    }
 }
 
 /// Checks password strength rules.
@@ -50,11 +58,16 @@ pub async fn hash_password(p: String) -> ApiResult<String> {
 }
 
 async fn verify_password(p: String, hash: String) -> ApiResult<bool> {
-    tokio::task::spawn_blocking(move || auth::verify_password(&p, &hash)).await.map_err(|e| ApiErr::internal(&e))
+    tokio::task::spawn_blocking(move || auth::verify_password(&p, &hash))
+        .await
+        .map_err(|e| ApiErr::internal(&e))
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<String> {
-    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect())
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect())
 }
 
 /// Creates a session for `user` and builds the answer (cookies or bearer token).
@@ -106,7 +119,12 @@ async fn start_session(
             .path("/")
             .max_age(max_age)
             .build();
-        let csrf = Cookie::build((CSRF_COOKIE, csrf)).secure(true).same_site(SameSite::Strict).path("/").max_age(max_age).build();
+        let csrf = Cookie::build((CSRF_COOKIE, csrf))
+            .secure(true)
+            .same_site(SameSite::Strict)
+            .path("/")
+            .max_age(max_age)
+            .build();
         for c in [session, csrf] {
             if let Ok(v) = c.to_string().parse() {
                 resp.headers_mut().append(header::SET_COOKIE, v);
@@ -122,7 +140,12 @@ fn time_secs(s: u64) -> time::Duration {
 
 fn clear_cookies(resp: &mut Response) {
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        let c = Cookie::build((name, "")).path("/").secure(true).same_site(SameSite::Strict).max_age(time_secs(0)).build();
+        let c = Cookie::build((name, ""))
+            .path("/")
+            .secure(true)
+            .same_site(SameSite::Strict)
+            .max_age(time_secs(0))
+            .build();
         if let Ok(v) = c.to_string().parse() {
             resp.headers_mut().append(header::SET_COOKIE, v);
         }
@@ -139,25 +162,50 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let email = req.email.trim().to_lowercase();
-    if let Err(secs) = app.limiter.check(&email, addr.as_deref().unwrap_or("unknown")) {
+    if let Err(secs) = app
+        .limiter
+        .check(&email, addr.as_deref().unwrap_or("unknown"))
+    {
         tracing::warn!(client = ?addr, "login rate limit hit");
-        let mut e = ApiErr::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many sign-in attempts")
-            .hint(format!("wait {secs} s and try again"));
+        let mut e = ApiErr::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many sign-in attempts",
+        )
+        .hint(format!("wait {secs} s and try again"));
         e.retry_after = Some(secs);
         return Err(e);
     }
     let user = app.store.user_by_email(&email).await?;
     // Unknown users are verified against a dummy hash so both cases take the same time.
-    let hash = user.as_ref().map_or_else(|| app.dummy_hash.clone(), |u| u.password_hash.clone());
+    let hash = user
+        .as_ref()
+        .map_or_else(|| app.dummy_hash.clone(), |u| u.password_hash.clone());
     let ok = verify_password(req.password, hash).await?;
     let Some(user) = user.filter(|_| ok) else {
-        return Err(ApiErr::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong email or password"));
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong email or password",
+        ));
     };
     if user.view.disabled {
-        return Err(ApiErr::new(StatusCode::FORBIDDEN, "account_disabled", "this account is disabled")
-            .hint("ask an admin to enable it"));
+        return Err(ApiErr::new(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            "this account is disabled",
+        )
+        .hint("ask an admin to enable it"));
     }
-    start_session(&app, user.view, req.session, addr, user_agent(&headers), StatusCode::OK).await
+    start_session(
+        &app,
+        user.view,
+        req.session,
+        addr,
+        user_agent(&headers),
+        StatusCode::OK,
+    )
+    .await
 }
 
 /// End the current session.
@@ -181,25 +229,62 @@ pub async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<Response> {
     if !app.config.self_registration {
-        return Err(ApiErr::new(StatusCode::FORBIDDEN, "registration_closed", "self-registration is off")
-            .hint("ask an admin to create your account"));
+        return Err(ApiErr::new(
+            StatusCode::FORBIDDEN,
+            "registration_closed",
+            "self-registration is off",
+        )
+        .hint("ask an admin to create your account"));
     }
     let email = normalize_email(&req.email)?;
     check_password(&req.password)?;
     let hash = hash_password(req.password).await?;
     let now = now_millis();
     let mut w = app.store.write().await?;
-    let user = match users::insert(&mut w.tx, &email, &hash, Role::User, app.config.default_device_slots, now).await {
+    let user = match users::insert(
+        &mut w.tx,
+        &email,
+        &hash,
+        Role::User,
+        app.config.default_device_slots,
+        now,
+    )
+    .await
+    {
         Ok(u) => u,
         Err(e) if e.is_unique_violation() => {
-            return Err(ApiErr::conflict("email_taken", "an account with this email exists").hint("sign in instead"));
+            return Err(
+                ApiErr::conflict("email_taken", "an account with this email exists")
+                    .hint("sign in instead"),
+            );
         }
         Err(e) => return Err(e.into()),
     };
-    let actor = AuditActor { kind: "user", id: Some(user.id), label: Some(email.clone()), client_addr: addr.clone() };
-    audit::record(&mut w.tx, &actor, "user.register", "user", Some(user.id.to_string()), json!({"email": email})).await?;
+    let actor = AuditActor {
+        kind: "user",
+        id: Some(user.id),
+        label: Some(email.clone()),
+        client_addr: addr.clone(),
+    };
+    audit::record(
+        &mut w.tx,
+        &actor,
+        "user.register",
+        "user",
+        Some(user.id.to_string()),
+        json!({"email": email}),
+    )
+    .await?;
     w.commit().await?;
-    start_session(&app, user, req.session, addr, user_agent(&headers), StatusCode::CREATED).await
+    start_session(
+        &app,
+        user,
+        req.session,
+        addr,
+        user_agent(&headers),
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 /// Settings key of the setup token hash.
@@ -217,29 +302,69 @@ pub async fn setup(
     let email = normalize_email(&req.email)?;
     check_password(&req.password)?;
     let stored = app.store.setting(SETUP_TOKEN_KEY).await?;
-    let valid = stored.as_deref().is_some_and(|h| auth::hashes_equal(h, &token_hash(&req.setup_token)));
+    let valid = stored
+        .as_deref()
+        .is_some_and(|h| auth::hashes_equal(h, &token_hash(&req.setup_token)));
     if !valid {
-        return Err(ApiErr::new(StatusCode::UNAUTHORIZED, "invalid_setup_token", "the setup token is wrong or was used")
-            .hint("the token is printed in the server log at a start with an empty database"));
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_setup_token",
+            "the setup token is wrong or was used",
+        )
+        .hint("the token is printed in the server log at a start with an empty database"));
     }
     let hash = hash_password(req.password).await?;
     let now = now_millis();
     let mut w = app.store.write().await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *w.tx).await.map_err(crate::store::StoreError::from)?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(crate::store::StoreError::from)?;
     if n > 0 {
-        return Err(ApiErr::conflict("already_set_up", "an account exists already; setup is done"));
+        return Err(ApiErr::conflict(
+            "already_set_up",
+            "an account exists already; setup is done",
+        ));
     }
     sqlx::query("DELETE FROM settings WHERE key = $1")
         .bind(SETUP_TOKEN_KEY)
         .execute(&mut *w.tx)
         .await
         .map_err(crate::store::StoreError::from)?;
-    let user = users::insert(&mut w.tx, &email, &hash, Role::Admin, app.config.default_device_slots.max(1), now).await?;
-    let actor = AuditActor { kind: "system", id: None, label: Some("setup".into()), client_addr: addr.clone() };
-    audit::record(&mut w.tx, &actor, "user.bootstrap", "user", Some(user.id.to_string()), json!({"email": email, "via": "setup_token"}))
-        .await?;
+    let user = users::insert(
+        &mut w.tx,
+        &email,
+        &hash,
+        Role::Admin,
+        app.config.default_device_slots.max(1),
+        now,
+    )
+    .await?;
+    let actor = AuditActor {
+        kind: "system",
+        id: None,
+        label: Some("setup".into()),
+        client_addr: addr.clone(),
+    };
+    audit::record(
+        &mut w.tx,
+        &actor,
+        "user.bootstrap",
+        "user",
+        Some(user.id.to_string()),
+        json!({"email": email, "via": "setup_token"}),
+    )
+    .await?;
     w.commit().await?;
-    start_session(&app, user, SessionKind::Bearer, addr, user_agent(&headers), StatusCode::CREATED).await
+    start_session(
+        &app,
+        user,
+        SessionKind::Bearer,
+        addr,
+        user_agent(&headers),
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 /// The signed-in user.
@@ -250,14 +375,25 @@ pub async fn me(actor: Actor) -> Json<UserView> {
 
 /// My sessions.
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "auth", responses((status = 200, body = Vec<SessionView>)))]
-pub async fn list_sessions(State(app): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<SessionView>>> {
-    Ok(Json(app.store.list_sessions(actor.user.id, actor.session_id).await?))
+pub async fn list_sessions(
+    State(app): State<AppState>,
+    actor: Actor,
+) -> ApiResult<Json<Vec<SessionView>>> {
+    Ok(Json(
+        app.store
+            .list_sessions(actor.user.id, actor.session_id)
+            .await?,
+    ))
 }
 
 /// End one of my sessions.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "auth", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ApiError)))]
-pub async fn delete_session(State(app): State<AppState>, actor: Actor, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
+pub async fn delete_session(
+    State(app): State<AppState>,
+    actor: Actor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
     if app.store.delete_session(actor.user.id, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -270,8 +406,15 @@ pub async fn delete_session(State(app): State<AppState>, actor: Actor, ApiPath(i
 pub async fn end_all_sessions(State(app): State<AppState>, actor: Actor) -> ApiResult<Response> {
     let mut w = app.store.write().await?;
     let n = users::end_all_sessions(&mut w.tx, actor.user.id).await?;
-    audit::record(&mut w.tx, &actor.audit(), "session.end_all", "user", Some(actor.user.id.to_string()), json!({"ended": n}))
-        .await?;
+    audit::record(
+        &mut w.tx,
+        &actor.audit(),
+        "session.end_all",
+        "user",
+        Some(actor.user.id.to_string()),
+        json!({"ended": n}),
+    )
+    .await?;
     w.commit().await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     clear_cookies(&mut resp);
@@ -280,7 +423,10 @@ pub async fn end_all_sessions(State(app): State<AppState>, actor: Actor) -> ApiR
 
 /// My personal API tokens.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "auth", responses((status = 200, body = Vec<ApiTokenView>)))]
-pub async fn list_tokens(State(app): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<ApiTokenView>>> {
+pub async fn list_tokens(
+    State(app): State<AppState>,
+    actor: Actor,
+) -> ApiResult<Json<Vec<ApiTokenView>>> {
     Ok(Json(app.store.list_api_tokens(actor.user.id).await?))
 }
 
@@ -294,17 +440,29 @@ pub async fn create_token(
 ) -> ApiResult<(StatusCode, Json<ApiTokenView>)> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return Err(ApiErr::bad_request("invalid_name", "token names are 1 to 64 characters"));
+        return Err(ApiErr::bad_request(
+            "invalid_name",
+            "token names are 1 to 64 characters",
+        ));
     }
     let days = req.expires_in_days.unwrap_or(90);
     if !(1..=365).contains(&days) {
-        return Err(ApiErr::bad_request("invalid_expiry", "expires_in_days must be 1 to 365"));
+        return Err(ApiErr::bad_request(
+            "invalid_expiry",
+            "expires_in_days must be 1 to 365",
+        ));
     }
     let token = new_token(TokenKind::ApiToken);
     let now = now_millis();
     let mut view = app
         .store
-        .insert_api_token(actor.user.id, name, &token_hash(&token), now, now + i64::from(days) * 86_400_000)
+        .insert_api_token(
+            actor.user.id,
+            name,
+            &token_hash(&token),
+            now,
+            now + i64::from(days) * 86_400_000,
+        )
         .await?;
     view.token = Some(token);
     Ok((StatusCode::CREATED, Json(view)))
@@ -313,8 +471,16 @@ pub async fn create_token(
 /// Revoke one of my API tokens.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "auth", params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ApiError)))]
-pub async fn revoke_token(State(app): State<AppState>, actor: Actor, ApiPath(id): ApiPath<Uuid>) -> ApiResult<StatusCode> {
-    if app.store.revoke_api_token(actor.user.id, id, now_millis()).await? {
+pub async fn revoke_token(
+    State(app): State<AppState>,
+    actor: Actor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    if app
+        .store
+        .revoke_api_token(actor.user.id, id, now_millis())
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiErr::not_found("token"))

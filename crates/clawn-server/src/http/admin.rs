@@ -5,9 +5,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use clawn_proto::api::{
-    AdminRegionView, ApiError, AuditEventView, CreateNodeTokenRequest, CreateRegionRequest, CreateUserRequest, DeviceState,
-    DeviceView, NodeState, NodeTokenResponse, NodeView, Page, ResetPasswordRequest, RevokeResponse, Role,
-    UpdateNodeRequest, UpdateRegionRequest, UpdateUserRequest, UserView,
+    AdminRegionView, ApiError, AuditEventView, CreateNodeTokenRequest, CreateRegionRequest,
+    CreateUserRequest, DeviceState, DeviceView, NodeState, NodeTokenResponse, NodeView, Page,
+    ResetPasswordRequest, RevokeResponse, Role, UpdateNodeRequest, UpdateRegionRequest,
+    UpdateUserRequest, UserView,
 };
 use clawn_proto::time::now_millis;
 use ipnet::Ipv4Net;
@@ -28,21 +29,39 @@ use crate::store::{nodes, users};
 
 fn check_region_code(code: &str) -> ApiResult<()> {
     let ok = (2..=32).contains(&code.len())
-        && code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok { Ok(()) } else { Err(ApiErr::bad_request("invalid_region_code", "region codes are 2-32 of a-z, 0-9 and -")) }
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiErr::bad_request(
+            "invalid_region_code",
+            "region codes are 2-32 of a-z, 0-9 and -",
+        ))
+    }
 }
 
 fn check_pool(cidr: &str, node_prefix: u8) -> ApiResult<Ipv4Net> {
-    let net: Ipv4Net = cidr
-        .parse()
-        .map_err(|_| ApiErr::bad_request("invalid_cidr", format!("`{cidr}` is not an IPv4 CIDR like 10.100.0.0/16")))?;
+    let net: Ipv4Net = cidr.parse().map_err(|_| {
+        ApiErr::bad_request(
+            "invalid_cidr",
+            format!("`{cidr}` is not an IPv4 CIDR like 10.100.0.0/16"),
+        )
+    })?;
     if net.trunc() != net {
-        return Err(ApiErr::bad_request("invalid_cidr", format!("`{cidr}` has host bits set; did you mean {}?", net.trunc())));
+        return Err(ApiErr::bad_request(
+            "invalid_cidr",
+            format!("`{cidr}` has host bits set; did you mean {}?", net.trunc()),
+        ));
     }
     if node_prefix < net.prefix_len() || !(8..=30).contains(&node_prefix) {
         return Err(ApiErr::bad_request(
             "invalid_node_prefix",
-            format!("node_prefix must be between the pool's prefix /{} and /30", net.prefix_len()),
+            format!(
+                "node_prefix must be between the pool's prefix /{} and /30",
+                net.prefix_len()
+            ),
         ));
     }
     Ok(net)
@@ -50,20 +69,36 @@ fn check_pool(cidr: &str, node_prefix: u8) -> ApiResult<Ipv4Net> {
 
 fn check_dns(dns: &[String]) -> ApiResult<()> {
     if dns.len() > 4 || dns.iter().any(|d| d.parse::<std::net::IpAddr>().is_err()) {
-        return Err(ApiErr::bad_request("invalid_dns", "dns must be up to 4 IP addresses"));
+        return Err(ApiErr::bad_request(
+            "invalid_dns",
+            "dns must be up to 4 IP addresses",
+        ));
     }
     Ok(())
 }
 
 async fn region_view(app: &AppState, code: &str) -> ApiResult<AdminRegionView> {
     let all = app.store.list_regions().await?;
-    all.iter().find(|(r, _)| r.code == code).map(|(r, c)| regions::admin_view(r, c)).ok_or_else(|| ApiErr::not_found("region"))
+    all.iter()
+        .find(|(r, _)| r.code == code)
+        .map(|(r, c)| regions::admin_view(r, c))
+        .ok_or_else(|| ApiErr::not_found("region"))
 }
 
 /// All regions.
 #[utoipa::path(get, path = "/api/v1/admin/regions", tag = "admin", responses((status = 200, body = Vec<AdminRegionView>)))]
-pub async fn list_regions(State(app): State<AppState>, _admin: AdminActor) -> ApiResult<Json<Vec<AdminRegionView>>> {
-    Ok(Json(app.store.list_regions().await?.iter().map(|(r, c)| regions::admin_view(r, c)).collect()))
+pub async fn list_regions(
+    State(app): State<AppState>,
+    _admin: AdminActor,
+) -> ApiResult<Json<Vec<AdminRegionView>>> {
+    Ok(Json(
+        app.store
+            .list_regions()
+            .await?
+            .iter()
+            .map(|(r, c)| regions::admin_view(r, c))
+            .collect(),
+    ))
 }
 
 /// Create a region.
@@ -80,7 +115,10 @@ pub async fn create_region(
     check_dns(&req.dns)?;
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return Err(ApiErr::bad_request("invalid_name", "region names are 1 to 64 characters"));
+        return Err(ApiErr::bad_request(
+            "invalid_name",
+            "region names are 1 to 64 characters",
+        ));
     }
     let now = now_millis();
     let rec = RegionRecord {
@@ -94,13 +132,28 @@ pub async fn create_region(
     };
     let mut w = app.store.write().await?;
     match regions::insert(&mut w.tx, &rec, now).await {
-        Err(e) if e.is_unique_violation() => return Err(ApiErr::conflict("region_exists", "a region with this code exists")),
+        Err(e) if e.is_unique_violation() => {
+            return Err(ApiErr::conflict(
+                "region_exists",
+                "a region with this code exists",
+            ));
+        }
         r => r?,
     }
-    audit::record(&mut w.tx, &admin.audit(), "region.create", "region", Some(rec.code.clone()),
-        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": node_prefix, "dns": rec.dns})).await?;
+    audit::record(
+        &mut w.tx,
+        &admin.audit(),
+        "region.create",
+        "region",
+        Some(rec.code.clone()),
+        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": node_prefix, "dns": rec.dns}),
+    )
+    .await?;
     w.commit().await?;
-    Ok((StatusCode::CREATED, Json(region_view(&app, &rec.code).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(region_view(&app, &rec.code).await?),
+    ))
 }
 
 /// Update a region.
@@ -113,11 +166,18 @@ pub async fn update_region(
     ApiPath(code): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateRegionRequest>,
 ) -> ApiResult<Json<AdminRegionView>> {
-    let mut rec = app.store.region_by_code(&code).await?.ok_or_else(|| ApiErr::not_found("region"))?;
+    let mut rec = app
+        .store
+        .region_by_code(&code)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("region"))?;
     if let Some(name) = &req.name {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 {
-            return Err(ApiErr::bad_request("invalid_name", "region names are 1 to 64 characters"));
+            return Err(ApiErr::bad_request(
+                "invalid_name",
+                "region names are 1 to 64 characters",
+            ));
         }
         rec.name = name.to_string();
     }
@@ -134,12 +194,22 @@ pub async fn update_region(
     }
     let mut w = app.store.write().await?;
     if pool_change && regions::node_count(&mut w.tx, rec.id).await? > 0 {
-        return Err(ApiErr::conflict("region_has_nodes", "the pool of a region with nodes cannot change")
-            .hint("remove the region's nodes first"));
+        return Err(ApiErr::conflict(
+            "region_has_nodes",
+            "the pool of a region with nodes cannot change",
+        )
+        .hint("remove the region's nodes first"));
     }
     regions::update(&mut w.tx, &rec, now_millis()).await?;
-    audit::record(&mut w.tx, &admin.audit(), "region.update", "region", Some(rec.code.clone()),
-        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "dns": rec.dns})).await?;
+    audit::record(
+        &mut w.tx,
+        &admin.audit(),
+        "region.update",
+        "region",
+        Some(rec.code.clone()),
+        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "dns": rec.dns}),
+    )
+    .await?;
     w.commit().await?;
     Ok(Json(region_view(&app, &rec.code).await?))
 }
@@ -152,31 +222,76 @@ pub async fn create_node_token(
     admin: AdminActor,
     ApiJson(req): ApiJson<CreateNodeTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<NodeTokenResponse>)> {
-    let region = app.store.region_by_code(&req.region).await?.ok_or_else(|| ApiErr::not_found("region"))?;
+    let region = app
+        .store
+        .region_by_code(&req.region)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("region"))?;
     let secs = req.expires_in_secs.unwrap_or(3600);
     if !(60..=604_800).contains(&secs) {
-        return Err(ApiErr::bad_request("invalid_expiry", "expires_in_secs must be 60 to 604800"));
+        return Err(ApiErr::bad_request(
+            "invalid_expiry",
+            "expires_in_secs must be 60 to 604800",
+        ));
     }
     let capacity = req.capacity.unwrap_or(1000);
     if !(1..=1_000_000).contains(&capacity) {
-        return Err(ApiErr::bad_request("invalid_capacity", "capacity must be 1 to 1000000"));
+        return Err(ApiErr::bad_request(
+            "invalid_capacity",
+            "capacity must be 1 to 1000000",
+        ));
     }
     let token = new_token(TokenKind::Join);
     let now = now_millis();
     let expires_at = now + i64::try_from(secs).unwrap_or(3600) * 1000;
     let mut w = app.store.write().await?;
-    let id = app.store.insert_join_token(&mut w.tx, &token_hash(&token), region.id, capacity, admin.actor().user.id, now, expires_at).await?;
-    audit::record(&mut w.tx, &admin.audit(), "node_token.create", "join_token", Some(id.to_string()),
-        json!({"region": region.code, "expires_at": expires_at, "capacity": capacity})).await?;
+    let id = app
+        .store
+        .insert_join_token(
+            &mut w.tx,
+            &token_hash(&token),
+            region.id,
+            capacity,
+            admin.actor().user.id,
+            now,
+            expires_at,
+        )
+        .await?;
+    audit::record(
+        &mut w.tx,
+        &admin.audit(),
+        "node_token.create",
+        "join_token",
+        Some(id.to_string()),
+        json!({"region": region.code, "expires_at": expires_at, "capacity": capacity}),
+    )
+    .await?;
     w.commit().await?;
-    let join_command = format!("clawn-node join --server {} --token {token}", app.config.public_url);
-    Ok((StatusCode::CREATED, Json(NodeTokenResponse { id, token, region: region.code, expires_at, join_command })))
+    let join_command = format!(
+        "clawn-node join --server {} --token {token}",
+        app.config.public_url
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(NodeTokenResponse {
+            id,
+            token,
+            region: region.code,
+            expires_at,
+            join_command,
+        }),
+    ))
 }
 
 /// All nodes with state, heartbeat and metrics.
 #[utoipa::path(get, path = "/api/v1/admin/nodes", tag = "admin", responses((status = 200, body = Vec<NodeView>)))]
-pub async fn list_nodes(State(app): State<AppState>, _admin: AdminActor) -> ApiResult<Json<Vec<NodeView>>> {
-    Ok(Json(app.store.list_nodes(|id| app.hub.is_connected(id)).await?))
+pub async fn list_nodes(
+    State(app): State<AppState>,
+    _admin: AdminActor,
+) -> ApiResult<Json<Vec<NodeView>>> {
+    Ok(Json(
+        app.store.list_nodes(|id| app.hub.is_connected(id)).await?,
+    ))
 }
 
 /// Set a node's state, capacity or name.
@@ -189,25 +304,51 @@ pub async fn update_node(
     ApiJson(req): ApiJson<UpdateNodeRequest>,
 ) -> ApiResult<Json<NodeView>> {
     if let Some(s) = req.state
-        && !matches!(s, NodeState::Online | NodeState::Maintenance | NodeState::Draining | NodeState::Experimental)
+        && !matches!(
+            s,
+            NodeState::Online
+                | NodeState::Maintenance
+                | NodeState::Draining
+                | NodeState::Experimental
+        )
     {
-        return Err(ApiErr::bad_request("invalid_state", "admins can set online, maintenance, draining or experimental"));
+        return Err(ApiErr::bad_request(
+            "invalid_state",
+            "admins can set online, maintenance, draining or experimental",
+        ));
     }
     if req.capacity.is_some_and(|c| c > 1_000_000) {
-        return Err(ApiErr::bad_request("invalid_capacity", "capacity must be 0 to 1000000"));
+        return Err(ApiErr::bad_request(
+            "invalid_capacity",
+            "capacity must be 0 to 1000000",
+        ));
     }
     let name = req.name.as_deref().map(str::trim);
     if name.is_some_and(|n| n.is_empty() || n.chars().count() > 64) {
-        return Err(ApiErr::bad_request("invalid_name", "node names are 1 to 64 characters"));
+        return Err(ApiErr::bad_request(
+            "invalid_name",
+            "node names are 1 to 64 characters",
+        ));
     }
     let mut w = app.store.write().await?;
     if !nodes::update_node(&mut w.tx, id, req.state, req.capacity, name).await? {
         return Err(ApiErr::not_found("node"));
     }
-    audit::record(&mut w.tx, &admin.audit(), "node.update", "node", Some(id.to_string()),
-        json!({"state": req.state, "capacity": req.capacity, "name": name})).await?;
+    audit::record(
+        &mut w.tx,
+        &admin.audit(),
+        "node.update",
+        "node",
+        Some(id.to_string()),
+        json!({"state": req.state, "capacity": req.capacity, "name": name}),
+    )
+    .await?;
     w.commit().await?;
-    app.store.node_view(id, |n| app.hub.is_connected(n)).await?.map(Json).ok_or_else(|| ApiErr::not_found("node"))
+    app.store
+        .node_view(id, |n| app.hub.is_connected(n))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiErr::not_found("node"))
 }
 
 /// `?force=true` on node removal.
@@ -229,36 +370,57 @@ pub async fn remove_node(
 ) -> ApiResult<StatusCode> {
     let now = now_millis();
     let mut w = app.store.write().await?;
-    let live: Option<i64> = sqlx::query_scalar("SELECT live_peers FROM nodes WHERE id = $1 AND removed_at IS NULL")
-        .bind(id.to_string())
-        .fetch_optional(&mut *w.tx)
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    let Some(live) = live else { return Err(ApiErr::not_found("node")) };
+    let live: Option<i64> =
+        sqlx::query_scalar("SELECT live_peers FROM nodes WHERE id = $1 AND removed_at IS NULL")
+            .bind(id.to_string())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(crate::store::StoreError::from)?;
+    let Some(live) = live else {
+        return Err(ApiErr::not_found("node"));
+    };
     if live > 0 && !q.force {
-        return Err(ApiErr::conflict("node_has_peers", format!("the node still serves {live} devices"))
-            .hint("set it to draining and wait, or remove with ?force=true"));
+        return Err(ApiErr::conflict(
+            "node_has_peers",
+            format!("the node still serves {live} devices"),
+        )
+        .hint("set it to draining and wait, or remove with ?force=true"));
     }
     let sql = "UPDATE peers SET retired_at = $2, retire_reason = 'node_removed', \
                retired_version = (SELECT version + 1 FROM nodes WHERE id = $1) WHERE node_id = $1 AND retired_at IS NULL";
-    sqlx::query(sql).bind(id.to_string()).bind(now).execute(&mut *w.tx).await.map_err(crate::store::StoreError::from)?;
+    sqlx::query(sql)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(crate::store::StoreError::from)?;
     sqlx::query("UPDATE nodes SET removed_at = $2, live_peers = 0, version = version + 1, state = 'offline' WHERE id = $1")
         .bind(id.to_string())
         .bind(now)
         .execute(&mut *w.tx)
         .await
         .map_err(crate::store::StoreError::from)?;
-    audit::record(&mut w.tx, &admin.audit(), "node.remove", "node", Some(id.to_string()), json!({"retired_peers": live, "force": q.force}))
-        .await?;
+    audit::record(
+        &mut w.tx,
+        &admin.audit(),
+        "node.remove",
+        "node",
+        Some(id.to_string()),
+        json!({"retired_peers": live, "force": q.force}),
+    )
+    .await?;
     w.commit().await?;
     // Wake the stream so it notices the credential is gone.
-    app.hub.notify(id, u64::MAX);
+    app.hub.wake(id);
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// All users.
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", responses((status = 200, body = Vec<UserView>)))]
-pub async fn list_users(State(app): State<AppState>, _admin: AdminActor) -> ApiResult<Json<Vec<UserView>>> {
+pub async fn list_users(
+    State(app): State<AppState>,
+    _admin: AdminActor,
+) -> ApiResult<Json<Vec<UserView>>> {
     Ok(Json(app.store.list_users().await?))
 }
 
@@ -274,17 +436,32 @@ pub async fn create_user(
     check_password(&req.password)?;
     let slots = req.device_slots.unwrap_or(app.config.default_device_slots);
     if slots > 1000 {
-        return Err(ApiErr::bad_request("invalid_slots", "device_slots must be 0 to 1000"));
+        return Err(ApiErr::bad_request(
+            "invalid_slots",
+            "device_slots must be 0 to 1000",
+        ));
     }
     let role = req.role.unwrap_or(Role::User);
     let hash = hash_password(req.password).await?;
     let mut w = app.store.write().await?;
     let user = match users::insert(&mut w.tx, &email, &hash, role, slots, now_millis()).await {
-        Err(e) if e.is_unique_violation() => return Err(ApiErr::conflict("email_taken", "a user with this email exists")),
+        Err(e) if e.is_unique_violation() => {
+            return Err(ApiErr::conflict(
+                "email_taken",
+                "a user with this email exists",
+            ));
+        }
         r => r?,
     };
-    audit::record(&mut w.tx, &admin.audit(), "user.create", "user", Some(user.id.to_string()),
-        json!({"email": email, "role": role.as_str(), "device_slots": slots})).await?;
+    audit::record(
+        &mut w.tx,
+        &admin.audit(),
+        "user.create",
+        "user",
+        Some(user.id.to_string()),
+        json!({"email": email, "role": role.as_str(), "device_slots": slots}),
+    )
+    .await?;
     w.commit().await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -299,28 +476,53 @@ pub async fn update_user(
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<UserView>> {
     if req.device_slots.is_some_and(|s| s > 1000) {
-        return Err(ApiErr::bad_request("invalid_slots", "device_slots must be 0 to 1000"));
+        return Err(ApiErr::bad_request(
+            "invalid_slots",
+            "device_slots must be 0 to 1000",
+        ));
     }
     if id == admin.actor().user.id && (req.disabled == Some(true) || req.role == Some(Role::User)) {
-        return Err(ApiErr::conflict("self_lockout", "you cannot disable or demote yourself").hint("ask another admin"));
+        return Err(
+            ApiErr::conflict("self_lockout", "you cannot disable or demote yourself")
+                .hint("ask another admin"),
+        );
     }
     let mut w = app.store.write().await?;
-    if !users::update(&mut w.tx, id, req.disabled, req.device_slots, req.role, now_millis()).await? {
+    if !users::update(
+        &mut w.tx,
+        id,
+        req.disabled,
+        req.device_slots,
+        req.role,
+        now_millis(),
+    )
+    .await?
+    {
         return Err(ApiErr::not_found("user"));
     }
-    let ended = if req.disabled == Some(true) { users::end_all_sessions(&mut w.tx, id).await? } else { 0 };
+    let ended = if req.disabled == Some(true) {
+        users::end_all_sessions(&mut w.tx, id).await?
+    } else {
+        0
+    };
     if req.disabled == Some(true) {
-        sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-            .bind(id.to_string())
-            .bind(now_millis())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(crate::store::StoreError::from)?;
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(now_millis())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(crate::store::StoreError::from)?;
     }
     audit::record(&mut w.tx, &admin.audit(), "user.update", "user", Some(id.to_string()),
         json!({"disabled": req.disabled, "device_slots": req.device_slots, "role": req.role, "sessions_ended": ended})).await?;
     w.commit().await?;
-    app.store.user_by_id(id).await?.map(|u| Json(u.view)).ok_or_else(|| ApiErr::not_found("user"))
+    app.store
+        .user_by_id(id)
+        .await?
+        .map(|u| Json(u.view))
+        .ok_or_else(|| ApiErr::not_found("user"))
 }
 
 /// Set a new password for a user; ends their sessions.
@@ -339,8 +541,15 @@ pub async fn reset_password(
         return Err(ApiErr::not_found("user"));
     }
     let ended = users::end_all_sessions(&mut w.tx, id).await?;
-    audit::record(&mut w.tx, &admin.audit(), "user.reset_password", "user", Some(id.to_string()), json!({"sessions_ended": ended}))
-        .await?;
+    audit::record(
+        &mut w.tx,
+        &admin.audit(),
+        "user.reset_password",
+        "user",
+        Some(id.to_string()),
+        json!({"sessions_ended": ended}),
+    )
+    .await?;
     w.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -362,15 +571,25 @@ pub async fn list_devices(
     admin: AdminActor,
     ApiQuery(q): ApiQuery<AdminDeviceQuery>,
 ) -> ApiResult<Json<Vec<DeviceView>>> {
-    let f = DeviceFilter { id: None, user_id: q.user_id, state: q.state };
+    let f = DeviceFilter {
+        id: None,
+        user_id: q.user_id,
+        state: q.state,
+    };
     Ok(Json(app.store.devices(&admin.all(), &f).await?))
 }
 
 /// Revoke anyone's device.
 #[utoipa::path(post, path = "/api/v1/admin/devices/{id}/revoke", tag = "admin", params(("id" = Uuid, Path)),
     responses((status = 200, body = RevokeResponse), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
-pub async fn revoke_device(State(app): State<AppState>, admin: AdminActor, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<RevokeResponse>> {
-    revoke_in_scope(&app, &admin.all(), id, &admin.audit()).await.map(Json)
+pub async fn revoke_device(
+    State(app): State<AppState>,
+    admin: AdminActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<RevokeResponse>> {
+    revoke_in_scope(&app, &admin.all(), id, &admin.audit())
+        .await
+        .map(Json)
 }
 
 /// Audit log filters.
@@ -403,7 +622,10 @@ pub async fn audit_log(
     if let Some(c) = &q.cursor
         && Uuid::parse_str(c).is_err()
     {
-        return Err(ApiErr::bad_request("invalid_cursor", "cursor must be a next_cursor value from a previous page"));
+        return Err(ApiErr::bad_request(
+            "invalid_cursor",
+            "cursor must be a next_cursor value from a previous page",
+        ));
     }
     let f = AuditFilter {
         actor: q.actor,

@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use clawn_proto::api::{
-    ApiError, CreateDeviceRequest, DeviceConfigResponse, DeviceView, DeviceWithConfig, NodeAck, RegionView,
-    RenameDeviceRequest, RevokeResponse, RotateDeviceRequest,
+    ApiError, CreateDeviceRequest, DeviceConfigResponse, DeviceView, DeviceWithConfig, NodeAck,
+    RegionView, RenameDeviceRequest, RevokeResponse, RotateDeviceRequest,
 };
 use clawn_proto::config::ConfigTemplate;
 use uuid::Uuid;
@@ -20,22 +20,62 @@ use crate::store::devices::{self, DeviceChanged, DeviceFilter};
 pub fn check_name(name: &str) -> ApiResult<String> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
-        return Err(ApiErr::bad_request("invalid_name", "device names are 1 to 64 printable characters"));
+        return Err(ApiErr::bad_request(
+            "invalid_name",
+            "device names are 1 to 64 printable characters",
+        ));
     }
     Ok(n.to_string())
+}
+
+/// Runs a device mutation to completion and wakes the node's stream, even if the client
+/// goes away mid-request: the work runs in its own task, so dropping the handler future
+/// can never leave a committed change un-pushed.
+pub async fn mutate<F, Fut>(app: &AppState, f: F) -> ApiResult<DeviceChanged>
+where
+    F: FnOnce(AppState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<DeviceChanged, devices::DeviceError>> + Send + 'static,
+{
+    let task_app = app.clone();
+    let joined = tokio::spawn(async move {
+        let changed = f(task_app.clone()).await?;
+        if let Some(c) = changed.change {
+            task_app.hub.notify(c.node_id, c.version);
+        }
+        Ok::<_, devices::DeviceError>(changed)
+    })
+    .await;
+    match joined {
+        Ok(r) => r.map_err(ApiErr::from),
+        Err(e) => Err(ApiErr::internal(&e)),
+    }
 }
 
 /// Waits (bounded) for the node to acknowledge a change and describes the outcome.
 pub async fn node_ack(app: &AppState, changed: &DeviceChanged, wait: bool) -> NodeAck {
     let Some(c) = changed.change else {
-        return NodeAck { status: "none".into(), version: None, waited_ms: 0 };
+        return NodeAck {
+            status: "none".into(),
+            version: None,
+            waited_ms: 0,
+        };
     };
-    app.hub.notify(c.node_id, c.version);
     if !wait {
-        let status = if app.hub.is_connected(c.node_id) { "pending" } else { "offline" };
-        return NodeAck { status: status.into(), version: Some(c.version), waited_ms: 0 };
+        let status = if app.hub.is_connected(c.node_id) {
+            "pending"
+        } else {
+            "offline"
+        };
+        return NodeAck {
+            status: status.into(),
+            version: Some(c.version),
+            waited_ms: 0,
+        };
     }
-    let (outcome, waited) = app.hub.wait_ack(c.node_id, c.version, app.config.ack_timeout).await;
+    let (outcome, waited) = app
+        .hub
+        .wait_ack(c.node_id, c.version, app.config.ack_timeout)
+        .await;
     NodeAck {
         status: outcome.as_str().into(),
         version: Some(c.version),
@@ -45,9 +85,14 @@ pub async fn node_ack(app: &AppState, changed: &DeviceChanged, wait: bool) -> No
 
 /// Builds a device's config template.
 pub async fn config_for(app: &AppState, scope: &Scope, id: Uuid) -> ApiResult<ConfigTemplate> {
-    let parts = app.store.device_config_parts(scope, id).await?.ok_or_else(|| {
-        ApiErr::not_found("active device with a node").hint("revoked devices and devices without a node have no config")
-    })?;
+    let parts = app
+        .store
+        .device_config_parts(scope, id)
+        .await?
+        .ok_or_else(|| {
+            ApiErr::not_found("active device with a node")
+                .hint("revoked devices and devices without a node have no config")
+        })?;
     Ok(ConfigTemplate {
         address: format!("{}/32", parts.tunnel_ip),
         dns: parts.dns,
@@ -59,22 +104,43 @@ pub async fn config_for(app: &AppState, scope: &Scope, id: Uuid) -> ApiResult<Co
     })
 }
 
-async fn with_config(app: &AppState, scope: &Scope, changed: &DeviceChanged, wait: bool) -> ApiResult<DeviceWithConfig> {
+async fn with_config(
+    app: &AppState,
+    scope: &Scope,
+    changed: &DeviceChanged,
+    wait: bool,
+) -> ApiResult<DeviceWithConfig> {
     let node_ack = node_ack(app, changed, wait).await;
-    let device = app.store.device(scope, changed.device_id).await?.ok_or_else(|| ApiErr::not_found("device"))?;
+    let device = app
+        .store
+        .device(scope, changed.device_id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("device"))?;
     let config = config_for(app, scope, changed.device_id).await?;
-    Ok(DeviceWithConfig { device, config_text: config.render(None), config, node_ack })
+    Ok(DeviceWithConfig {
+        device,
+        config_text: config.render(None),
+        config,
+        node_ack,
+    })
 }
 
 /// Regions with at least one node that can take a device, with a health summary.
 #[utoipa::path(get, path = "/api/v1/regions", tag = "devices", responses((status = 200, body = Vec<RegionView>)))]
-pub async fn list_regions(State(app): State<AppState>, _actor: Actor) -> ApiResult<Json<Vec<RegionView>>> {
+pub async fn list_regions(
+    State(app): State<AppState>,
+    _actor: Actor,
+) -> ApiResult<Json<Vec<RegionView>>> {
     let regions = app.store.list_regions().await?;
     Ok(Json(
         regions
             .into_iter()
             .filter(|(_, c)| c.eligible > 0)
-            .map(|(r, c)| RegionView { code: r.code, name: r.name, health: c.health() })
+            .map(|(r, c)| RegionView {
+                code: r.code,
+                name: r.name,
+                health: c.health(),
+            })
             .collect(),
     ))
 }
@@ -89,21 +155,51 @@ pub async fn create_device(
     ApiJson(req): ApiJson<CreateDeviceRequest>,
 ) -> ApiResult<(StatusCode, Json<DeviceWithConfig>)> {
     let name = check_name(&req.name)?;
-    let changed = devices::create(&app.store, actor.user.id, &actor.audit(), &name, &req.public_key, &req.region).await?;
-    Ok((StatusCode::CREATED, Json(with_config(&app, &actor.own(), &changed, false).await?)))
+    let (owner, audit) = (actor.user.id, actor.audit());
+    let changed = mutate(&app, move |app| async move {
+        devices::create(
+            &app.store,
+            owner,
+            &audit,
+            &name,
+            &req.public_key,
+            &req.region,
+        )
+        .await
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(with_config(&app, &actor.own(), &changed, false).await?),
+    ))
 }
 
 /// My devices.
 #[utoipa::path(get, path = "/api/v1/devices", tag = "devices", responses((status = 200, body = Vec<DeviceView>)))]
-pub async fn list_devices(State(app): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<DeviceView>>> {
-    Ok(Json(app.store.devices(&actor.own(), &DeviceFilter::default()).await?))
+pub async fn list_devices(
+    State(app): State<AppState>,
+    actor: Actor,
+) -> ApiResult<Json<Vec<DeviceView>>> {
+    Ok(Json(
+        app.store
+            .devices(&actor.own(), &DeviceFilter::default())
+            .await?,
+    ))
 }
 
 /// One of my devices.
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = Uuid, Path)),
     responses((status = 200, body = DeviceView), (status = 404, body = ApiError)))]
-pub async fn get_device(State(app): State<AppState>, actor: Actor, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<DeviceView>> {
-    app.store.device(&actor.own(), id).await?.map(Json).ok_or_else(|| ApiErr::not_found("device"))
+pub async fn get_device(
+    State(app): State<AppState>,
+    actor: Actor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<DeviceView>> {
+    app.store
+        .device(&actor.own(), id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiErr::not_found("device"))
 }
 
 /// Rename one of my devices.
@@ -117,14 +213,24 @@ pub async fn rename_device(
 ) -> ApiResult<Json<DeviceView>> {
     let name = check_name(&req.name)?;
     devices::rename(&app.store, &actor.own(), id, &name, &actor.audit()).await?;
-    app.store.device(&actor.own(), id).await?.map(Json).ok_or_else(|| ApiErr::not_found("device"))
+    app.store
+        .device(&actor.own(), id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiErr::not_found("device"))
 }
 
 /// Revoke one of my devices (irreversible). Answers once the node confirmed, or says why not.
 #[utoipa::path(post, path = "/api/v1/devices/{id}/revoke", tag = "devices", params(("id" = Uuid, Path)),
     responses((status = 200, body = RevokeResponse), (status = 404, body = ApiError), (status = 409, body = ApiError)))]
-pub async fn revoke_device(State(app): State<AppState>, actor: Actor, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<RevokeResponse>> {
-    revoke_in_scope(&app, &actor.own(), id, &actor.audit()).await.map(Json)
+pub async fn revoke_device(
+    State(app): State<AppState>,
+    actor: Actor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<RevokeResponse>> {
+    revoke_in_scope(&app, &actor.own(), id, &actor.audit())
+        .await
+        .map(Json)
 }
 
 /// Shared by the user and admin revoke routes.
@@ -134,9 +240,17 @@ pub async fn revoke_in_scope(
     id: Uuid,
     audit: &crate::store::audit::AuditActor,
 ) -> ApiResult<RevokeResponse> {
-    let changed = devices::revoke(&app.store, scope, id, audit).await?;
+    let (scope_owned, audit_owned) = (scope.clone(), audit.clone());
+    let changed = mutate(app, move |app| async move {
+        devices::revoke(&app.store, &scope_owned, id, &audit_owned).await
+    })
+    .await?;
     let node_ack = node_ack(app, &changed, true).await;
-    let device = app.store.device(scope, id).await?.ok_or_else(|| ApiErr::not_found("device"))?;
+    let device = app
+        .store
+        .device(scope, id)
+        .await?
+        .ok_or_else(|| ApiErr::not_found("device"))?;
     Ok(RevokeResponse { device, node_ack })
 }
 
@@ -149,7 +263,11 @@ pub async fn rotate_device(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<RotateDeviceRequest>,
 ) -> ApiResult<Json<DeviceWithConfig>> {
-    let changed = devices::rotate(&app.store, &actor.own(), id, &req.public_key, &actor.audit()).await?;
+    let (scope, audit) = (actor.own(), actor.audit());
+    let changed = mutate(&app, move |app| async move {
+        devices::rotate(&app.store, &scope, id, &req.public_key, &audit).await
+    })
+    .await?;
     Ok(Json(with_config(&app, &actor.own(), &changed, true).await?))
 }
 
@@ -162,5 +280,8 @@ pub async fn device_config(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<DeviceConfigResponse>> {
     let config = config_for(&app, &actor.own(), id).await?;
-    Ok(Json(DeviceConfigResponse { config_text: config.render(None), config }))
+    Ok(Json(DeviceConfigResponse {
+        config_text: config.render(None),
+        config,
+    }))
 }

@@ -31,7 +31,13 @@ pub struct ApiErr {
 impl ApiErr {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), hint: None, retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            hint: None,
+            retry_after: None,
+        }
     }
     /// Adds a hint.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -44,7 +50,11 @@ impl ApiErr {
     }
     /// 404 for `what`.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
     /// 401.
     pub fn unauthenticated() -> Self {
@@ -53,7 +63,11 @@ impl ApiErr {
     }
     /// 403 for non-admins on admin routes.
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "this needs an admin account")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this needs an admin account",
+        )
     }
     /// 409.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
@@ -62,18 +76,27 @@ impl ApiErr {
     /// 500, logging the cause.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has details")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the server log has details",
+        )
     }
 }
 
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
-        let body = ApiError { code: self.code.to_string(), message: self.message, hint: self.hint };
+        let body = ApiError {
+            code: self.code.to_string(),
+            message: self.message,
+            hint: self.hint,
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after
             && let Ok(v) = s.to_string().parse()
         {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
     }
@@ -89,11 +112,14 @@ impl From<DeviceError> for ApiErr {
     fn from(e: DeviceError) -> Self {
         match e {
             DeviceError::NotFound => Self::not_found("device"),
-            DeviceError::RegionNotFound => Self::not_found("region").hint("list regions with GET /api/v1/regions"),
-            DeviceError::SlotsExhausted { slots } => {
-                Self::conflict("slots_exhausted", format!("all {slots} of your device slots are in use"))
-                    .hint("revoke a device you no longer use, or ask an admin for more slots")
+            DeviceError::RegionNotFound => {
+                Self::not_found("region").hint("list regions with GET /api/v1/regions")
             }
+            DeviceError::SlotsExhausted { slots } => Self::conflict(
+                "slots_exhausted",
+                format!("all {slots} of your device slots are in use"),
+            )
+            .hint("revoke a device you no longer use, or ask an admin for more slots"),
             DeviceError::NoCapacity(region) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_capacity",
@@ -106,9 +132,13 @@ impl From<DeviceError> for ApiErr {
                 "the node's tunnel address pool is exhausted",
             )
             .hint("an admin can add a node to the region"),
-            DeviceError::KeyInUse => Self::conflict("key_in_use", "this public key is already registered")
-                .hint("generate a new key pair for every device and every rotation"),
-            DeviceError::AlreadyRevoked => Self::conflict("device_revoked", "the device is revoked"),
+            DeviceError::KeyInUse => {
+                Self::conflict("key_in_use", "this public key is already registered")
+                    .hint("generate a new key pair for every device and every rotation")
+            }
+            DeviceError::AlreadyRevoked => {
+                Self::conflict("device_revoked", "the device is revoked")
+            }
             DeviceError::Store(e) => Self::internal(&e),
         }
     }
@@ -129,17 +159,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON",
             )
             .hint("set `Content-Type: application/json`")),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiErr::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large"))
-            }
-            Err(e) => Err(ApiErr::bad_request("invalid_body", clean_serde_message(&e.body_text()))),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiErr::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large",
+            )),
+            Err(e) => Err(ApiErr::bad_request(
+                "invalid_body",
+                clean_serde_message(&e.body_text()),
+            )),
         }
     }
 }
 
 fn clean_serde_message(s: &str) -> String {
     // axum prefixes "Failed to deserialize the JSON body into the target type: ".
-    s.split_once(": ").map(|(_, rest)| rest.to_string()).unwrap_or_else(|| s.to_string())
+    s.split_once(": ")
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or_else(|| s.to_string())
 }
 
 /// `Path<T>` whose rejections are API errors.
@@ -168,9 +205,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => {
-                Err(ApiErr::bad_request("invalid_query", clean_serde_message(&e.body_text())))
-            }
+            Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => Err(ApiErr::bad_request(
+                "invalid_query",
+                clean_serde_message(&e.body_text()),
+            )),
             Err(e) => Err(ApiErr::bad_request("invalid_query", e.body_text())),
         }
     }

@@ -31,7 +31,12 @@ pub struct ClientAddr(pub Option<String>);
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())))
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+        ))
     }
 }
 
@@ -48,10 +53,16 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 
 impl FromRequestParts<AppState> for Actor {
     type Rejection = ApiErr;
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let now = now_millis();
         let idle_ms = i64::try_from(app.config.session_idle.as_millis()).unwrap_or(i64::MAX);
-        let client_addr = ClientAddr::from_request_parts(parts, app).await.ok().and_then(|c| c.0);
+        let client_addr = ClientAddr::from_request_parts(parts, app)
+            .await
+            .ok()
+            .and_then(|c| c.0);
         let (auth, via_cookie) = if let Some(token) = bearer(parts) {
             let hash = token_hash(token);
             let found = if TokenKind::ApiToken.matches(token) {
@@ -62,21 +73,40 @@ impl FromRequestParts<AppState> for Actor {
             (found, false)
         } else {
             let jar = CookieJar::from_headers(&parts.headers);
-            let Some(cookie) = jar.get(SESSION_COOKIE) else { return Err(ApiErr::unauthenticated()) };
-            (app.store.session_by_hash(&token_hash(cookie.value()), now, idle_ms).await?, true)
+            let Some(cookie) = jar.get(SESSION_COOKIE) else {
+                return Err(ApiErr::unauthenticated());
+            };
+            (
+                app.store
+                    .session_by_hash(&token_hash(cookie.value()), now, idle_ms)
+                    .await?,
+                true,
+            )
         };
         let Some(auth) = auth else {
-            return Err(ApiErr::unauthenticated().hint("the session or token is invalid or expired: sign in again"));
+            return Err(ApiErr::unauthenticated()
+                .hint("the session or token is invalid or expired: sign in again"));
         };
         let mut session_id = None;
         match &auth.credential {
-            Credential::Session { id, kind, csrf_hash, last_seen_at } => {
+            Credential::Session {
+                id,
+                kind,
+                csrf_hash,
+                last_seen_at,
+            } => {
                 // A cookie session is only valid as a cookie, a bearer session only as a header.
                 if (*kind == SessionKind::Cookie) != via_cookie {
                     return Err(ApiErr::unauthenticated());
                 }
-                if via_cookie && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
-                    let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(token_hash);
+                if via_cookie
+                    && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+                {
+                    let sent = parts
+                        .headers
+                        .get(CSRF_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(token_hash);
                     let ok = matches!((&sent, csrf_hash), (Some(s), Some(h)) if hashes_equal(s, h));
                     if !ok {
                         return Err(ApiErr::new(
@@ -98,13 +128,20 @@ impl FromRequestParts<AppState> for Actor {
                 }
             }
         }
-        Ok(Actor { user: auth.user, session_id, client_addr })
+        Ok(Actor {
+            user: auth.user,
+            session_id,
+            client_addr,
+        })
     }
 }
 
 impl FromRequestParts<AppState> for AdminActor {
     type Rejection = ApiErr;
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let actor = Actor::from_request_parts(parts, app).await?;
         AdminActor::from_actor(actor).ok_or_else(ApiErr::forbidden)
     }

@@ -73,7 +73,10 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .split_for_parts();
     let doc_json = doc.clone();
     let router = api
-        .route("/api/v1/openapi.json", axum::routing::get(move || async move { Json(doc_json) }))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(move || async move { Json(doc_json) }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
@@ -85,11 +88,16 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 }
 
 async fn not_found() -> ApiErr {
-    ApiErr::new(StatusCode::NOT_FOUND, "not_found", "no such route").hint("the API lives under /api/v1; see /api/v1/openapi.json")
+    ApiErr::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+        .hint("the API lives under /api/v1; see /api/v1/openapi.json")
 }
 
 async fn method_not_allowed() -> ApiErr {
-    ApiErr::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+    ApiErr::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
 }
 
 /// Safety net: any error answer that is not JSON yet (body limit, upgrade failures) becomes `{code, message}`.
@@ -121,33 +129,53 @@ async fn json_errors(req: Request, next: Next) -> Response {
 async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
-    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     let labels = [("method", method), ("path", path), ("status", status)];
     metrics::counter!("clawn_http_requests_total", &labels).increment(1);
-    metrics::histogram!("clawn_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("clawn_http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
     resp
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     resp
 }
 
 /// Liveness and database reachability.
 #[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "ok"), (status = 503, description = "database unreachable")))]
 pub async fn healthz(State(app): State<AppState>) -> Response {
-    match sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(app.store.pool()).await {
+    match sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(app.store.pool())
+        .await
+    {
         Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            ApiErr::new(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "database unreachable").into_response()
+            ApiErr::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "database unreachable",
+            )
+            .into_response()
         }
     }
 }
@@ -161,11 +189,17 @@ pub async fn metrics_text(State(app): State<AppState>) -> Response {
     }
     if let Ok(counts) = app.store.node_counts_by_state().await {
         for s in clawn_proto::api::NodeState::ALL {
-            let n = counts.iter().find(|(st, _)| st == s.as_str()).map_or(0, |(_, c)| *c);
+            let n = counts
+                .iter()
+                .find(|(st, _)| st == s.as_str())
+                .map_or(0, |(_, c)| *c);
             metrics::gauge!("clawn_nodes", "state" => s.as_str()).set(n as f64);
         }
     }
     let mut resp = Response::new(Body::from(app.metrics.render()));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     resp
 }

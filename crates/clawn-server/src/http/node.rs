@@ -16,7 +16,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clawn_proto::api::ApiError;
 use clawn_proto::node::{
-    Delta, DesiredState, EnrollRequest, EnrollResponse, InterfaceSpec, NodeMessage, NodePolicy, ServerMessage, Snapshot,
+    Delta, DesiredState, EnrollRequest, EnrollResponse, InterfaceSpec, NodeMessage, NodePolicy,
+    ServerMessage, Snapshot,
 };
 use clawn_proto::sign::sign;
 use clawn_proto::time::now_millis;
@@ -33,7 +34,10 @@ use crate::store::nodes::{self, JoinTokenProblem, NewNode, NodeAuth};
 
 fn check_endpoint(endpoint: &str) -> ApiResult<()> {
     let bad = || {
-        ApiErr::bad_request("invalid_endpoint", "endpoint must be host:port, e.g. vpn1.example.com:51820")
+        ApiErr::bad_request(
+            "invalid_endpoint",
+            "endpoint must be host:port, e.g. vpn1.example.com:51820",
+        )
     };
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -41,8 +45,14 @@ fn check_endpoint(endpoint: &str) -> ApiResult<()> {
     let host_ok = !host.is_empty()
         && host.len() <= 253
         && (host.parse::<std::net::IpAddr>().is_ok()
-            || host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
-    if port_ok && host_ok { Ok(()) } else { Err(bad()) }
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    if port_ok && host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 /// Enroll a node with a one-time join token.
@@ -56,16 +66,29 @@ pub async fn enroll(
 ) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
     check_endpoint(&req.endpoint)?;
     if req.listen_port == 0 {
-        return Err(ApiErr::bad_request("invalid_listen_port", "listen_port must be 1 to 65535"));
+        return Err(ApiErr::bad_request(
+            "invalid_listen_port",
+            "listen_port must be 1 to 65535",
+        ));
     }
-    clawn_proto::sign::parse_verifying_key(&req.identity_public_key)
-        .map_err(|_| ApiErr::bad_request("invalid_identity_key", "identity_public_key must be a base64 ed25519 public key"))?;
+    clawn_proto::sign::parse_verifying_key(&req.identity_public_key).map_err(|_| {
+        ApiErr::bad_request(
+            "invalid_identity_key",
+            "identity_public_key must be a base64 ed25519 public key",
+        )
+    })?;
     if req.capabilities.len() > 32 || req.capabilities.iter().any(|c| c.len() > 64) {
-        return Err(ApiErr::bad_request("invalid_capabilities", "at most 32 capabilities of up to 64 characters"));
+        return Err(ApiErr::bad_request(
+            "invalid_capabilities",
+            "at most 32 capabilities of up to 64 characters",
+        ));
     }
     let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if name.is_some_and(|n| n.chars().count() > 64) {
-        return Err(ApiErr::bad_request("invalid_name", "node names are 1 to 64 characters"));
+        return Err(ApiErr::bad_request(
+            "invalid_name",
+            "node names are 1 to 64 characters",
+        ));
     }
     let now = now_millis();
     let mut w = app.store.write().await?;
@@ -77,21 +100,26 @@ pub async fn enroll(
                 JoinTokenProblem::Used => ("join_token_used", "the join token was already used"),
                 JoinTokenProblem::Expired => ("join_token_expired", "the join token has expired"),
             };
-            return Err(ApiErr::new(StatusCode::UNAUTHORIZED, code, msg)
-                .hint("ask an admin for a new token: clawn admin node-token create --region REGION"));
+            return Err(ApiErr::new(StatusCode::UNAUTHORIZED, code, msg).hint(
+                "ask an admin for a new token: clawn admin node-token create --region REGION",
+            ));
         }
     };
-    let region = sqlx::query_as::<_, (String, String, i64)>("SELECT code, cidr, node_prefix FROM regions WHERE id = $1")
-        .bind(grant.region_id.to_string())
-        .fetch_one(&mut *w.tx)
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    let region = sqlx::query_as::<_, (String, String, i64)>(
+        "SELECT code, cidr, node_prefix FROM regions WHERE id = $1",
+    )
+    .bind(grant.region_id.to_string())
+    .fetch_one(&mut *w.tx)
+    .await
+    .map_err(crate::store::StoreError::from)?;
     let id = Uuid::now_v7();
     let credential = new_token(TokenKind::Node);
     let node = NewNode {
         id,
         region_id: grant.region_id,
-        name: name.map(str::to_string).unwrap_or_else(|| format!("{}-{}", region.0, &id.simple().to_string()[24..])),
+        name: name
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}-{}", region.0, &id.simple().to_string()[24..])),
         endpoint: req.endpoint.clone(),
         listen_port: req.listen_port,
         wg_public_key: req.wg_public_key,
@@ -101,16 +129,25 @@ pub async fn enroll(
         capacity: grant.capacity,
         capabilities: req.capabilities.clone(),
     };
-    let cidr = region.1.parse().map_err(|_| ApiErr::internal(&"stored region cidr is invalid"))?;
+    let cidr = region
+        .1
+        .parse()
+        .map_err(|_| ApiErr::internal(&"stored region cidr is invalid"))?;
     let prefix = u8::try_from(region.2).unwrap_or(32);
     let pool = match nodes::insert_node(&mut w.tx, &node, cidr, prefix, now).await {
         Ok(Some(p)) => p,
         Ok(None) => {
-            return Err(ApiErr::conflict("region_pool_full", "the region's address pool has no room for another node")
-                .hint("an admin can widen the region's pool or remove unused nodes"));
+            return Err(ApiErr::conflict(
+                "region_pool_full",
+                "the region's address pool has no room for another node",
+            )
+            .hint("an admin can widen the region's pool or remove unused nodes"));
         }
         Err(e) if e.is_unique_violation() => {
-            return Err(ApiErr::conflict("node_key_in_use", "a node with this WireGuard key is enrolled already"));
+            return Err(ApiErr::conflict(
+                "node_key_in_use",
+                "a node with this WireGuard key is enrolled already",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -120,7 +157,12 @@ pub async fn enroll(
         .execute(&mut *w.tx)
         .await
         .map_err(crate::store::StoreError::from)?;
-    let actor = AuditActor { kind: "node", id: Some(id), label: Some(node.name.clone()), client_addr: addr };
+    let actor = AuditActor {
+        kind: "node",
+        id: Some(id),
+        label: Some(node.name.clone()),
+        client_addr: addr,
+    };
     audit::record(&mut w.tx, &actor, "node.enroll", "node", Some(id.to_string()),
         json!({"region": region.0, "endpoint": node.endpoint, "pool": pool.net.to_string(), "join_token_id": grant.token_id,
                "capabilities": node.capabilities})).await?;
@@ -143,11 +185,23 @@ pub async fn enroll(
 }
 
 async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth> {
-    let token = bearer(parts).ok_or_else(|| ApiErr::new(StatusCode::UNAUTHORIZED, "unauthenticated", "node credential required"))?;
+    let token = bearer(parts).ok_or_else(|| {
+        ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "node credential required",
+        )
+    })?;
     app.store
         .node_by_credential(&token_hash(token))
         .await?
-        .ok_or_else(|| ApiErr::new(StatusCode::UNAUTHORIZED, "invalid_node_credential", "unknown or removed node"))
+        .ok_or_else(|| {
+            ApiErr::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_node_credential",
+                "unknown or removed node",
+            )
+        })
 }
 
 /// The node's desired-state stream (WebSocket; `Authorization: Bearer <node credential>`).
@@ -162,22 +216,37 @@ pub async fn stream(
     // Authenticate first, so a caller without a credential learns nothing else.
     let node = authenticate_node(&app, &parts).await?;
     let ws = ws.map_err(|e| {
-        ApiErr::new(StatusCode::BAD_REQUEST, "upgrade_required", format!("this is a WebSocket endpoint: {e}"))
+        ApiErr::new(
+            StatusCode::BAD_REQUEST,
+            "upgrade_required",
+            format!("this is a WebSocket endpoint: {e}"),
+        )
     })?;
-    Ok(ws.max_message_size(64 << 20).on_upgrade(move |socket| async move {
-        let id = node.id;
-        if let Err(e) = run_stream(app, node, socket).await {
-            tracing::info!(node = %id, error = %e, "node stream ended");
-        }
-    }))
+    Ok(ws
+        .max_message_size(64 << 20)
+        .on_upgrade(move |socket| async move {
+            let id = node.id;
+            if let Err(e) = run_stream(app, node, socket).await {
+                tracing::info!(node = %id, error = %e, "node stream ended");
+            }
+        }))
 }
 
 fn policy(app: &AppState) -> NodePolicy {
-    NodePolicy { client_isolation: !app.config.allow_client_to_client, offline_grace_secs: app.config.node_offline_grace_secs }
+    NodePolicy {
+        client_isolation: !app.config.allow_client_to_client,
+        offline_grace_secs: app.config.node_offline_grace_secs,
+    }
 }
 
-async fn send_snapshot(app: &AppState, node: Uuid, socket: &mut WebSocket) -> anyhow::Result<Option<u64>> {
-    let Some(s) = app.store.desired_snapshot(node).await? else { return Ok(None) };
+async fn send_snapshot(
+    app: &AppState,
+    node: Uuid,
+    socket: &mut WebSocket,
+) -> anyhow::Result<Option<u64>> {
+    let Some(s) = app.store.desired_snapshot(node).await? else {
+        return Ok(None);
+    };
     let state = DesiredState::Snapshot(Snapshot {
         node_id: node,
         version: s.version,
@@ -191,18 +260,27 @@ async fn send_snapshot(app: &AppState, node: Uuid, socket: &mut WebSocket) -> an
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()> {
-    socket.send(Message::Text(serde_json::to_string(msg)?.into())).await?;
+    socket
+        .send(Message::Text(serde_json::to_string(msg)?.into()))
+        .await?;
     Ok(())
 }
 
 async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> anyhow::Result<()> {
     let id = node.id;
     app.store.node_connected(id, now_millis()).await?;
-    let acked = app.store.node_view(id, |_| true).await?.and_then(|n| n.acked_version).unwrap_or(0);
+    let acked = app
+        .store
+        .node_view(id, |_| true)
+        .await?
+        .and_then(|n| n.acked_version)
+        .unwrap_or(0);
     let mut conn = app.hub.connect(id, acked);
     let mut shutdown = app.shutdown.clone();
     tracing::info!(node = %id, name = %node.name, "node stream connected");
-    let Some(mut sent) = send_snapshot(&app, id, &mut socket).await? else { return Ok(()) };
+    let Some(mut sent) = send_snapshot(&app, id, &mut socket).await? else {
+        return Ok(());
+    };
     let mut ping = tokio::time::interval(Duration::from_secs(15));
     loop {
         tokio::select! {
@@ -234,6 +312,11 @@ async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> any
             }
             _ = ping.tick() => {
                 socket.send(Message::Ping(Vec::new().into())).await?;
+                // Safety net for a missed wake-up (another replica wrote, or a notify was
+                // lost): compare with the stored version. Pushes stay the normal path.
+                if app.store.node_version(id).await?.is_some_and(|v| v > sent) {
+                    app.hub.wake(id);
+                }
             }
             msg = socket.next() => {
                 let Some(msg) = msg else { return Ok(()) };

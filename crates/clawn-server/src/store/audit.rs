@@ -24,7 +24,12 @@ pub struct AuditActor {
 impl AuditActor {
     /// The server itself (bootstrap, background jobs).
     pub fn system() -> Self {
-        Self { kind: "system", id: None, label: None, client_addr: None }
+        Self {
+            kind: "system",
+            id: None,
+            label: None,
+            client_addr: None,
+        }
     }
 }
 
@@ -92,7 +97,11 @@ pub async fn query(pool: &sqlx::AnyPool, f: &AuditFilter) -> StoreResult<Page<Au
     }
     if let Some(a) = &f.action {
         if let Some(prefix) = a.strip_suffix('.') {
-            push(&mut sql, " AND action LIKE ?", BindVal::S(format!("{prefix}.%")));
+            push(
+                &mut sql,
+                " AND action LIKE ?",
+                BindVal::S(format!("{prefix}.%")),
+            );
         } else {
             push(&mut sql, " AND action = ?", BindVal::S(a.clone()));
         }
@@ -128,7 +137,10 @@ pub async fn query(pool: &sqlx::AnyPool, f: &AuditFilter) -> StoreResult<Page<Au
             id: uuid(&id, "audit_events.id")?,
             at: r.try_get("at")?,
             actor_kind: r.try_get("actor_kind")?,
-            actor_id: actor_id.as_deref().map(|s| uuid(s, "audit_events.actor_id")).transpose()?,
+            actor_id: actor_id
+                .as_deref()
+                .map(|s| uuid(s, "audit_events.actor_id"))
+                .transpose()?,
             actor_label: r.try_get("actor_label")?,
             action: r.try_get("action")?,
             target_kind: r.try_get("target_kind")?,

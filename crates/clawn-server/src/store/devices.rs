@@ -57,7 +57,11 @@ pub enum DeviceError {
 impl From<sqlx::Error> for DeviceError {
     fn from(e: sqlx::Error) -> Self {
         let e = StoreError::from(e);
-        if e.is_unique_violation() { Self::KeyInUse } else { Self::Store(e) }
+        if e.is_unique_violation() {
+            Self::KeyInUse
+        } else {
+            Self::Store(e)
+        }
     }
 }
 
@@ -85,7 +89,11 @@ fn version(v: i64) -> u64 {
 
 /// Picks the eligible node of a region with the fewest live peers (ties by id) and bumps
 /// its version and live-peer count; the conditional update is the capacity check.
-async fn claim_node(tx: &mut sqlx::AnyConnection, region_id: Uuid, region_code: &str) -> Result<(Uuid, u64, i64, i64), DeviceError> {
+async fn claim_node(
+    tx: &mut sqlx::AnyConnection,
+    region_id: Uuid,
+    region_code: &str,
+) -> Result<(Uuid, u64, i64, i64), DeviceError> {
     for _ in 0..5 {
         let sql = format!(
             "SELECT n.id FROM nodes n WHERE n.region_id = $1 AND {ELIGIBLE_NODE} ORDER BY n.live_peers, n.id LIMIT 1"
@@ -94,7 +102,9 @@ async fn claim_node(tx: &mut sqlx::AnyConnection, region_id: Uuid, region_code: 
             .bind(region_id.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(id) = id else { return Err(DeviceError::NoCapacity(region_code.to_string())) };
+        let Some(id) = id else {
+            return Err(DeviceError::NoCapacity(region_code.to_string()));
+        };
         let row = sqlx::query(
             "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 \
              WHERE id = $1 AND live_peers < capacity AND state = 'online' AND removed_at IS NULL \
@@ -104,20 +114,34 @@ async fn claim_node(tx: &mut sqlx::AnyConnection, region_id: Uuid, region_code: 
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(r) = row {
-            return Ok((uuid(&id, "nodes.id")?, version(r.try_get("version")?), r.try_get("pool_first")?, r.try_get("pool_last")?));
+            return Ok((
+                uuid(&id, "nodes.id")?,
+                version(r.try_get("version")?),
+                r.try_get("pool_first")?,
+                r.try_get("pool_last")?,
+            ));
         }
     }
     Err(DeviceError::NoCapacity(region_code.to_string()))
 }
 
 /// Chooses a free tunnel address on a node.
-async fn allocate_ip(tx: &mut sqlx::AnyConnection, node_id: Uuid, first: i64, last: i64) -> Result<u32, DeviceError> {
-    let max: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(tunnel_ip_int) FROM peers WHERE node_id = $1 AND retired_at IS NULL")
-            .bind(node_id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-    let (first, last) = (u32::try_from(first).unwrap_or(0), u32::try_from(last).unwrap_or(0));
+async fn allocate_ip(
+    tx: &mut sqlx::AnyConnection,
+    node_id: Uuid,
+    first: i64,
+    last: i64,
+) -> Result<u32, DeviceError> {
+    let max: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(tunnel_ip_int) FROM peers WHERE node_id = $1 AND retired_at IS NULL",
+    )
+    .bind(node_id.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    let (first, last) = (
+        u32::try_from(first).unwrap_or(0),
+        u32::try_from(last).unwrap_or(0),
+    );
     let max = max.and_then(|m| u32::try_from(m).ok());
     let in_use = if matches!(max, Some(m) if m >= last) {
         let v: Vec<i64> = sqlx::query_scalar(
@@ -126,14 +150,19 @@ async fn allocate_ip(tx: &mut sqlx::AnyConnection, node_id: Uuid, first: i64, la
         .bind(node_id.to_string())
         .fetch_all(&mut *tx)
         .await?;
-        v.into_iter().filter_map(|i| u32::try_from(i).ok()).collect()
+        v.into_iter()
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect()
     } else {
         Vec::new()
     };
     next_free(first, last, max, || in_use).ok_or(DeviceError::PoolExhausted)
 }
 
-#[expect(clippy::too_many_arguments, reason = "one column each; a struct would only rename them")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one column each; a struct would only rename them"
+)]
 async fn insert_peer(
     tx: &mut sqlx::AnyConnection,
     device_id: Uuid,
@@ -162,7 +191,10 @@ async fn insert_peer(
     Ok(())
 }
 
-async fn key_ever_used(tx: &mut sqlx::AnyConnection, key: &WgPublicKey) -> Result<bool, DeviceError> {
+async fn key_ever_used(
+    tx: &mut sqlx::AnyConnection,
+    key: &WgPublicKey,
+) -> Result<bool, DeviceError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM devices WHERE public_key = $1) + (SELECT COUNT(*) FROM peers WHERE public_key = $1)",
     )
@@ -181,7 +213,10 @@ pub async fn create(
     key: &WgPublicKey,
     region_code: &str,
 ) -> Result<DeviceChanged, DeviceError> {
-    let region = store.region_by_code(region_code).await?.ok_or(DeviceError::RegionNotFound)?;
+    let region = store
+        .region_by_code(region_code)
+        .await?
+        .ok_or(DeviceError::RegionNotFound)?;
     let now = now_millis();
     let mut w = store.write().await?;
     let tx = &mut *w.tx;
@@ -201,7 +236,9 @@ pub async fn create(
             .bind(owner.to_string())
             .fetch_optional(&mut *tx)
             .await?;
-        return Err(DeviceError::SlotsExhausted { slots: super::count(slots.unwrap_or(0)) });
+        return Err(DeviceError::SlotsExhausted {
+            slots: super::count(slots.unwrap_or(0)),
+        });
     }
     let (node_id, version, first, last) = claim_node(tx, region.id, &region.code).await?;
     let ip = allocate_ip(tx, node_id, first, last).await?;
@@ -230,12 +267,20 @@ pub async fn create(
     )
     .await?;
     w.commit().await?;
-    Ok(DeviceChanged { device_id, change: Some(NodeChange { node_id, version }) })
+    Ok(DeviceChanged {
+        device_id,
+        change: Some(NodeChange { node_id, version }),
+    })
 }
 
 /// Revokes a device: state, slot, peer retirement, version bump and audit in one
 /// transaction.
-pub async fn revoke(store: &Store, scope: &Scope, id: Uuid, actor: &AuditActor) -> Result<DeviceChanged, DeviceError> {
+pub async fn revoke(
+    store: &Store,
+    scope: &Scope,
+    id: Uuid,
+    actor: &AuditActor,
+) -> Result<DeviceChanged, DeviceError> {
     let now = now_millis();
     let mut w = store.write().await?;
     let tx = &mut *w.tx;
@@ -249,19 +294,26 @@ pub async fn revoke(store: &Store, scope: &Scope, id: Uuid, actor: &AuditActor) 
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM devices WHERE id = $1 AND COALESCE($2, user_id) = user_id")
-                .bind(id.to_string())
-                .bind(scope.owner_param())
-                .fetch_optional(&mut *tx)
-                .await?;
-        return Err(if state.is_some() { DeviceError::AlreadyRevoked } else { DeviceError::NotFound });
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM devices WHERE id = $1 AND COALESCE($2, user_id) = user_id",
+        )
+        .bind(id.to_string())
+        .bind(scope.owner_param())
+        .fetch_optional(&mut *tx)
+        .await?;
+        return Err(if state.is_some() {
+            DeviceError::AlreadyRevoked
+        } else {
+            DeviceError::NotFound
+        });
     };
     let owner: String = row.try_get("user_id")?;
-    sqlx::query("UPDATE users SET active_devices = active_devices - 1 WHERE id = $1 AND active_devices > 0")
-        .bind(&owner)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET active_devices = active_devices - 1 WHERE id = $1 AND active_devices > 0",
+    )
+    .bind(&owner)
+    .execute(&mut *tx)
+    .await?;
     let change = retire_live_peer(tx, id, "revoked", now, true).await?;
     audit::record(
         tx,
@@ -273,7 +325,10 @@ pub async fn revoke(store: &Store, scope: &Scope, id: Uuid, actor: &AuditActor) 
     )
     .await?;
     w.commit().await?;
-    Ok(DeviceChanged { device_id: id, change })
+    Ok(DeviceChanged {
+        device_id: id,
+        change,
+    })
 }
 
 /// Retires the device's live peer (if any) and bumps its node's version.
@@ -284,10 +339,11 @@ async fn retire_live_peer(
     now: i64,
     frees_slot_on_node: bool,
 ) -> Result<Option<NodeChange>, DeviceError> {
-    let peer = sqlx::query("SELECT id, node_id FROM peers WHERE device_id = $1 AND retired_at IS NULL")
-        .bind(device_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let peer =
+        sqlx::query("SELECT id, node_id FROM peers WHERE device_id = $1 AND retired_at IS NULL")
+            .bind(device_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some(peer) = peer else { return Ok(None) };
     let node_id: String = peer.try_get("node_id")?;
     let dec = if frees_slot_on_node { 1 } else { 0 };
@@ -298,14 +354,19 @@ async fn retire_live_peer(
     .bind(dec)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("UPDATE peers SET retired_at = $2, retired_version = $3, retire_reason = $4 WHERE id = $1")
-        .bind(peer.try_get::<String, _>("id")?)
-        .bind(now)
-        .bind(v)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
-    Ok(Some(NodeChange { node_id: uuid(&node_id, "peers.node_id")?, version: version(v) }))
+    sqlx::query(
+        "UPDATE peers SET retired_at = $2, retired_version = $3, retire_reason = $4 WHERE id = $1",
+    )
+    .bind(peer.try_get::<String, _>("id")?)
+    .bind(now)
+    .bind(v)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some(NodeChange {
+        node_id: uuid(&node_id, "peers.node_id")?,
+        version: version(v),
+    }))
 }
 
 /// Rotates a device's key: the old peer is retired and a new one created on the same
@@ -346,7 +407,9 @@ pub async fn rotate(
     let change = match old {
         Some(old) => {
             // Same node, same address: retire and re-add under one version.
-            let change = retire_live_peer(tx, id, "rotated", now, false).await?.ok_or(DeviceError::NotFound)?;
+            let change = retire_live_peer(tx, id, "rotated", now, false)
+                .await?
+                .ok_or(DeviceError::NotFound)?;
             let ip = u32::try_from(old.try_get::<i64, _>("tunnel_ip_int")?).unwrap_or(0);
             insert_peer(tx, id, owner, change.node_id, key, ip, change.version, now).await?;
             change
@@ -376,11 +439,20 @@ pub async fn rotate(
     )
     .await?;
     w.commit().await?;
-    Ok(DeviceChanged { device_id: id, change: Some(change) })
+    Ok(DeviceChanged {
+        device_id: id,
+        change: Some(change),
+    })
 }
 
 /// Renames a device.
-pub async fn rename(store: &Store, scope: &Scope, id: Uuid, name: &str, actor: &AuditActor) -> Result<(), DeviceError> {
+pub async fn rename(
+    store: &Store,
+    scope: &Scope,
+    id: Uuid,
+    name: &str,
+    actor: &AuditActor,
+) -> Result<(), DeviceError> {
     let mut w = store.write().await?;
     let r = sqlx::query("UPDATE devices SET name = $3, updated_at = $4 WHERE id = $1 AND COALESCE($2, user_id) = user_id")
         .bind(id.to_string())
@@ -392,7 +464,15 @@ pub async fn rename(store: &Store, scope: &Scope, id: Uuid, name: &str, actor: &
     if r.rows_affected() != 1 {
         return Err(DeviceError::NotFound);
     }
-    audit::record(&mut w.tx, actor, "device.rename", "device", Some(id.to_string()), json!({"name": name})).await?;
+    audit::record(
+        &mut w.tx,
+        actor,
+        "device.rename",
+        "device",
+        Some(id.to_string()),
+        json!({"name": name}),
+    )
+    .await?;
     w.commit().await?;
     Ok(())
 }
@@ -427,32 +507,48 @@ fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView>
     let node = match node_id {
         Some(nid) => Some(DeviceNodeView {
             id: uuid(&nid, "nodes.id")?,
-            name: r.try_get::<Option<String>, _>("node_name")?.unwrap_or_default(),
-            endpoint: r.try_get::<Option<String>, _>("node_endpoint")?.unwrap_or_default(),
+            name: r
+                .try_get::<Option<String>, _>("node_name")?
+                .unwrap_or_default(),
+            endpoint: r
+                .try_get::<Option<String>, _>("node_endpoint")?
+                .unwrap_or_default(),
             exit_ipv4: r.try_get("exit_ipv4")?,
         }),
         None => None,
     };
-    let active = matches!(last_handshake, Some(h) if now - h < ACTIVE_HANDSHAKE_MS) && state == "active";
+    let active =
+        matches!(last_handshake, Some(h) if now - h < ACTIVE_HANDSHAKE_MS) && state == "active";
     Ok(DeviceView {
         id: uuid(&r.try_get::<String, _>("id")?, "devices.id")?,
         name: r.try_get("name")?,
-        state: if state == "active" { DeviceState::Active } else { DeviceState::Revoked },
+        state: if state == "active" {
+            DeviceState::Active
+        } else {
+            DeviceState::Revoked
+        },
         region: r.try_get("region_code")?,
-        public_key: WgPublicKey::parse(&key).map_err(|_| StoreError::Corrupt("devices.public_key"))?,
+        public_key: WgPublicKey::parse(&key)
+            .map_err(|_| StoreError::Corrupt("devices.public_key"))?,
         tunnel_ip: r.try_get("tunnel_ip")?,
         node,
         tunnel: TunnelStatus {
             status: if active { "active" } else { "inactive" }.into(),
             last_handshake,
-            rx_bytes: u64::try_from(r.try_get::<Option<i64>, _>("rx_bytes")?.unwrap_or(0)).unwrap_or(0),
-            tx_bytes: u64::try_from(r.try_get::<Option<i64>, _>("tx_bytes")?.unwrap_or(0)).unwrap_or(0),
+            rx_bytes: u64::try_from(r.try_get::<Option<i64>, _>("rx_bytes")?.unwrap_or(0))
+                .unwrap_or(0),
+            tx_bytes: u64::try_from(r.try_get::<Option<i64>, _>("tx_bytes")?.unwrap_or(0))
+                .unwrap_or(0),
             endpoint: r.try_get("peer_endpoint")?,
         },
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
         owner_id: admin.then_some(user_id),
-        owner_email: if admin { r.try_get("owner_email")? } else { None },
+        owner_email: if admin {
+            r.try_get("owner_email")?
+        } else {
+            None
+        },
     })
 }
 
@@ -471,16 +567,32 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         let now = now_millis();
-        rows.iter().map(|r| device_from_row(r, scope.is_admin(), now)).collect()
+        rows.iter()
+            .map(|r| device_from_row(r, scope.is_admin(), now))
+            .collect()
     }
 
     /// One device in `scope`.
     pub async fn device(&self, scope: &Scope, id: Uuid) -> StoreResult<Option<DeviceView>> {
-        Ok(self.devices(scope, &DeviceFilter { id: Some(id), ..DeviceFilter::default() }).await?.into_iter().next())
+        Ok(self
+            .devices(
+                scope,
+                &DeviceFilter {
+                    id: Some(id),
+                    ..DeviceFilter::default()
+                },
+            )
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// What a device's config needs: node key, endpoint, tunnel address, region DNS.
-    pub async fn device_config_parts(&self, scope: &Scope, id: Uuid) -> StoreResult<Option<ConfigParts>> {
+    pub async fn device_config_parts(
+        &self,
+        scope: &Scope,
+        id: Uuid,
+    ) -> StoreResult<Option<ConfigParts>> {
         let row = sqlx::query(
             "SELECT p.tunnel_ip, n.wg_public_key, n.endpoint, r.dns FROM devices d \
              JOIN peers p ON p.device_id = d.id AND p.retired_at IS NULL \
@@ -497,7 +609,8 @@ impl Store {
             let dns: String = r.try_get("dns")?;
             Ok(ConfigParts {
                 tunnel_ip: r.try_get("tunnel_ip")?,
-                node_public_key: WgPublicKey::parse(&key).map_err(|_| StoreError::Corrupt("nodes.wg_public_key"))?,
+                node_public_key: WgPublicKey::parse(&key)
+                    .map_err(|_| StoreError::Corrupt("nodes.wg_public_key"))?,
                 endpoint: r.try_get("endpoint")?,
                 dns: serde_json::from_str(&dns).unwrap_or_default(),
             })
@@ -507,8 +620,12 @@ impl Store {
 
     /// Counts for metrics: active devices, live peers.
     pub async fn device_counts(&self) -> StoreResult<(i64, i64)> {
-        let d: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE state = 'active'").fetch_one(self.pool()).await?;
-        let p: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM peers WHERE retired_at IS NULL").fetch_one(self.pool()).await?;
+        let d: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE state = 'active'")
+            .fetch_one(self.pool())
+            .await?;
+        let p: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM peers WHERE retired_at IS NULL")
+            .fetch_one(self.pool())
+            .await?;
         Ok((d, p))
     }
 }

@@ -54,7 +54,10 @@ pub async fn consume_join_token(
     if let Some(r) = row {
         return Ok(Ok(JoinGrant {
             token_id: uuid(&r.try_get::<String, _>("id")?, "join_tokens.id")?,
-            region_id: uuid(&r.try_get::<String, _>("region_id")?, "join_tokens.region_id")?,
+            region_id: uuid(
+                &r.try_get::<String, _>("region_id")?,
+                "join_tokens.region_id",
+            )?,
             capacity: count(r.try_get("capacity")?),
         }));
     }
@@ -104,12 +107,15 @@ pub async fn insert_node(
     node_prefix: u8,
     now: i64,
 ) -> StoreResult<Option<NodePool>> {
-    let used: Vec<String> = sqlx::query_scalar("SELECT pool FROM nodes WHERE region_id = $1 AND removed_at IS NULL")
-        .bind(n.region_id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
+    let used: Vec<String> =
+        sqlx::query_scalar("SELECT pool FROM nodes WHERE region_id = $1 AND removed_at IS NULL")
+            .bind(n.region_id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
     let used: BTreeSet<Ipv4Net> = used.iter().filter_map(|p| p.parse().ok()).collect();
-    let Some(pool) = free_node_pool(region_cidr, node_prefix, &used) else { return Ok(None) };
+    let Some(pool) = free_node_pool(region_cidr, node_prefix, &used) else {
+        return Ok(None);
+    };
     sqlx::query(
         "INSERT INTO nodes (id, region_id, name, endpoint, listen_port, wg_public_key, identity_public_key, credential_hash, \
          pool, pool_first, pool_last, address, exit_ipv4, capacity, live_peers, state, capabilities, version, created_at) \
@@ -169,13 +175,15 @@ fn peer_from_row(r: &AnyRow) -> StoreResult<PeerSpec> {
     let key: String = r.try_get("public_key")?;
     let ip: String = r.try_get("tunnel_ip")?;
     Ok(PeerSpec {
-        public_key: WgPublicKey::parse(&key).map_err(|_| StoreError::Corrupt("peers.public_key"))?,
+        public_key: WgPublicKey::parse(&key)
+            .map_err(|_| StoreError::Corrupt("peers.public_key"))?,
         allowed_ips: vec![format!("{ip}/32")],
         device_id: uuid(&r.try_get::<String, _>("device_id")?, "peers.device_id")?,
     })
 }
 
-const NODE_VIEW_SQL: &str = "SELECT n.*, r.code AS region_code FROM nodes n JOIN regions r ON r.id = n.region_id";
+const NODE_VIEW_SQL: &str =
+    "SELECT n.*, r.code AS region_code FROM nodes n JOIN regions r ON r.id = n.region_id";
 
 fn node_view_from_row(r: &AnyRow, connected: impl Fn(Uuid) -> bool) -> StoreResult<NodeView> {
     let id = uuid(&r.try_get::<String, _>("id")?, "nodes.id")?;
@@ -190,13 +198,16 @@ fn node_view_from_row(r: &AnyRow, connected: impl Fn(Uuid) -> bool) -> StoreResu
         state: NodeState::parse(&state).ok_or(StoreError::Corrupt("nodes.state"))?,
         connected: connected(id),
         endpoint: r.try_get("endpoint")?,
-        wg_public_key: WgPublicKey::parse(&key).map_err(|_| StoreError::Corrupt("nodes.wg_public_key"))?,
+        wg_public_key: WgPublicKey::parse(&key)
+            .map_err(|_| StoreError::Corrupt("nodes.wg_public_key"))?,
         pool: r.try_get("pool")?,
         exit_ipv4: r.try_get("exit_ipv4")?,
         capacity: count(r.try_get("capacity")?),
         live_peers: count(r.try_get("live_peers")?),
         version: u64::try_from(r.try_get::<i64, _>("version")?).unwrap_or(0),
-        acked_version: r.try_get::<Option<i64>, _>("acked_version")?.and_then(|v| u64::try_from(v).ok()),
+        acked_version: r
+            .try_get::<Option<i64>, _>("acked_version")?
+            .and_then(|v| u64::try_from(v).ok()),
         last_heartbeat: r.try_get("last_heartbeat")?,
         metrics: metrics.and_then(|m| serde_json::from_str::<HostMetrics>(&m).ok()),
         capabilities: serde_json::from_str(&caps).unwrap_or_default(),
@@ -210,7 +221,10 @@ fn to_i64(v: u64) -> i64 {
 
 impl Store {
     /// Stores a join token.
-    #[expect(clippy::too_many_arguments, reason = "one column each; a struct would only rename them")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one column each; a struct would only rename them"
+    )]
     pub async fn insert_join_token(
         &self,
         tx: &mut sqlx::AnyConnection,
@@ -240,12 +254,17 @@ impl Store {
 
     /// Resolves a node credential hash (removed nodes resolve to nothing).
     pub async fn node_by_credential(&self, hash: &str) -> StoreResult<Option<NodeAuth>> {
-        let row = sqlx::query("SELECT id, name FROM nodes WHERE credential_hash = $1 AND removed_at IS NULL")
-            .bind(hash)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, name FROM nodes WHERE credential_hash = $1 AND removed_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| {
-            Ok(NodeAuth { id: uuid(&r.try_get::<String, _>("id")?, "nodes.id")?, name: r.try_get("name")? })
+            Ok(NodeAuth {
+                id: uuid(&r.try_get::<String, _>("id")?, "nodes.id")?,
+                name: r.try_get("name")?,
+            })
         })
         .transpose()
     }
@@ -286,15 +305,21 @@ impl Store {
 
     /// The node's current version.
     pub async fn node_version(&self, node_id: Uuid) -> StoreResult<Option<u64>> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM nodes WHERE id = $1 AND removed_at IS NULL")
-            .bind(node_id.to_string())
-            .fetch_optional(self.pool())
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM nodes WHERE id = $1 AND removed_at IS NULL")
+                .bind(node_id.to_string())
+                .fetch_optional(self.pool())
+                .await?;
         Ok(v.and_then(|v| u64::try_from(v).ok()))
     }
 
     /// The peers removed and added between `from` (exclusive) and `to` (inclusive).
-    pub async fn desired_delta(&self, node_id: Uuid, from: u64, to: u64) -> StoreResult<DesiredDelta> {
+    pub async fn desired_delta(
+        &self,
+        node_id: Uuid,
+        from: u64,
+        to: u64,
+    ) -> StoreResult<DesiredDelta> {
         let (from, to) = (to_i64(from), to_i64(to));
         let removed: Vec<String> = sqlx::query_scalar(
             "SELECT public_key FROM peers WHERE node_id = $1 AND retired_version > $2 AND retired_version <= $3 \
@@ -319,7 +344,10 @@ impl Store {
                 .iter()
                 .map(|k| WgPublicKey::parse(k).map_err(|_| StoreError::Corrupt("peers.public_key")))
                 .collect::<StoreResult<_>>()?,
-            add: added.iter().map(peer_from_row).collect::<StoreResult<_>>()?,
+            add: added
+                .iter()
+                .map(peer_from_row)
+                .collect::<StoreResult<_>>()?,
         })
     }
 
@@ -355,7 +383,12 @@ impl Store {
 
     /// Stores telemetry: host metrics on the node, per-peer usage for the node's own live
     /// peers only (a key the node does not serve is ignored).
-    pub async fn record_telemetry(&self, node_id: Uuid, t: &Telemetry, now: i64) -> StoreResult<()> {
+    pub async fn record_telemetry(
+        &self,
+        node_id: Uuid,
+        t: &Telemetry,
+        now: i64,
+    ) -> StoreResult<()> {
         let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE nodes SET metrics = $2, last_heartbeat = $3, exit_ipv4 = COALESCE($4, exit_ipv4) WHERE id = $1",
@@ -401,23 +434,40 @@ impl Store {
     /// All live nodes for admins.
     pub async fn list_nodes(&self, connected: impl Fn(Uuid) -> bool) -> StoreResult<Vec<NodeView>> {
         let sql = format!("{NODE_VIEW_SQL} WHERE n.removed_at IS NULL ORDER BY r.code, n.name");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?;
-        rows.iter().map(|r| node_view_from_row(r, &connected)).collect()
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| node_view_from_row(r, &connected))
+            .collect()
     }
 
     /// One live node for admins.
-    pub async fn node_view(&self, id: Uuid, connected: impl Fn(Uuid) -> bool) -> StoreResult<Option<NodeView>> {
+    pub async fn node_view(
+        &self,
+        id: Uuid,
+        connected: impl Fn(Uuid) -> bool,
+    ) -> StoreResult<Option<NodeView>> {
         let sql = format!("{NODE_VIEW_SQL} WHERE n.id = $1 AND n.removed_at IS NULL");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(self.pool()).await?;
-        row.as_ref().map(|r| node_view_from_row(r, &connected)).transpose()
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref()
+            .map(|r| node_view_from_row(r, &connected))
+            .transpose()
     }
 
     /// Node counts by state (for metrics).
     pub async fn node_counts_by_state(&self) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS c FROM nodes WHERE removed_at IS NULL GROUP BY state")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("c")?))).collect()
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS c FROM nodes WHERE removed_at IS NULL GROUP BY state",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("c")?)))
+            .collect()
     }
 }
 

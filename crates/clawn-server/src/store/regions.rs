@@ -64,34 +64,53 @@ impl RegionCounts {
             ("unavailable", Some(why))
         } else if self.eligible < self.total {
             let n = self.total - self.eligible;
-            ("degraded", Some(format!("{n} of {} nodes cannot take new devices", self.total)))
+            (
+                "degraded",
+                Some(format!(
+                    "{n} of {} nodes cannot take new devices",
+                    self.total
+                )),
+            )
         } else {
             ("healthy", None)
         };
-        RegionHealth { status: status.into(), eligible_nodes: self.eligible, total_nodes: self.total, reason }
+        RegionHealth {
+            status: status.into(),
+            eligible_nodes: self.eligible,
+            total_nodes: self.total,
+            reason,
+        }
     }
 }
 
 /// The SQL condition for a node that may take a new device (see ARCHITECTURE.md §5).
-pub const ELIGIBLE_NODE: &str = "n.removed_at IS NULL AND n.state = 'online' AND n.live_peers < n.capacity";
+pub const ELIGIBLE_NODE: &str =
+    "n.removed_at IS NULL AND n.state = 'online' AND n.live_peers < n.capacity";
 
 impl Store {
     /// Region by code.
     pub async fn region_by_code(&self, code: &str) -> StoreResult<Option<RegionRecord>> {
-        let row = sqlx::query("SELECT * FROM regions WHERE code = $1").bind(code).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM regions WHERE code = $1")
+            .bind(code)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(region_from_row).transpose()
     }
 
     /// All regions with node counts, by code.
     pub async fn list_regions(&self) -> StoreResult<Vec<(RegionRecord, RegionCounts)>> {
-        let rows = sqlx::query("SELECT * FROM regions ORDER BY code").fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT * FROM regions ORDER BY code")
+            .fetch_all(self.pool())
+            .await?;
         let sql = format!(
             "SELECT n.region_id, COUNT(*) AS total, \
              SUM(CASE WHEN {ELIGIBLE_NODE} THEN 1 ELSE 0 END) AS eligible, \
              SUM(CASE WHEN n.state = 'online' AND n.live_peers >= n.capacity THEN 1 ELSE 0 END) AS full_nodes \
              FROM nodes n WHERE n.removed_at IS NULL GROUP BY n.region_id"
         );
-        let counts = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?;
+        let counts = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let region = region_from_row(r)?;
@@ -142,10 +161,14 @@ pub async fn update(tx: &mut sqlx::AnyConnection, r: &RegionRecord, now: i64) ->
 
 /// Live nodes in a region (for the "pool cannot change" rule).
 pub async fn node_count(tx: &mut sqlx::AnyConnection, region_id: Uuid) -> StoreResult<i64> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM nodes WHERE region_id = $1 AND removed_at IS NULL")
+    Ok(
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM nodes WHERE region_id = $1 AND removed_at IS NULL",
+        )
         .bind(region_id.to_string())
         .fetch_one(tx)
-        .await?)
+        .await?,
+    )
 }
 
 /// The admin view of a region.

@@ -16,7 +16,8 @@ pub struct UserRecord {
     pub password_hash: String,
 }
 
-const USER_COLS: &str = "id, email, password_hash, role, device_slots, active_devices, disabled, created_at";
+const USER_COLS: &str =
+    "id, email, password_hash, role, device_slots, active_devices, disabled, created_at";
 
 fn user_from_row(r: &AnyRow) -> StoreResult<UserRecord> {
     let id: String = r.try_get("id")?;
@@ -57,34 +58,54 @@ pub async fn insert(
     .bind(now)
     .execute(tx)
     .await?;
-    Ok(UserView { id, email: email.to_string(), role, device_slots: slots, active_devices: 0, disabled: false, created_at: now })
+    Ok(UserView {
+        id,
+        email: email.to_string(),
+        role,
+        device_slots: slots,
+        active_devices: 0,
+        disabled: false,
+        created_at: now,
+    })
 }
 
 impl Store {
     /// Number of users.
     pub async fn user_count(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(self.pool()).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?)
     }
 
     /// Finds a user by (lower-cased) email.
     pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE email = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(email)
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     /// Finds a user by id.
     pub async fn user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.to_string()).fetch_optional(self.pool()).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     /// All users, by email.
     pub async fn list_users(&self) -> StoreResult<Vec<UserView>> {
         let sql = format!("SELECT {USER_COLS} FROM users ORDER BY email");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.pool()).await?;
-        rows.iter().map(|r| user_from_row(r).map(|u| u.view)).collect()
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| user_from_row(r).map(|u| u.view))
+            .collect()
     }
 }
 
@@ -112,7 +133,12 @@ pub async fn update(
 }
 
 /// Sets a password hash inside `tx`.
-pub async fn set_password(tx: &mut sqlx::AnyConnection, id: Uuid, hash: &str, now: i64) -> StoreResult<bool> {
+pub async fn set_password(
+    tx: &mut sqlx::AnyConnection,
+    id: Uuid,
+    hash: &str,
+    now: i64,
+) -> StoreResult<bool> {
     let r = sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
         .bind(id.to_string())
         .bind(hash)
@@ -124,7 +150,10 @@ pub async fn set_password(tx: &mut sqlx::AnyConnection, id: Uuid, hash: &str, no
 
 /// Deletes every session of a user inside `tx`; returns how many.
 pub async fn end_all_sessions(tx: &mut sqlx::AnyConnection, user_id: Uuid) -> StoreResult<u64> {
-    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user_id.to_string()).execute(tx).await?;
+    let r = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id.to_string())
+        .execute(tx)
+        .await?;
     Ok(r.rows_affected())
 }
 
@@ -212,7 +241,12 @@ pub struct Authenticated {
 impl Store {
     /// Resolves a session token hash; expired (idle or absolute) sessions and disabled users
     /// resolve to nothing.
-    pub async fn session_by_hash(&self, hash: &str, now: i64, idle_ms: i64) -> StoreResult<Option<Authenticated>> {
+    pub async fn session_by_hash(
+        &self,
+        hash: &str,
+        now: i64,
+        idle_ms: i64,
+    ) -> StoreResult<Option<Authenticated>> {
         let row = sqlx::query(
             "SELECT s.id AS sid, s.kind, s.csrf_hash, s.last_seen_at, s.expires_at, \
              u.id, u.email, u.password_hash, u.role, u.device_slots, u.active_devices, u.disabled, u.created_at \
@@ -234,7 +268,11 @@ impl Store {
             user: user.view,
             credential: Credential::Session {
                 id: uuid(&sid, "sessions.id")?,
-                kind: if kind == "cookie" { SessionKind::Cookie } else { SessionKind::Bearer },
+                kind: if kind == "cookie" {
+                    SessionKind::Cookie
+                } else {
+                    SessionKind::Bearer
+                },
                 csrf_hash: r.try_get("csrf_hash")?,
                 last_seen_at: last_seen,
             },
@@ -242,7 +280,11 @@ impl Store {
     }
 
     /// Resolves an API token hash.
-    pub async fn api_token_by_hash(&self, hash: &str, now: i64) -> StoreResult<Option<Authenticated>> {
+    pub async fn api_token_by_hash(
+        &self,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<Authenticated>> {
         let row = sqlx::query(
             "SELECT t.id AS tid, t.expires_at, t.revoked_at, t.last_used_at, \
              u.id, u.email, u.password_hash, u.role, u.device_slots, u.active_devices, u.disabled, u.created_at \
@@ -261,7 +303,10 @@ impl Store {
         let tid: String = r.try_get("tid")?;
         Ok(Some(Authenticated {
             user: user.view,
-            credential: Credential::ApiToken { id: uuid(&tid, "api_tokens.id")?, last_used_at: r.try_get("last_used_at")? },
+            credential: Credential::ApiToken {
+                id: uuid(&tid, "api_tokens.id")?,
+                last_used_at: r.try_get("last_used_at")?,
+            },
         }))
     }
 
@@ -286,7 +331,11 @@ impl Store {
     }
 
     /// Sessions of one user.
-    pub async fn list_sessions(&self, user_id: Uuid, current: Option<Uuid>) -> StoreResult<Vec<SessionView>> {
+    pub async fn list_sessions(
+        &self,
+        user_id: Uuid,
+        current: Option<Uuid>,
+    ) -> StoreResult<Vec<SessionView>> {
         let rows = sqlx::query(
             "SELECT id, kind, created_at, last_seen_at, expires_at, client_addr, user_agent FROM sessions \
              WHERE user_id = $1 ORDER BY created_at DESC",
@@ -300,7 +349,11 @@ impl Store {
                 let kind: String = r.try_get("kind")?;
                 Ok(SessionView {
                     id,
-                    kind: if kind == "cookie" { SessionKind::Cookie } else { SessionKind::Bearer },
+                    kind: if kind == "cookie" {
+                        SessionKind::Cookie
+                    } else {
+                        SessionKind::Bearer
+                    },
                     created_at: r.try_get("created_at")?,
                     last_seen_at: r.try_get("last_seen_at")?,
                     expires_at: r.try_get("expires_at")?,
@@ -347,7 +400,14 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
-        Ok(ApiTokenView { id, name: name.to_string(), created_at: now, expires_at, last_used_at: None, token: None })
+        Ok(ApiTokenView {
+            id,
+            name: name.to_string(),
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            token: None,
+        })
     }
 
     /// Live (unrevoked) API tokens of a user.

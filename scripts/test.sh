@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what it needs (Debian packages),
+# starts a throw-away PostgreSQL on loopback, then runs format and lint checks and every
+# test (unit, integration on SQLite and PostgreSQL, binary-level). Exit code is the verdict.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+pg_dir=$(mktemp -d /tmp/clawn-pg.XXXXXX)
+chmod 755 "$pg_dir"
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() { scripts/pg-test-cluster.sh stop "$pg_dir/data" || true; rm -rf "$pg_dir"; }
+trap cleanup EXIT
+echo "==> starting PostgreSQL on 127.0.0.1:$pg_port"
+eval "$(scripts/pg-test-cluster.sh start "$pg_dir/data" "$pg_port")"
+export CLAWN_TEST_PG_URL
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> tests"
+cargo nextest run --workspace --locked --no-fail-fast
+cargo test --workspace --locked --doc
