@@ -68,6 +68,12 @@ impl WgPublicKey {
     }
 }
 
+/// Whether `s` is standard base64 of exactly 32 bytes (the shape of any WireGuard key,
+/// public or private).
+pub fn decodes_to_32_bytes(s: &str) -> bool {
+    decode32(s).is_ok()
+}
+
 fn decode32(s: &str) -> Result<[u8; 32], KeyError> {
     let v = STANDARD.decode(s).map_err(|_| KeyError::Base64)?;
     <[u8; 32]>::try_from(v.as_slice()).map_err(|_| KeyError::Length(v.len()))

@@ -115,14 +115,16 @@ CREATE TABLE devices (
 CREATE INDEX devices_user ON devices (user_id);
 
 -- A peer is the connection identity device -> node. Rotation and reassignment retire the
--- old row and insert a new one, so history stays. A key is never reused, even after
--- retirement: a revoked config must never be able to come back.
+-- old row and insert a new one, so history stays. A key is never given to another device
+-- (devices.public_key is unique and the API refuses any key a peer ever had), but the same
+-- device may get a new peer row with its own key again (suspended while its owner was
+-- disabled, then restored).
 CREATE TABLE peers (
     id              TEXT PRIMARY KEY,
     device_id       TEXT NOT NULL,
     user_id         TEXT NOT NULL,
     node_id         TEXT NOT NULL REFERENCES nodes (id),
-    public_key      TEXT NOT NULL UNIQUE,
+    public_key      TEXT NOT NULL,
     tunnel_ip       TEXT NOT NULL,
     tunnel_ip_int   BIGINT NOT NULL,
     created_at      BIGINT NOT NULL,
@@ -134,6 +136,8 @@ CREATE TABLE peers (
     UNIQUE (id, user_id)
 );
 CREATE UNIQUE INDEX peers_one_live_per_device ON peers (device_id) WHERE retired_at IS NULL;
+CREATE UNIQUE INDEX peers_live_key ON peers (public_key) WHERE retired_at IS NULL;
+CREATE INDEX peers_key ON peers (public_key);
 CREATE UNIQUE INDEX peers_live_ip_per_node ON peers (node_id, tunnel_ip_int) WHERE retired_at IS NULL;
 CREATE INDEX peers_node_created ON peers (node_id, created_version);
 CREATE INDEX peers_node_retired ON peers (node_id, retired_version);

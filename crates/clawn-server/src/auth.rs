@@ -138,6 +138,7 @@ pub fn write_secret_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
 pub struct LoginLimiter {
     per_account: Arc<DefaultKeyedRateLimiter<String>>,
     per_addr: Arc<DefaultKeyedRateLimiter<String>>,
+    calls: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for LoginLimiter {
@@ -153,6 +154,7 @@ impl LoginLimiter {
         Self {
             per_account: Arc::new(RateLimiter::keyed(q(per_account))),
             per_addr: Arc::new(RateLimiter::keyed(q(per_addr))),
+            calls: Arc::default(),
         }
     }
 
@@ -160,7 +162,21 @@ impl LoginLimiter {
     pub fn check(&self, account: &str, addr: &str) -> Result<(), u64> {
         let clock = governor::clock::DefaultClock::default();
         use governor::clock::Clock as _;
-        for (limiter, key) in [(&self.per_addr, addr), (&self.per_account, account)] {
+        // Forget keys whose budget has fully refilled, so the maps stay bounded.
+        if self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 1024
+            == 1023
+        {
+            self.per_account.retain_recent();
+            self.per_addr.retain_recent();
+        }
+        let account: String = account.chars().take(254).collect();
+        for (limiter, key) in [
+            (&self.per_addr, addr),
+            (&self.per_account, account.as_str()),
+        ] {
             if let Err(not_until) = limiter.check_key(&key.to_string()) {
                 return Err(not_until.wait_time_from(clock.now()).as_secs().max(1));
             }

@@ -70,6 +70,10 @@ pub struct Cli {
     /// Let clients of one node reach each other's tunnel addresses [default: false].
     #[arg(long, env = "CLAWN_ALLOW_CLIENT_TO_CLIENT")]
     pub allow_client_to_client: Option<bool>,
+    /// Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed for the
+    /// client address used by rate limits and the audit log [default: none].
+    #[arg(long, env = "CLAWN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// The TOML file: every key optional, same names as the flags.
@@ -92,6 +96,7 @@ struct FileConfig {
     client_allowed_ips: Option<Vec<String>>,
     node_offline_grace_secs: Option<u64>,
     allow_client_to_client: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 /// Log output format.
@@ -138,6 +143,8 @@ pub struct Config {
     pub node_offline_grace_secs: u64,
     /// Client-to-client traffic on a node.
     pub allow_client_to_client: bool,
+    /// Proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A configuration problem, with what to do about it.
@@ -252,6 +259,11 @@ impl Config {
                 .allow_client_to_client
                 .or(file.allow_client_to_client)
                 .unwrap_or(false),
+            trusted_proxies: parse_cidrs(
+                cli.trusted_proxies
+                    .or(file.trusted_proxies)
+                    .unwrap_or_default(),
+            )?,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -307,6 +319,21 @@ impl Config {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
+}
+
+fn parse_cidrs(v: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    v.iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    key: "trusted_proxies",
+                    message: format!("`{s}` is not an IP or CIDR"),
+                })
+        })
+        .collect()
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

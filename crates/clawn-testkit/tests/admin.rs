@@ -271,7 +271,17 @@ async fn node_states_and_removal(db: Db) {
     );
     let (st, _) = admin.delete(&format!("{path}?force=true")).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    // The node's stream closes and its credential no longer works.
+    // The node gets a last delta removing its peers, then its stream closes and its
+    // credential no longer works.
+    let last = node
+        .next_state(Duration::from_secs(5))
+        .await
+        .expect("final delta");
+    assert!(
+        matches!(last, clawn_testkit::node::Applied::Delta { ref removed, .. } if removed.len() == 1),
+        "{last:?}"
+    );
+    assert!(node.peers.is_empty());
     let closed = node.recv_signed(Duration::from_secs(5)).await;
     assert!(closed.is_err(), "stream must close after removal");
     assert!(
@@ -324,6 +334,11 @@ async fn users_slots_and_password_reset(db: Db) {
         (s, e["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_email"))
     );
+    let (_, pat) = alice
+        .post("/api/v1/tokens", json!({"name": "stolen"}))
+        .await;
+    let pat = clawn_testkit::Client::new(&srv.url, pat["token"].as_str().map(str::to_string));
+    assert_eq!(pat.get("/api/v1/me").await.0, StatusCode::OK);
     let (s, _) = admin
         .post(
             &format!("/api/v1/admin/users/{id}/password"),
@@ -345,6 +360,11 @@ async fn users_slots_and_password_reset(db: Db) {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     srv.login("alice@example.com", "a-brand-new-pass").await;
+    assert_eq!(
+        pat.get("/api/v1/me").await.0,
+        StatusCode::UNAUTHORIZED,
+        "a reset also revokes API tokens"
+    );
     let (_, users) = admin.get("/api/v1/admin/users").await;
     assert_eq!(users.as_array().map(Vec::len), Some(2));
 }
@@ -496,4 +516,273 @@ async fn audit_log_is_append_only(db: Db) {
             .await
             .expect("count");
     assert_eq!(n, 1);
+}
+
+mod lifecycle {
+    use super::*;
+
+    both_dbs!(
+        disabling_a_user_cuts_tunnels_and_enabling_restores_them,
+        disconnected_nodes_go_offline_and_take_no_devices,
+        revoke_and_rotate_racing_keep_the_invariants,
+        trusted_proxy_addresses_are_used_for_rate_limits,
+        nul_in_urls_is_a_clear_error,
+    );
+
+    async fn disabling_a_user_cuts_tunnels_and_enabling_restores_them(db: Db) {
+        let srv = TestServer::start(db).await;
+        let admin = srv.admin().await;
+        let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
+        let (alice, id) = srv.user(&admin, "alice@example.com", 2).await;
+        let (_, d1, k1) = alice.add_device("a", "eu").await;
+        node.next_state(Duration::from_secs(5))
+            .await
+            .expect("add a");
+        let (_, _, k2) = alice.add_device("b", "eu").await;
+        node.next_state(Duration::from_secs(5))
+            .await
+            .expect("add b");
+        let (s, _) = admin
+            .patch(
+                &format!("/api/v1/admin/users/{id}"),
+                json!({"disabled": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        // Both peers leave the node (one or two deltas, depending on coalescing).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !node.peers.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "peers of a disabled user stayed: {:?}",
+                node.peers.keys()
+            );
+            node.next_state(Duration::from_secs(5))
+                .await
+                .expect("removal");
+        }
+        let (_, devs) = admin
+            .get(&format!("/api/v1/admin/devices?user_id={id}"))
+            .await;
+        for d in devs.as_array().expect("devices") {
+            assert_eq!(d["state"], "active", "devices are suspended, not revoked");
+            assert!(d["tunnel_ip"].is_null());
+        }
+        let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
+        assert_eq!(nodes[0]["live_peers"], 0);
+        // Enabling restores both on the same node with the same addresses and keys.
+        let (s, _) = admin
+            .patch(
+                &format!("/api/v1/admin/users/{id}"),
+                json!({"disabled": false}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while node.peers.len() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "peers not restored");
+            node.next_state(Duration::from_secs(5))
+                .await
+                .expect("restore");
+        }
+        assert_eq!(
+            node.peers[&k1.public()].allowed_ips,
+            vec![format!(
+                "{}/32",
+                d1["device"]["tunnel_ip"].as_str().unwrap_or_default()
+            )]
+        );
+        assert!(node.peers.contains_key(&k2.public()));
+        let alice = srv.login("alice@example.com", USER_PASSWORD).await;
+        let (s, _) = alice
+            .get(&format!(
+                "/api/v1/devices/{}/config",
+                d1["device"]["id"].as_str().unwrap_or_default()
+            ))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let (_, audit) = admin
+            .get(&format!(
+                "/api/v1/admin/audit?target={id}&action=user.update"
+            ))
+            .await;
+        assert_eq!(audit["items"][1]["metadata"]["peers_changed"], 2, "{audit}");
+    }
+
+    async fn disconnected_nodes_go_offline_and_take_no_devices(db: Db) {
+        let srv = TestServer::start(db).await;
+        let admin = srv.admin().await;
+        let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
+        let (alice, _) = srv.user(&admin, "alice@example.com", 2).await;
+        node.disconnect().await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
+            if nodes[0]["state"] == "offline" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node never went offline: {nodes}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (s, e, _) = alice.add_device("a", "eu").await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("no_capacity"))
+        );
+        let (_, regions) = alice.get("/api/v1/regions").await;
+        assert_eq!(regions, json!([]));
+        node.connect().await.expect("reconnect");
+        node.next_state(Duration::from_secs(5))
+            .await
+            .expect("snapshot");
+        let (s, _, _) = alice.add_device("a", "eu").await;
+        assert_eq!(
+            s,
+            StatusCode::CREATED,
+            "back online, back in the candidate set"
+        );
+    }
+
+    async fn revoke_and_rotate_racing_keep_the_invariants(db: Db) {
+        let srv = TestServer::start(db).await;
+        let admin = srv.admin().await;
+        let _node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
+        let (alice, _) = srv.user(&admin, "alice@example.com", 1).await;
+        for round in 0..6 {
+            let (s, d, _) = alice.add_device(&format!("r{round}"), "eu").await;
+            assert_eq!(s, StatusCode::CREATED, "{d}");
+            let id = d["device"]["id"].as_str().expect("id").to_string();
+            let mut tasks = Vec::new();
+            for i in 0..4 {
+                let (alice, id) = (alice.clone(), id.clone());
+                tasks.push(tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        alice
+                            .post(&format!("/api/v1/devices/{id}/revoke"), json!({}))
+                            .await
+                    } else {
+                        let key = clawn_proto::WgKeyPair::generate().public().to_base64();
+                        alice
+                            .post(
+                                &format!("/api/v1/devices/{id}/rotate"),
+                                json!({"public_key": key}),
+                            )
+                            .await
+                    }
+                }));
+            }
+            for t in tasks {
+                let (s, b) = t.await.expect("join");
+                assert!(
+                    matches!(s, StatusCode::OK | StatusCode::CONFLICT),
+                    "{s} {b}"
+                );
+            }
+            let pool = srv.app.store.pool();
+            let live_on_revoked: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM peers p JOIN devices d ON d.id = p.device_id WHERE d.state = 'revoked' AND p.retired_at IS NULL",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("count");
+            assert_eq!(live_on_revoked, 0, "a revoked device kept a live peer");
+            let counted: i64 = sqlx::query_scalar("SELECT live_peers FROM nodes")
+                .fetch_one(pool)
+                .await
+                .expect("q");
+            let actual: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM peers WHERE retired_at IS NULL")
+                    .fetch_one(pool)
+                    .await
+                    .expect("q");
+            assert_eq!(counted, actual, "node live-peer counter drifted");
+            let (_, me) = alice.get("/api/v1/me").await;
+            assert_eq!(me["active_devices"], 0, "the slot is free after the revoke");
+        }
+    }
+
+    async fn trusted_proxy_addresses_are_used_for_rate_limits(db: Db) {
+        let srv = TestServer::start_with(db, |c| {
+            c.login_limit_per_addr = 2;
+            c.trusted_proxies = vec!["127.0.0.0/8".parse().expect("net")];
+        })
+        .await;
+        let login = |xff: &'static str| {
+            let url = format!("{}/api/v1/auth/login", srv.url);
+            async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .header("x-forwarded-for", xff)
+                    .json(&json!({"email": "nobody@example.com", "password": "wrong-password"}))
+                    .send()
+                    .await
+                    .expect("send")
+                    .status()
+            }
+        };
+        assert_eq!(login("198.51.100.1").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(login("198.51.100.1").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(login("198.51.100.1").await, StatusCode::TOO_MANY_REQUESTS);
+        // Another client behind the same proxy has its own budget.
+        assert_eq!(
+            login("203.0.113.5, 198.51.100.1").await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "right-most untrusted hop counts"
+        );
+        assert_eq!(login("198.51.100.2").await, StatusCode::UNAUTHORIZED);
+        // Without trust, X-Forwarded-For is ignored: the socket address is the key.
+        let plain = TestServer::start_with(db, |c| c.login_limit_per_addr = 2).await;
+        for (i, want) in [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s = reqwest::Client::new()
+                .post(format!("{}/api/v1/auth/login", plain.url))
+                .header("x-forwarded-for", format!("192.0.2.{i}"))
+                .json(&json!({"email": "nobody@example.com", "password": "wrong-password"}))
+                .send()
+                .await
+                .expect("send")
+                .status();
+            assert_eq!(s, want);
+        }
+    }
+
+    async fn nul_in_urls_is_a_clear_error(db: Db) {
+        let srv = TestServer::start(db).await;
+        let admin = srv.admin().await;
+        for path in [
+            "/api/v1/admin/audit?actor=a%00b",
+            "/api/v1/admin/regions/e%00u",
+        ] {
+            let (s, e) = admin.get(path).await;
+            assert_eq!(
+                (s, e["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_path")),
+                "{path}"
+            );
+        }
+        let (s, e) = admin
+            .post("/api/v1/tokens", json!({"name": "a\u{0}b"}))
+            .await;
+        assert_eq!(
+            (s, e["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_body"))
+        );
+        let (s, _) = srv
+            .anon()
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": "a\u{0}@example.com", "password": "x-123456789"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
 }

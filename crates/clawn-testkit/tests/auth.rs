@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 both_dbs!(
     login_answers_unknown_user_and_wrong_password_alike,
     failed_logins_are_rate_limited_per_account,
+    logins_are_rate_limited_per_client_address,
+    sessions_expire_at_their_absolute_limit,
     cookie_sessions_need_csrf_on_changes,
     sessions_list_and_sign_out_everywhere,
     disabling_a_user_ends_sessions_and_tokens,
@@ -470,4 +472,49 @@ async fn setup_token_creates_first_admin_once(db: Db) {
         (StatusCode::CONFLICT, Some("already_set_up")),
         "setup is only for an empty database"
     );
+}
+
+async fn logins_are_rate_limited_per_client_address(db: Db) {
+    let srv = TestServer::start_with(db, |c| c.login_limit_per_addr = 4).await;
+    let c = srv.anon();
+    // Different accounts from one address share the address budget.
+    for i in 0..4 {
+        let body = json!({"email": format!("u{i}@example.com"), "password": "wrong-password"});
+        let (s, _) = c.post("/api/v1/auth/login", body).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let body = json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
+    let (s, e) = c.post("/api/v1/auth/login", body).await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+}
+
+async fn sessions_expire_at_their_absolute_limit(db: Db) {
+    let srv = TestServer::start_with(db, |c| {
+        c.session_max = Duration::from_millis(600);
+        c.session_idle = Duration::from_millis(600);
+    })
+    .await;
+    let admin = srv.admin().await;
+    let (_, sessions) = admin.get("/api/v1/sessions").await;
+    let s0 = &sessions[0];
+    let lifetime = s0["expires_at"]
+        .as_i64()
+        .zip(s0["created_at"].as_i64())
+        .map(|(e, c)| e - c);
+    assert_eq!(lifetime, Some(600));
+    // Keep using it: activity does not extend the absolute limit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if admin.get("/api/v1/me").await.0 == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "session outlived its absolute limit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

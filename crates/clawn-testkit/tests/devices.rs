@@ -304,6 +304,21 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
             StatusCode::BAD_REQUEST,
             "invalid_body",
         ),
+        (
+            json!({"name": WgKeyPair::generate().private_base64(), "public_key": good, "region": "eu"}),
+            StatusCode::BAD_REQUEST,
+            "name_looks_like_key",
+        ),
+        (
+            json!({"name": format!("PrivateKey = {}", WgKeyPair::generate().private_base64()), "public_key": good, "region": "eu"}),
+            StatusCode::BAD_REQUEST,
+            "name_looks_like_key",
+        ),
+        (
+            json!({"name": "x", "public_key": good, "region": "e\u{0}u"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
     ];
     for (body, status, code) in cases {
         let (s, e) = alice.post("/api/v1/devices", body.clone()).await;

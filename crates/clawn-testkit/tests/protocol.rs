@@ -111,8 +111,14 @@ async fn resync_and_catch_up_after_disconnect(db: Db) {
     let admin = srv.admin().await;
     let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
     let (alice, _) = srv.user(&admin, "alice@example.com", 3).await;
-    let (_, _, k1) = alice.add_device("a", "eu").await;
-    node.next_state(Duration::from_secs(5)).await.expect("add");
+    let (_, d1, k1) = alice.add_device("a", "eu").await;
+    node.next_state(Duration::from_secs(5))
+        .await
+        .expect("add a");
+    let (_, d2, k2) = alice.add_device("b", "eu").await;
+    node.next_state(Duration::from_secs(5))
+        .await
+        .expect("add b");
     // Ask for a full snapshot at any time.
     node.send(&NodeMessage::Resync).await.expect("send");
     let snap = node
@@ -122,14 +128,29 @@ async fn resync_and_catch_up_after_disconnect(db: Db) {
     assert_eq!(
         snap,
         Applied::Snapshot {
-            version: 2,
-            peers: 1
+            version: 3,
+            peers: 2
         }
     );
     // Changes made while the node is away arrive in the snapshot on reconnect.
     node.disconnect().await;
-    let (_, _, k2) = alice.add_device("b", "eu").await;
-    let (_, _, k3) = alice.add_device("c", "eu").await;
+    let id1 = d1["device"]["id"].as_str().expect("id");
+    let id2 = d2["device"]["id"].as_str().expect("id");
+    let (s, r) = alice
+        .post(&format!("/api/v1/devices/{id1}/revoke"), json!({}))
+        .await;
+    assert_eq!(
+        (s, r["node_ack"]["status"].as_str()),
+        (StatusCode::OK, Some("offline"))
+    );
+    let k3 = clawn_proto::WgKeyPair::generate();
+    let (s, _) = alice
+        .post(
+            &format!("/api/v1/devices/{id2}/rotate"),
+            json!({"public_key": k3.public()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
     node.connect().await.expect("reconnect");
     let snap = node
         .next_state(Duration::from_secs(5))
@@ -138,13 +159,22 @@ async fn resync_and_catch_up_after_disconnect(db: Db) {
     assert_eq!(
         snap,
         Applied::Snapshot {
-            version: 4,
-            peers: 3
+            version: 5,
+            peers: 1
         }
     );
-    for k in [k1, k2, k3] {
-        assert!(node.peers.contains_key(&k.public()));
-    }
+    assert!(!node.peers.contains_key(&k1.public()), "revoked while away");
+    assert!(
+        !node.peers.contains_key(&k2.public()),
+        "rotated away while away"
+    );
+    assert!(node.peers.contains_key(&k3.public()));
+    // Back online: new devices are placed on it again.
+    let (_, _, k4) = alice.add_device("c", "eu").await;
+    node.next_state(Duration::from_secs(5))
+        .await
+        .expect("add c");
+    assert!(node.peers.contains_key(&k4.public()));
 }
 
 async fn nodes_only_get_their_own_peers(db: Db) {

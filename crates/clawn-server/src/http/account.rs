@@ -21,6 +21,9 @@ use crate::policy::Actor;
 use crate::store::audit::{self, AuditActor};
 use crate::store::users::{self, NewSession};
 
+/// Live API tokens one user may hold.
+pub const MAX_API_TOKENS: usize = 50;
+
 /// Normalises an email for lookup and storage; rejects obviously invalid ones.
 pub fn normalize_email(email: &str) -> Result<String, ApiErr> {
     let e = email.trim().to_lowercase();
@@ -70,6 +73,24 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
         .map(|s| s.chars().take(200).collect())
 }
 
+/// Takes a sign-in attempt (login, registration, setup) from the account's and the
+/// address's budgets.
+fn rate_limit(app: &AppState, account: &str, addr: Option<&str>) -> ApiResult<()> {
+    app.limiter
+        .check(account, addr.unwrap_or("unknown"))
+        .map_err(|secs| {
+            tracing::warn!(client = ?addr, "sign-in rate limit hit");
+            let mut e = ApiErr::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many sign-in attempts",
+            )
+            .hint(format!("wait {secs} s and try again"));
+            e.retry_after = Some(secs);
+            e
+        })
+}
+
 /// Creates a session for `user` and builds the answer (cookies or bearer token).
 async fn start_session(
     app: &AppState,
@@ -87,6 +108,17 @@ async fn start_session(
     let hash = token_hash(&token);
     let csrf_hash = csrf.as_deref().map(token_hash);
     let mut w = app.store.write().await?;
+    // Sweep this user's expired sessions while we are here, so the table stays bounded.
+    let idle_ms = i64::try_from(app.config.session_idle.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query(
+        "DELETE FROM sessions WHERE user_id = $1 AND (expires_at <= $2 OR last_seen_at <= $3)",
+    )
+    .bind(user.id.to_string())
+    .bind(now)
+    .bind(now.saturating_sub(idle_ms))
+    .execute(&mut *w.tx)
+    .await
+    .map_err(crate::store::StoreError::from)?;
     let session_id = users::insert_session(
         &mut w.tx,
         &NewSession {
@@ -162,20 +194,7 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let email = req.email.trim().to_lowercase();
-    if let Err(secs) = app
-        .limiter
-        .check(&email, addr.as_deref().unwrap_or("unknown"))
-    {
-        tracing::warn!(client = ?addr, "login rate limit hit");
-        let mut e = ApiErr::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many sign-in attempts",
-        )
-        .hint(format!("wait {secs} s and try again"));
-        e.retry_after = Some(secs);
-        return Err(e);
-    }
+    rate_limit(&app, &email, addr.as_deref())?;
     let user = app.store.user_by_email(&email).await?;
     // Unknown users are verified against a dummy hash so both cases take the same time.
     let hash = user
@@ -238,6 +257,7 @@ pub async fn register(
     }
     let email = normalize_email(&req.email)?;
     check_password(&req.password)?;
+    rate_limit(&app, &email, addr.as_deref())?;
     let hash = hash_password(req.password).await?;
     let now = now_millis();
     let mut w = app.store.write().await?;
@@ -301,21 +321,37 @@ pub async fn setup(
 ) -> ApiResult<Response> {
     let email = normalize_email(&req.email)?;
     check_password(&req.password)?;
-    let stored = app.store.setting(SETUP_TOKEN_KEY).await?;
-    let valid = stored
-        .as_deref()
-        .is_some_and(|h| auth::hashes_equal(h, &token_hash(&req.setup_token)));
-    if !valid {
-        return Err(ApiErr::new(
+    rate_limit(&app, "setup", addr.as_deref())?;
+    let invalid = || {
+        ApiErr::new(
             StatusCode::UNAUTHORIZED,
             "invalid_setup_token",
             "the setup token is wrong or was used",
         )
-        .hint("the token is printed in the server log at a start with an empty database"));
+        .hint("the token is printed by the server at a start with an empty database")
+    };
+    let stored = app.store.setting(SETUP_TOKEN_KEY).await?;
+    let presented = token_hash(&req.setup_token);
+    if !stored
+        .as_deref()
+        .is_some_and(|h| auth::hashes_equal(h, &presented))
+    {
+        return Err(invalid());
     }
     let hash = hash_password(req.password).await?;
     let now = now_millis();
     let mut w = app.store.write().await?;
+    // Consuming the token is the lock: of two concurrent setups exactly one deletes the row.
+    let consumed = sqlx::query("DELETE FROM settings WHERE key = $1 AND value = $2")
+        .bind(SETUP_TOKEN_KEY)
+        .bind(&presented)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(crate::store::StoreError::from)?
+        .rows_affected();
+    if consumed != 1 {
+        return Err(invalid());
+    }
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&mut *w.tx)
         .await
@@ -326,11 +362,6 @@ pub async fn setup(
             "an account exists already; setup is done",
         ));
     }
-    sqlx::query("DELETE FROM settings WHERE key = $1")
-        .bind(SETUP_TOKEN_KEY)
-        .execute(&mut *w.tx)
-        .await
-        .map_err(crate::store::StoreError::from)?;
     let user = users::insert(
         &mut w.tx,
         &email,
@@ -452,11 +483,19 @@ pub async fn create_token(
             "expires_in_days must be 1 to 365",
         ));
     }
+    if app.store.list_api_tokens(actor.user.id).await?.len() >= MAX_API_TOKENS {
+        return Err(ApiErr::conflict(
+            "too_many_tokens",
+            format!("at most {MAX_API_TOKENS} live API tokens per user"),
+        )
+        .hint("revoke tokens you no longer use"));
+    }
     let token = new_token(TokenKind::ApiToken);
     let now = now_millis();
     let mut view = app
         .store
         .insert_api_token(
+            &actor.audit(),
             actor.user.id,
             name,
             &token_hash(&token),
@@ -478,7 +517,7 @@ pub async fn revoke_token(
 ) -> ApiResult<StatusCode> {
     if app
         .store
-        .revoke_api_token(actor.user.id, id, now_millis())
+        .revoke_api_token(&actor.audit(), actor.user.id, id, now_millis())
         .await?
     {
         Ok(StatusCode::NO_CONTENT)

@@ -23,7 +23,7 @@ use crate::app::AppState;
 use crate::auth::{TokenKind, new_token, token_hash};
 use crate::policy::AdminActor;
 use crate::store::audit::{self, AuditFilter};
-use crate::store::devices::DeviceFilter;
+use crate::store::devices::{self, DeviceFilter};
 use crate::store::regions::{self, RegionRecord};
 use crate::store::{nodes, users};
 
@@ -370,8 +370,11 @@ pub async fn remove_node(
 ) -> ApiResult<StatusCode> {
     let now = now_millis();
     let mut w = app.store.write().await?;
-    let live: Option<i64> =
-        sqlx::query_scalar("SELECT live_peers FROM nodes WHERE id = $1 AND removed_at IS NULL")
+    // Lock the node row first (PostgreSQL) so no create can add a peer between the check
+    // and the removal.
+    let live: Option<i64> = sqlx::query_scalar(
+        "UPDATE nodes SET live_peers = live_peers WHERE id = $1 AND removed_at IS NULL RETURNING live_peers",
+    )
             .bind(id.to_string())
             .fetch_optional(&mut *w.tx)
             .await
@@ -487,37 +490,43 @@ pub async fn update_user(
                 .hint("ask another admin"),
         );
     }
+    let now = now_millis();
     let mut w = app.store.write().await?;
-    if !users::update(
-        &mut w.tx,
-        id,
-        req.disabled,
-        req.device_slots,
-        req.role,
-        now_millis(),
-    )
-    .await?
-    {
+    // Did this request flip the disabled flag? (The conditional update also row-locks.)
+    let flipped = match req.disabled {
+        Some(d) => {
+            sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1 AND disabled <> $2")
+                .bind(id.to_string())
+                .bind(i64::from(d))
+                .execute(&mut *w.tx)
+                .await
+                .map_err(crate::store::StoreError::from)?
+                .rows_affected()
+                == 1
+        }
+        None => false,
+    };
+    if !users::update(&mut w.tx, id, req.disabled, req.device_slots, req.role, now).await? {
         return Err(ApiErr::not_found("user"));
     }
-    let ended = if req.disabled == Some(true) {
-        users::end_all_sessions(&mut w.tx, id).await?
-    } else {
-        0
-    };
-    if req.disabled == Some(true) {
-        sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id.to_string())
-        .bind(now_millis())
-        .execute(&mut *w.tx)
-        .await
-        .map_err(crate::store::StoreError::from)?;
+    let mut ended = 0;
+    let mut changes = Vec::new();
+    let mut without_room = 0;
+    if flipped && req.disabled == Some(true) {
+        // Disabling cuts everything: sessions, API tokens, and the tunnels at the nodes.
+        ended = users::end_all_sessions(&mut w.tx, id).await?;
+        users::revoke_all_api_tokens(&mut w.tx, id, now).await?;
+        changes = devices::suspend_user(&mut w.tx, id, now).await?;
+    } else if flipped && req.disabled == Some(false) {
+        (changes, without_room) = devices::restore_user(&mut w.tx, id, now).await?;
     }
     audit::record(&mut w.tx, &admin.audit(), "user.update", "user", Some(id.to_string()),
-        json!({"disabled": req.disabled, "device_slots": req.device_slots, "role": req.role, "sessions_ended": ended})).await?;
+        json!({"disabled": req.disabled, "device_slots": req.device_slots, "role": req.role,
+               "sessions_ended": ended, "peers_changed": changes.len(), "devices_without_room": without_room})).await?;
     w.commit().await?;
+    for c in changes {
+        app.hub.notify(c.node_id, c.version);
+    }
     app.store
         .user_by_id(id)
         .await?
@@ -541,6 +550,8 @@ pub async fn reset_password(
         return Err(ApiErr::not_found("user"));
     }
     let ended = users::end_all_sessions(&mut w.tx, id).await?;
+    // A reset is what an admin does after a takeover: the attacker's API tokens go too.
+    users::revoke_all_api_tokens(&mut w.tx, id, now_millis()).await?;
     audit::record(
         &mut w.tx,
         &admin.audit(),

@@ -25,6 +25,18 @@ pub fn check_name(name: &str) -> ApiResult<String> {
             "device names are 1 to 64 printable characters",
         ));
     }
+    // A name that is (or contains) a WireGuard key is almost certainly a pasted private
+    // key: refuse it rather than store and display it.
+    let key_shaped = n
+        .split(char::is_whitespace)
+        .any(clawn_proto::keys::decodes_to_32_bytes);
+    if key_shaped || n.to_ascii_lowercase().contains("privatekey") {
+        return Err(ApiErr::bad_request(
+            "name_looks_like_key",
+            "the name looks like a WireGuard key",
+        )
+        .hint("never paste a private key anywhere; pick a plain name such as \"laptop\""));
+    }
     Ok(n.to_string())
 }
 
@@ -116,7 +128,19 @@ async fn with_config(
         .device(scope, changed.device_id)
         .await?
         .ok_or_else(|| ApiErr::not_found("device"))?;
-    let config = config_for(app, scope, changed.device_id).await?;
+    // The change committed; if the device lost its peer since (a concurrent revoke), say so.
+    let config = config_for(app, scope, changed.device_id)
+        .await
+        .map_err(|e| {
+            if e.code == "not_found" {
+                ApiErr::conflict(
+                    "device_revoked",
+                    "the device was revoked while this request ran",
+                )
+            } else {
+                e
+            }
+        })?;
     Ok(DeviceWithConfig {
         device,
         config_text: config.render(None),

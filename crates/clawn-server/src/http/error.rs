@@ -2,7 +2,7 @@
 //! Internal failures are logged with their cause and answered with a generic 500; no SQL
 //! error or stack ever reaches a client.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -151,19 +151,46 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiErr;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiErr::new(
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let v = v.to_ascii_lowercase();
+                v.starts_with("application/json")
+                    || (v.starts_with("application/") && v.contains("+json"))
+            });
+        if !is_json {
+            return Err(ApiErr::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the body as JSON",
             )
-            .hint("set `Content-Type: application/json`")),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiErr::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is too large",
-            )),
+            .hint("set `Content-Type: application/json`"));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiErr::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "the request body is too large",
+                    )
+                } else {
+                    ApiErr::bad_request("invalid_body", e.body_text())
+                }
+            })?;
+        // JSON can only carry NUL as the escape \u0000; no text field of ours may hold one
+        // (PostgreSQL TEXT cannot), so refuse it here for every body at once.
+        if bytes.windows(6).any(|w| w == b"\\u0000") {
+            return Err(ApiErr::bad_request(
+                "invalid_body",
+                "text may not contain NUL characters",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(v)) => Ok(Self(v)),
             Err(e) => Err(ApiErr::bad_request(
                 "invalid_body",
                 clean_serde_message(&e.body_text()),

@@ -28,16 +28,40 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 #[derive(Debug, Clone)]
 pub struct ClientAddr(pub Option<String>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(client_addr(parts, &app.config.trusted_proxies)))
     }
+}
+
+/// The client's address: the socket peer, or — when the peer is a trusted proxy — the
+/// right-most X-Forwarded-For entry that is not itself a trusted proxy.
+pub fn client_addr(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<String> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer.to_string());
+    }
+    let hops: Vec<std::net::IpAddr> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse().ok())
+        .collect();
+    Some(
+        hops.iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .copied()
+            .unwrap_or(peer)
+            .to_string(),
+    )
 }
 
 /// The bearer token of a request, if any.

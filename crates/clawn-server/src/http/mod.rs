@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(256 * 1024))
+        .layer(middleware::from_fn(reject_nul))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(track_metrics))
         .layer(middleware::from_fn(security_headers))
@@ -101,6 +102,16 @@ async fn method_not_allowed() -> ApiErr {
 }
 
 /// Safety net: any error answer that is not JSON yet (body limit, upgrade failures) becomes `{code, message}`.
+/// Refuses an encoded NUL anywhere in the path or query (PostgreSQL TEXT cannot hold it).
+async fn reject_nul(req: Request, next: Next) -> Response {
+    let uri = req.uri().to_string();
+    if uri.contains("%00") || uri.contains("%u0000") {
+        return ApiErr::bad_request("invalid_path", "the URL may not contain NUL characters")
+            .into_response();
+    }
+    next.run(req).await
+}
+
 async fn json_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();

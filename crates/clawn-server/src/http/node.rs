@@ -266,6 +266,14 @@ async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()>
     Ok(())
 }
 
+/// A node that sends nothing (not even a pong) for this long is treated as gone.
+const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// Telemetry reports one stream may send in a burst; after that one per second, the rest
+/// is dropped (a flooding node cannot hold the database writer).
+const TELEMETRY_BURST: u32 = 5;
+/// Peers in one telemetry message, at most.
+const TELEMETRY_MAX_PEERS: usize = 200_000;
+
 async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> anyhow::Result<()> {
     let id = node.id;
     app.store.node_connected(id, now_millis()).await?;
@@ -275,13 +283,54 @@ async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> any
         .await?
         .and_then(|n| n.acked_version)
         .unwrap_or(0);
-    let mut conn = app.hub.connect(id, acked);
-    let mut shutdown = app.shutdown.clone();
+    let conn = app.hub.connect(id, acked);
     tracing::info!(node = %id, name = %node.name, "node stream connected");
-    let Some(mut sent) = send_snapshot(&app, id, &mut socket).await? else {
+    let result = stream_loop(&app, &node, &mut socket, conn).await;
+    // The connection guard is gone now; if no newer stream took over, the node is offline.
+    if !app.hub.is_connected(id) {
+        app.store.node_disconnected(id).await?;
+        tracing::info!(node = %id, "node stream disconnected; node marked offline");
+    }
+    result
+}
+
+async fn send_delta(
+    app: &AppState,
+    id: Uuid,
+    socket: &mut WebSocket,
+    sent: u64,
+    current: u64,
+) -> anyhow::Result<()> {
+    let d = app.store.desired_delta(id, sent, current).await?;
+    let state = DesiredState::Delta(Delta {
+        node_id: id,
+        from_version: sent,
+        to_version: current,
+        issued_at: now_millis(),
+        remove: d.remove,
+        add: d.add,
+    });
+    send(socket, &ServerMessage::State(sign(&app.signer, &state))).await
+}
+
+async fn stream_loop(
+    app: &AppState,
+    node: &NodeAuth,
+    socket: &mut WebSocket,
+    mut conn: crate::hub::Connection,
+) -> anyhow::Result<()> {
+    let id = node.id;
+    let mut shutdown = app.shutdown.clone();
+    let Some(mut sent) = send_snapshot(app, id, socket).await? else {
         return Ok(());
     };
     let mut ping = tokio::time::interval(Duration::from_secs(15));
+    let mut last_heard = tokio::time::Instant::now();
+    let telemetry_budget = governor::RateLimiter::direct(
+        governor::Quota::per_second(std::num::NonZeroU32::MIN).allow_burst(
+            std::num::NonZeroU32::new(TELEMETRY_BURST).unwrap_or(std::num::NonZeroU32::MIN),
+        ),
+    );
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -295,33 +344,42 @@ async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> any
             }
             changed = conn.desired.changed() => {
                 if changed.is_err() { return Ok(()); }
-                let Some(current) = app.store.node_version(id).await? else {
+                let Some((current, removed)) = app.store.node_version_state(id).await? else { return Ok(()) };
+                if current > sent {
+                    send_delta(app, id, socket, sent, current).await?;
+                    sent = current;
+                }
+                if removed {
+                    // The last delta removed every peer; the credential is gone.
                     tracing::info!(node = %id, "node removed; closing its stream");
                     let _ = socket.send(Message::Close(None)).await;
                     return Ok(());
-                };
-                if current > sent {
-                    let d = app.store.desired_delta(id, sent, current).await?;
-                    let state = DesiredState::Delta(Delta {
-                        node_id: id, from_version: sent, to_version: current, issued_at: now_millis(),
-                        remove: d.remove, add: d.add,
-                    });
-                    send(&mut socket, &ServerMessage::State(sign(&app.signer, &state))).await?;
-                    sent = current;
                 }
             }
             _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    tracing::warn!(node = %id, "node silent for {}s; closing its stream", SILENCE_LIMIT.as_secs());
+                    let _ = socket.send(Message::Close(None)).await;
+                    return Ok(());
+                }
                 socket.send(Message::Ping(Vec::new().into())).await?;
                 // Safety net for a missed wake-up (another replica wrote, or a notify was
                 // lost): compare with the stored version. Pushes stay the normal path.
-                if app.store.node_version(id).await?.is_some_and(|v| v > sent) {
-                    app.hub.wake(id);
+                match app.store.node_version_state(id).await? {
+                    Some((v, removed)) if v > sent || removed => app.hub.wake(id),
+                    Some(_) => {}
+                    None => return Ok(()),
                 }
             }
             msg = socket.next() => {
                 let Some(msg) = msg else { return Ok(()) };
+                last_heard = tokio::time::Instant::now();
                 let text = match msg? {
                     Message::Text(t) => t,
+                    Message::Pong(_) => {
+                        app.store.node_heartbeat(id, now_millis()).await?;
+                        continue;
+                    }
                     Message::Close(_) => return Ok(()),
                     _ => continue,
                 };
@@ -332,17 +390,29 @@ async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> any
                         }
                     }
                     Ok(NodeMessage::Resync) => {
-                        match send_snapshot(&app, id, &mut socket).await? {
+                        match send_snapshot(app, id, socket).await? {
                             Some(v) => sent = v,
                             None => return Ok(()),
                         }
                     }
                     Ok(NodeMessage::Telemetry(t)) => {
+                        if telemetry_budget.check().is_err() {
+                            tracing::debug!(node = %id, "telemetry over budget; dropped");
+                            continue;
+                        }
+                        if t.peers.len() > TELEMETRY_MAX_PEERS {
+                            let reply = ServerMessage::Error {
+                                code: "telemetry_too_large".into(),
+                                message: format!("at most {TELEMETRY_MAX_PEERS} peers per report"),
+                            };
+                            send(socket, &reply).await?;
+                            continue;
+                        }
                         app.store.record_telemetry(id, &t, now_millis()).await?;
                     }
                     Err(e) => {
                         let reply = ServerMessage::Error { code: "invalid_message".into(), message: e.to_string() };
-                        send(&mut socket, &reply).await?;
+                        send(socket, &reply).await?;
                     }
                 }
             }

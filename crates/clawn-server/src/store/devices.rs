@@ -355,7 +355,7 @@ async fn retire_live_peer(
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query(
-        "UPDATE peers SET retired_at = $2, retired_version = $3, retire_reason = $4 WHERE id = $1",
+        "UPDATE peers SET retired_at = $2, retired_version = $3, retire_reason = $4 WHERE id = $1 AND retired_at IS NULL",
     )
     .bind(peer.try_get::<String, _>("id")?)
     .bind(now)
@@ -381,21 +381,36 @@ pub async fn rotate(
     let now = now_millis();
     let mut w = store.write().await?;
     let tx = &mut *w.tx;
-    let dev = sqlx::query(
-        "SELECT d.user_id, d.state, d.region_id, r.code FROM devices d JOIN regions r ON r.id = d.region_id \
-         WHERE d.id = $1 AND COALESCE($2, d.user_id) = d.user_id",
-    )
-    .bind(id.to_string())
-    .bind(scope.owner_param())
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(DeviceError::NotFound)?;
-    if dev.try_get::<String, _>("state")? != "active" {
-        return Err(DeviceError::AlreadyRevoked);
-    }
     if key_ever_used(tx, key).await? {
         return Err(DeviceError::KeyInUse);
     }
+    // Take the device row first (a row lock on PostgreSQL), re-checking that it is still
+    // active: a concurrent revoke either committed before (no row) or waits for us.
+    let dev = sqlx::query(
+        "UPDATE devices SET public_key = $3, updated_at = $4 \
+         WHERE id = $1 AND COALESCE($2, user_id) = user_id AND state = 'active' \
+         RETURNING user_id, region_id",
+    )
+    .bind(id.to_string())
+    .bind(scope.owner_param())
+    .bind(key.to_base64())
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(dev) = dev else {
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM devices WHERE id = $1 AND COALESCE($2, user_id) = user_id",
+        )
+        .bind(id.to_string())
+        .bind(scope.owner_param())
+        .fetch_optional(&mut *tx)
+        .await?;
+        return Err(if state.is_some() {
+            DeviceError::AlreadyRevoked
+        } else {
+            DeviceError::NotFound
+        });
+    };
     let owner = uuid(&dev.try_get::<String, _>("user_id")?, "devices.user_id")?;
     let old = sqlx::query(
         "SELECT p.id, p.node_id, p.tunnel_ip_int FROM peers p JOIN nodes n ON n.id = p.node_id \
@@ -416,19 +431,16 @@ pub async fn rotate(
         }
         None => {
             let region_id = uuid(&dev.try_get::<String, _>("region_id")?, "devices.region_id")?;
-            let code: String = dev.try_get("code")?;
+            let code: String = sqlx::query_scalar("SELECT code FROM regions WHERE id = $1")
+                .bind(region_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
             let (node_id, version, first, last) = claim_node(tx, region_id, &code).await?;
             let ip = allocate_ip(tx, node_id, first, last).await?;
             insert_peer(tx, id, owner, node_id, key, ip, version, now).await?;
             NodeChange { node_id, version }
         }
     };
-    sqlx::query("UPDATE devices SET public_key = $2, updated_at = $3 WHERE id = $1")
-        .bind(id.to_string())
-        .bind(key.to_base64())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
     audit::record(
         tx,
         actor,
@@ -475,6 +487,121 @@ pub async fn rename(
     .await?;
     w.commit().await?;
     Ok(())
+}
+
+/// Cuts a disabled user off: retires the live peer of each of their active devices (the
+/// devices stay, so enabling the user restores them). Returns the node changes to push.
+pub async fn suspend_user(
+    tx: &mut sqlx::AnyConnection,
+    user_id: Uuid,
+    now: i64,
+) -> Result<Vec<NodeChange>, DeviceError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT d.id FROM devices d JOIN peers p ON p.device_id = d.id AND p.retired_at IS NULL \
+         WHERE d.user_id = $1 AND d.state = 'active' ORDER BY d.id",
+    )
+    .bind(user_id.to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut changes = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(c) =
+            retire_live_peer(tx, uuid(&id, "devices.id")?, "user_disabled", now, true).await?
+        {
+            changes.push(c);
+        }
+    }
+    Ok(changes)
+}
+
+/// Gives an enabled user's suspended devices their peers back: on the same node and
+/// address when that node can still take them, otherwise on the best node of the region.
+/// Devices that find no room stay without a peer (their config answers 404 until an
+/// admin adds capacity and the user rotates). Returns the changes and how many found no room.
+pub async fn restore_user(
+    tx: &mut sqlx::AnyConnection,
+    user_id: Uuid,
+    now: i64,
+) -> Result<(Vec<NodeChange>, u32), DeviceError> {
+    let rows = sqlx::query(
+        "SELECT d.id, d.public_key, d.region_id, r.code, \
+         (SELECT p.node_id FROM peers p WHERE p.device_id = d.id AND p.retire_reason = 'user_disabled' \
+            ORDER BY p.retired_at DESC LIMIT 1) AS last_node, \
+         (SELECT p.tunnel_ip_int FROM peers p WHERE p.device_id = d.id AND p.retire_reason = 'user_disabled' \
+            ORDER BY p.retired_at DESC LIMIT 1) AS last_ip \
+         FROM devices d JOIN regions r ON r.id = d.region_id WHERE d.user_id = $1 AND d.state = 'active' \
+         AND NOT EXISTS (SELECT 1 FROM peers p WHERE p.device_id = d.id AND p.retired_at IS NULL) ORDER BY d.id",
+    )
+    .bind(user_id.to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut changes = Vec::new();
+    let mut homeless = 0;
+    for r in rows {
+        let device_id = uuid(&r.try_get::<String, _>("id")?, "devices.id")?;
+        let key = WgPublicKey::parse(&r.try_get::<String, _>("public_key")?)
+            .map_err(|_| StoreError::Corrupt("devices.public_key"))?;
+        let last_node: Option<String> = r.try_get("last_node")?;
+        let last_ip: Option<i64> = r.try_get("last_ip")?;
+        let mut claimed = None;
+        if let Some(n) = &last_node {
+            let row = sqlx::query(
+                "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 \
+                 WHERE id = $1 AND live_peers < capacity AND state = 'online' AND removed_at IS NULL \
+                 RETURNING version, pool_first, pool_last",
+            )
+            .bind(n)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                claimed = Some((
+                    uuid(n, "nodes.id")?,
+                    version(row.try_get("version")?),
+                    row.try_get("pool_first")?,
+                    row.try_get("pool_last")?,
+                ));
+            }
+        }
+        let (node_id, v, first, last) = match claimed {
+            Some(c) => c,
+            None => {
+                let region_id = uuid(&r.try_get::<String, _>("region_id")?, "devices.region_id")?;
+                let code: String = r.try_get("code")?;
+                match claim_node(tx, region_id, &code).await {
+                    Ok(c) => c,
+                    Err(DeviceError::NoCapacity(_)) => {
+                        homeless += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let same_node = last_node.as_deref() == Some(node_id.to_string().as_str());
+        let old_ip_free = match (same_node, last_ip) {
+            (true, Some(ip)) => {
+                let taken: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM peers WHERE node_id = $1 AND tunnel_ip_int = $2 AND retired_at IS NULL",
+                )
+                .bind(node_id.to_string())
+                .bind(ip)
+                .fetch_one(&mut *tx)
+                .await?;
+                (taken == 0).then(|| u32::try_from(ip).ok()).flatten()
+            }
+            _ => None,
+        };
+        let ip = match old_ip_free {
+            Some(ip) => ip,
+            None => allocate_ip(tx, node_id, first, last).await?,
+        };
+        insert_peer(tx, device_id, user_id, node_id, &key, ip, v, now).await?;
+        changes.push(NodeChange {
+            node_id,
+            version: v,
+        });
+    }
+    Ok((changes, homeless))
 }
 
 /// Filters for device lists.

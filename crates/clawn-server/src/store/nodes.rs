@@ -215,6 +215,9 @@ fn node_view_from_row(r: &AnyRow, connected: impl Fn(Uuid) -> bool) -> StoreResu
     })
 }
 
+/// Peers written per telemetry transaction.
+const TELEMETRY_CHUNK: usize = 500;
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -303,16 +306,6 @@ impl Store {
         }))
     }
 
-    /// The node's current version.
-    pub async fn node_version(&self, node_id: Uuid) -> StoreResult<Option<u64>> {
-        let v: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM nodes WHERE id = $1 AND removed_at IS NULL")
-                .bind(node_id.to_string())
-                .fetch_optional(self.pool())
-                .await?;
-        Ok(v.and_then(|v| u64::try_from(v).ok()))
-    }
-
     /// The peers removed and added between `from` (exclusive) and `to` (inclusive).
     pub async fn desired_delta(
         &self,
@@ -382,7 +375,8 @@ impl Store {
     }
 
     /// Stores telemetry: host metrics on the node, per-peer usage for the node's own live
-    /// peers only (a key the node does not serve is ignored).
+    /// peers only (a key the node does not serve is ignored). Peers are written in chunks,
+    /// each its own short transaction, so a large report never holds the writer for long.
     pub async fn record_telemetry(
         &self,
         node_id: Uuid,
@@ -399,35 +393,82 @@ impl Store {
         .bind(t.exit_ipv4.map(|ip| ip.to_string()))
         .execute(&mut *tx.tx)
         .await?;
-        for p in &t.peers {
-            let Some(row) = sqlx::query(
-                "SELECT id, user_id FROM peers WHERE node_id = $1 AND public_key = $2 AND retired_at IS NULL",
-            )
+        tx.commit().await?;
+        for chunk in t.peers.chunks(TELEMETRY_CHUNK) {
+            let mut tx = self.write().await?;
+            for p in chunk {
+                let Some(row) = sqlx::query(
+                    "SELECT id, user_id FROM peers WHERE node_id = $1 AND public_key = $2 AND retired_at IS NULL",
+                )
+                .bind(node_id.to_string())
+                .bind(p.public_key.to_base64())
+                .fetch_optional(&mut *tx.tx)
+                .await?
+                else {
+                    continue;
+                };
+                let peer_id: String = row.try_get("id")?;
+                let user_id: String = row.try_get("user_id")?;
+                // Only a well-formed ip:port is kept; anything else from the node is dropped.
+                let endpoint = p
+                    .endpoint
+                    .as_deref()
+                    .and_then(|e| e.parse::<std::net::SocketAddr>().ok())
+                    .map(|e| e.to_string());
+                sqlx::query(
+                    "INSERT INTO peer_usage (peer_id, user_id, last_handshake, rx_bytes, tx_bytes, endpoint, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (peer_id) DO UPDATE SET \
+                     last_handshake = excluded.last_handshake, rx_bytes = excluded.rx_bytes, tx_bytes = excluded.tx_bytes, \
+                     endpoint = excluded.endpoint, updated_at = excluded.updated_at",
+                )
+                .bind(peer_id)
+                .bind(user_id)
+                .bind(p.last_handshake)
+                .bind(to_i64(p.rx_bytes))
+                .bind(to_i64(p.tx_bytes))
+                .bind(endpoint)
+                .bind(now)
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// The node's version and whether it was removed (streams send the final delta, then close).
+    pub async fn node_version_state(&self, node_id: Uuid) -> StoreResult<Option<(u64, bool)>> {
+        let row = sqlx::query("SELECT version, removed_at FROM nodes WHERE id = $1")
             .bind(node_id.to_string())
-            .bind(p.public_key.to_base64())
-            .fetch_optional(&mut *tx.tx)
-            .await?
-            else {
-                continue;
-            };
-            let peer_id: String = row.try_get("id")?;
-            let user_id: String = row.try_get("user_id")?;
-            sqlx::query(
-                "INSERT INTO peer_usage (peer_id, user_id, last_handshake, rx_bytes, tx_bytes, endpoint, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (peer_id) DO UPDATE SET \
-                 last_handshake = excluded.last_handshake, rx_bytes = excluded.rx_bytes, tx_bytes = excluded.tx_bytes, \
-                 endpoint = excluded.endpoint, updated_at = excluded.updated_at",
-            )
-            .bind(peer_id)
-            .bind(user_id)
-            .bind(p.last_handshake)
-            .bind(to_i64(p.rx_bytes))
-            .bind(to_i64(p.tx_bytes))
-            .bind(p.endpoint.clone())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| {
+            let v: i64 = r.try_get("version")?;
+            let removed: Option<i64> = r.try_get("removed_at")?;
+            Ok((u64::try_from(v).unwrap_or(0), removed.is_some()))
+        })
+        .transpose()
+    }
+
+    /// Records that the node is alive.
+    pub async fn node_heartbeat(&self, node_id: Uuid, now: i64) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE nodes SET last_heartbeat = $2 WHERE id = $1")
+            .bind(node_id.to_string())
             .bind(now)
             .execute(&mut *tx.tx)
             .await?;
-        }
+        tx.commit().await
+    }
+
+    /// The node's stream ended with no replacement: an `online` node becomes `offline`
+    /// and stops receiving new devices until it reconnects.
+    pub async fn node_disconnected(&self, node_id: Uuid) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE nodes SET state = 'offline' WHERE id = $1 AND state = 'online'")
+            .bind(node_id.to_string())
+            .execute(&mut *tx.tx)
+            .await?;
         tx.commit().await
     }
 

@@ -157,6 +157,22 @@ pub async fn end_all_sessions(tx: &mut sqlx::AnyConnection, user_id: Uuid) -> St
     Ok(r.rows_affected())
 }
 
+/// Revokes every live API token of a user inside `tx`.
+pub async fn revoke_all_api_tokens(
+    tx: &mut sqlx::AnyConnection,
+    user_id: Uuid,
+    now: i64,
+) -> StoreResult<u64> {
+    let r = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id.to_string())
+    .bind(now)
+    .execute(tx)
+    .await?;
+    Ok(r.rows_affected())
+}
+
 /// A new session to store.
 #[derive(Debug, Clone)]
 pub struct NewSession<'a> {
@@ -380,6 +396,7 @@ impl Store {
     /// Stores a personal API token.
     pub async fn insert_api_token(
         &self,
+        actor: &super::audit::AuditActor,
         user_id: Uuid,
         name: &str,
         hash: &str,
@@ -398,6 +415,15 @@ impl Store {
         .bind(now)
         .bind(expires_at)
         .execute(&mut *tx.tx)
+        .await?;
+        super::audit::record(
+            &mut tx.tx,
+            actor,
+            "api_token.create",
+            "api_token",
+            Some(id.to_string()),
+            serde_json::json!({"name": name, "expires_at": expires_at}),
+        )
         .await?;
         tx.commit().await?;
         Ok(ApiTokenView {
@@ -434,7 +460,13 @@ impl Store {
     }
 
     /// Revokes an API token of a user (owner-scoped); false if none.
-    pub async fn revoke_api_token(&self, user_id: Uuid, id: Uuid, now: i64) -> StoreResult<bool> {
+    pub async fn revoke_api_token(
+        &self,
+        actor: &super::audit::AuditActor,
+        user_id: Uuid,
+        id: Uuid,
+        now: i64,
+    ) -> StoreResult<bool> {
         let mut tx = self.write().await?;
         let r = sqlx::query("UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
             .bind(id.to_string())
@@ -442,6 +474,17 @@ impl Store {
             .bind(now)
             .execute(&mut *tx.tx)
             .await?;
+        if r.rows_affected() == 1 {
+            super::audit::record(
+                &mut tx.tx,
+                actor,
+                "api_token.revoke",
+                "api_token",
+                Some(id.to_string()),
+                serde_json::json!({}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(r.rows_affected() == 1)
     }
