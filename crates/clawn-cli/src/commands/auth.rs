@@ -47,22 +47,29 @@ fn read_email(email: Option<String>, password_stdin: bool) -> Result<String, Cli
     Ok(email)
 }
 
+/// Reads a password from standard input, `CLAWN_PASSWORD`, or a prompt, in that order.
+fn password_for(
+    ctx: &Context,
+    stdin: bool,
+    prompt: &'static str,
+    confirm: bool,
+) -> Result<Secret, CliError> {
+    let source = if stdin {
+        PasswordSource::Stdin
+    } else if let Some(p) = &ctx.env.password {
+        PasswordSource::Env(p)
+    } else {
+        PasswordSource::Prompt { prompt, confirm }
+    };
+    read_password(source)
+}
+
 /// `clawn login`: exchanges email and password for a bearer token and saves it.
 pub async fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
     let saved = ctx.store.load_credentials()?;
     let server = login_server(ctx, saved.as_ref())?;
     let email = read_email(args.email, args.password_stdin)?;
-    let source = if args.password_stdin {
-        PasswordSource::Stdin
-    } else if let Some(p) = &ctx.env.password {
-        PasswordSource::Env(p)
-    } else {
-        PasswordSource::Prompt {
-            prompt: "Password: ",
-            confirm: false,
-        }
-    };
-    let password = read_password(source)?;
+    let password = password_for(ctx, args.password_stdin, "Password: ", false)?;
     let resp = ctx
         .anonymous_client(&server)?
         .login(&LoginRequest {
@@ -79,17 +86,12 @@ pub async fn setup(ctx: &Context, args: SetupArgs) -> Result<(), CliError> {
     let saved = ctx.store.load_credentials()?;
     let server = login_server(ctx, saved.as_ref())?;
     let email = read_email(args.email, args.password_stdin)?;
-    let source = if args.password_stdin {
-        PasswordSource::Stdin
-    } else if let Some(p) = &ctx.env.password {
-        PasswordSource::Env(p)
-    } else {
-        PasswordSource::Prompt {
-            prompt: "New admin password (at least 10 characters): ",
-            confirm: true,
-        }
-    };
-    let password = read_password(source)?;
+    let password = password_for(
+        ctx,
+        args.password_stdin,
+        "New admin password (at least 10 characters): ",
+        true,
+    )?;
     let resp = ctx
         .anonymous_client(&server)?
         .setup(&SetupRequest {

@@ -172,7 +172,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
 }
 
 /// Liveness and database reachability.
-#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "ok"), (status = 503, description = "database unreachable")))]
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "ok"), (status = 503, body = clawn_proto::api::ApiError, description = "database unreachable")))]
 pub async fn healthz(State(app): State<AppState>) -> Response {
     match sqlx::query_scalar::<_, i64>("SELECT 1")
         .fetch_one(app.store.pool())

@@ -204,6 +204,23 @@ async fn key_ever_used(
     Ok(n > 0)
 }
 
+/// Why a conditional update of an active device in `scope` matched nothing: the device is
+/// revoked, or (also when it belongs to someone else) it does not exist.
+async fn not_active(tx: &mut sqlx::AnyConnection, scope: &Scope, id: Uuid) -> DeviceError {
+    let state: Result<Option<String>, _> = sqlx::query_scalar(
+        "SELECT state FROM devices WHERE id = $1 AND COALESCE($2, user_id) = user_id",
+    )
+    .bind(id.to_string())
+    .bind(scope.owner_param())
+    .fetch_optional(tx)
+    .await;
+    match state {
+        Ok(Some(_)) => DeviceError::AlreadyRevoked,
+        Ok(None) => DeviceError::NotFound,
+        Err(e) => e.into(),
+    }
+}
+
 /// Creates a device with a peer on the best node of the region, all or nothing.
 pub async fn create(
     store: &Store,
@@ -294,18 +311,7 @@ pub async fn revoke(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(row) = row else {
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM devices WHERE id = $1 AND COALESCE($2, user_id) = user_id",
-        )
-        .bind(id.to_string())
-        .bind(scope.owner_param())
-        .fetch_optional(&mut *tx)
-        .await?;
-        return Err(if state.is_some() {
-            DeviceError::AlreadyRevoked
-        } else {
-            DeviceError::NotFound
-        });
+        return Err(not_active(tx, scope, id).await);
     };
     let owner: String = row.try_get("user_id")?;
     sqlx::query(
@@ -398,18 +404,7 @@ pub async fn rotate(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(dev) = dev else {
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM devices WHERE id = $1 AND COALESCE($2, user_id) = user_id",
-        )
-        .bind(id.to_string())
-        .bind(scope.owner_param())
-        .fetch_optional(&mut *tx)
-        .await?;
-        return Err(if state.is_some() {
-            DeviceError::AlreadyRevoked
-        } else {
-            DeviceError::NotFound
-        });
+        return Err(not_active(tx, scope, id).await);
     };
     let owner = uuid(&dev.try_get::<String, _>("user_id")?, "devices.user_id")?;
     let old = sqlx::query(
