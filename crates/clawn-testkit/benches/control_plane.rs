@@ -73,16 +73,15 @@ async fn wait_key(
 async fn run(db: Db, creates: usize, revokes: usize) -> Vec<String> {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    let mut node = srv.region_with_node(&admin, "eu", "10.0.0.0/8").await;
-    // One node with room for everything the benchmark creates.
-    admin
-        .patch(
-            &format!("/api/v1/admin/nodes/{}", node.node_id),
-            json!({"capacity": 1_000_000}),
+    // One region with a /12 sub-pool per node: room for a million peers on one node.
+    let (st, r) = admin
+        .post(
+            "/api/v1/admin/regions",
+            json!({"code": "eu", "name": "EU", "cidr": "10.0.0.0/8", "node_prefix": 12}),
         )
         .await;
-    let (_, users) = admin.get("/api/v1/admin/users").await;
-    let _ = users;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{r}");
+    let mut node = srv.node(&admin, "eu", 1_000_000).await;
     let (_, uid) = srv.user(&admin, "bench@example.com", 1).await;
     sqlx::query("UPDATE users SET device_slots = 1000000 WHERE id = $1")
         .bind(&uid)

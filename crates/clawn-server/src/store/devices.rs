@@ -616,9 +616,7 @@ const DEVICE_VIEW_SQL: &str = "SELECT d.id, d.name, d.state, d.public_key, d.cre
      FROM devices d JOIN regions r ON r.id = d.region_id JOIN users us ON us.id = d.user_id \
      LEFT JOIN peers p ON p.device_id = d.id AND p.retired_at IS NULL \
      LEFT JOIN nodes n ON n.id = p.node_id \
-     LEFT JOIN peer_usage u ON u.peer_id = p.id \
-     WHERE COALESCE($1, d.user_id) = d.user_id AND COALESCE($2, d.id) = d.id AND COALESCE($3, d.state) = d.state \
-     ORDER BY d.created_at, d.id";
+     LEFT JOIN peer_usage u ON u.peer_id = p.id WHERE 1 = 1";
 
 fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView> {
     let state: String = r.try_get("state")?;
@@ -677,17 +675,31 @@ fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView>
 impl Store {
     /// Devices visible in `scope`, filtered.
     pub async fn devices(&self, scope: &Scope, f: &DeviceFilter) -> StoreResult<Vec<DeviceView>> {
-        // The owner filter comes from the scope; an admin may narrow by user.
+        // The owner filter comes from the scope; an admin may narrow by user. Each filter
+        // is a plain equality (index-friendly), added only when present.
         let owner = scope.owner_param().or(f.user_id.map(|u| u.to_string()));
-        let rows = sqlx::query(DEVICE_VIEW_SQL)
-            .bind(owner)
-            .bind(f.id.map(|i| i.to_string()))
-            .bind(f.state.map(|s| match s {
-                DeviceState::Active => "active",
-                DeviceState::Revoked => "revoked",
-            }))
-            .fetch_all(self.pool())
-            .await?;
+        let state = f.state.map(|s| match s {
+            DeviceState::Active => "active",
+            DeviceState::Revoked => "revoked",
+        });
+        let mut sql = String::from(DEVICE_VIEW_SQL);
+        let mut binds: Vec<String> = Vec::new();
+        for (column, value) in [
+            ("d.user_id", owner),
+            ("d.id", f.id.map(|i| i.to_string())),
+            ("d.state", state.map(str::to_string)),
+        ] {
+            if let Some(v) = value {
+                binds.push(v);
+                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+            }
+        }
+        sql.push_str(" ORDER BY d.created_at, d.id");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(self.pool()).await?;
         let now = now_millis();
         rows.iter()
             .map(|r| device_from_row(r, scope.is_admin(), now))
