@@ -294,6 +294,22 @@ async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> any
     result
 }
 
+/// Sends a Close frame and reads until the node answers it (bounded), so the last state
+/// message is not lost to a TCP reset caused by unread data on our side.
+async fn close_gracefully(socket: &mut WebSocket) {
+    if socket.send(Message::Close(None)).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(msg)) = socket.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn send_delta(
     app: &AppState,
     id: Uuid,
@@ -334,12 +350,12 @@ async fn stream_loop(
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
-                let _ = socket.send(Message::Close(None)).await;
+                close_gracefully(socket).await;
                 return Ok(());
             }
             _ = conn.replaced.changed() => {
                 tracing::info!(node = %id, "node stream replaced by a newer connection");
-                let _ = socket.send(Message::Close(None)).await;
+                close_gracefully(socket).await;
                 return Ok(());
             }
             changed = conn.desired.changed() => {
@@ -352,14 +368,14 @@ async fn stream_loop(
                 if removed {
                     // The last delta removed every peer; the credential is gone.
                     tracing::info!(node = %id, "node removed; closing its stream");
-                    let _ = socket.send(Message::Close(None)).await;
+                    close_gracefully(socket).await;
                     return Ok(());
                 }
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > SILENCE_LIMIT {
                     tracing::warn!(node = %id, "node silent for {}s; closing its stream", SILENCE_LIMIT.as_secs());
-                    let _ = socket.send(Message::Close(None)).await;
+                    close_gracefully(socket).await;
                     return Ok(());
                 }
                 socket.send(Message::Ping(Vec::new().into())).await?;

@@ -132,11 +132,15 @@ async fn allocate_ip(
     first: i64,
     last: i64,
 ) -> Result<u32, DeviceError> {
+    // ORDER BY … LIMIT 1 rather than MAX(): it is a one-entry backward index scan whatever
+    // the planner's statistics say (MAX read every live peer of the node on PostgreSQL
+    // before its first ANALYZE).
     let max: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(tunnel_ip_int) FROM peers WHERE node_id = $1 AND retired_at IS NULL",
+        "SELECT tunnel_ip_int FROM peers WHERE node_id = $1 AND retired_at IS NULL \
+         ORDER BY tunnel_ip_int DESC LIMIT 1",
     )
     .bind(node_id.to_string())
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let (first, last) = (
         u32::try_from(first).unwrap_or(0),

@@ -102,6 +102,13 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if kind == DbKind::Postgres {
+                        // Prepared statements are planned per execution: a generic plan cached
+                        // while a table was small (a fresh install) would otherwise stay a
+                        // full scan after the table grew, until the next ANALYZE.
+                        conn.execute("SET plan_cache_mode = force_custom_plan")
+                            .await?;
+                    }
                     if kind == DbKind::Sqlite {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = FULL").await?;
