@@ -173,6 +173,61 @@ mod tests {
     }
 
     #[test]
+    fn qr_in_the_terminal_decodes_back_to_the_full_config() {
+        let kp = WgKeyPair::generate();
+        let t = ConfigTemplate {
+            address: "10.100.0.2/32".into(),
+            dns: vec!["1.1.1.1".into()],
+            peer_public_key: WgKeyPair::generate().public(),
+            endpoint: "vpn.example.com:51820".into(),
+            allowed_ips: vec!["0.0.0.0/0".into(), "::/0".into()],
+            persistent_keepalive: 25,
+            mtu: None,
+        };
+        let config = t.render(Some(&kp.private_base64()));
+        let qr = render_qr(&config, false).expect("qr");
+        // Each character is two modules stacked: rebuild the module grid from the blocks.
+        let rows: Vec<Vec<char>> = qr.lines().map(|l| l.chars().collect()).collect();
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let height = rows.len() * 2;
+        let filled = |x: usize, y: usize| -> bool {
+            let c = rows
+                .get(y / 2)
+                .and_then(|r| r.get(x))
+                .copied()
+                .unwrap_or(' ');
+            match (c, y % 2) {
+                ('█', _) => true,
+                ('▀', 0) | ('▄', 1) => true,
+                _ => false,
+            }
+        };
+        // Decode as drawn (filled = dark) and, if the renderer draws light modules
+        // filled, inverted; scale up so the decoder has pixels to work with.
+        let scale = 4;
+        let decoded = [false, true].into_iter().find_map(|invert| {
+            let mut img = rqrr::PreparedImage::prepare_from_greyscale(
+                width * scale,
+                height * scale,
+                |x, y| {
+                    let dark = filled(x / scale, y / scale) != invert;
+                    if dark { 0 } else { 255 }
+                },
+            );
+            let grids = img.detect_grids();
+            grids
+                .first()
+                .and_then(|g| g.decode().ok())
+                .map(|(_, text)| text)
+        });
+        assert_eq!(
+            decoded.as_deref(),
+            Some(config.as_str()),
+            "the QR code must carry the exact .conf"
+        );
+    }
+
+    #[test]
     fn qr_of_a_full_config_is_a_square_of_blocks() {
         let kp = WgKeyPair::generate();
         let t = ConfigTemplate {
