@@ -196,11 +196,7 @@ mod tests {
                 .and_then(|r| r.get(x))
                 .copied()
                 .unwrap_or(' ');
-            match (c, y % 2) {
-                ('█', _) => true,
-                ('▀', 0) | ('▄', 1) => true,
-                _ => false,
-            }
+            matches!((c, y % 2), ('█', _) | ('▀', 0) | ('▄', 1))
         };
         // Decode as drawn (filled = dark) and, if the renderer draws light modules
         // filled, inverted; scale up so the decoder has pixels to work with.
