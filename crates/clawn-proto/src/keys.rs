@@ -41,12 +41,7 @@ impl WgPublicKey {
 
     /// Validates raw bytes as a public key.
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
-        // A low-order point gives an all-zero shared secret with any scalar; x25519-dalek
-        // reports that as a non-contributory exchange. Use a fixed, non-secret scalar:
-        // this is a property check, not a key exchange.
-        let probe = StaticSecret::from([0x5a; 32]);
-        let shared = probe.diffie_hellman(&PublicKey::from(bytes));
-        if !shared.was_contributory() {
+        if has_small_order(&bytes) {
             return Err(KeyError::LowOrder);
         }
         Ok(Self(bytes))
@@ -66,6 +61,46 @@ impl WgPublicKey {
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// The u-coordinates of Curve25519 points of small order, and their non-canonical
+/// encodings (p-1, p, p+1), as in libsodium's `has_small_order`. X25519 ignores the top
+/// bit, so it is cleared before comparing. A key on this list makes every shared secret
+/// all zeros. A table lookup instead of a Diffie-Hellman probe: keys are parsed for every
+/// peer of every snapshot (100,000 per node), and a probe costs tens of microseconds.
+const SMALL_ORDER: [[u8; 32]; 7] = {
+    let mut p_minus_1 = [0xff; 32];
+    p_minus_1[0] = 0xec;
+    p_minus_1[31] = 0x7f;
+    let mut p = p_minus_1;
+    p[0] = 0xed;
+    let mut p_plus_1 = p_minus_1;
+    p_plus_1[0] = 0xee;
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    [
+        [0u8; 32],
+        one,
+        [
+            0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f,
+            0xc4, 0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16,
+            0x5f, 0x49, 0xb8, 0x00,
+        ],
+        [
+            0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83,
+            0xef, 0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd,
+            0xd0, 0x9f, 0x11, 0x57,
+        ],
+        p_minus_1,
+        p,
+        p_plus_1,
+    ]
+};
+
+fn has_small_order(bytes: &[u8; 32]) -> bool {
+    let mut b = *bytes;
+    b[31] &= 0x7f;
+    SMALL_ORDER.contains(&b)
 }
 
 /// Whether `s` is standard base64 of exactly 32 bytes (the shape of any WireGuard key,
@@ -215,6 +250,47 @@ mod tests {
             0x5f, 0x49, 0xb8, 0x00,
         ];
         assert_eq!(WgPublicKey::from_bytes(order8), Err(KeyError::LowOrder));
+    }
+
+    /// The reference: a key is low-order iff X25519 with it is non-contributory.
+    fn dh_probe_rejects(bytes: [u8; 32]) -> bool {
+        let probe = StaticSecret::from([0x5a; 32]);
+        !probe
+            .diffie_hellman(&PublicKey::from(bytes))
+            .was_contributory()
+    }
+
+    #[test]
+    fn small_order_table_matches_the_diffie_hellman_probe() {
+        for entry in SMALL_ORDER {
+            for top in [0u8, 0x80] {
+                let mut b = entry;
+                b[31] |= top;
+                assert!(dh_probe_rejects(b), "{b:02x?} is not actually low order");
+                assert_eq!(WgPublicKey::from_bytes(b), Err(KeyError::LowOrder));
+            }
+        }
+        // Around the edges of the field: small u and u near p, both top-bit variants.
+        let p = SMALL_ORDER[5];
+        for i in 0u8..=255 {
+            let mut low = [0u8; 32];
+            low[0] = i;
+            let mut near_p = p;
+            near_p[0] = p[0].wrapping_sub(128).wrapping_add(i);
+            for mut b in [low, near_p] {
+                for top in [0u8, 0x80] {
+                    b[31] = (b[31] & 0x7f) | top;
+                    assert_eq!(has_small_order(&b), dh_probe_rejects(b), "{b:02x?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn table_and_probe_agree_on_random_keys(bytes in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            proptest::prop_assert_eq!(has_small_order(&bytes), dh_probe_rejects(bytes));
+        }
     }
 
     #[test]
