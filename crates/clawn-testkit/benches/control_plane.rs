@@ -93,6 +93,7 @@ async fn run(db: Db, creates: usize, revokes: usize) -> Vec<String> {
         .await;
     // Node task: apply and ack everything, report each key's arrival.
     let (tx, mut events) = mpsc::unbounded_channel();
+    let mut twin = node.twin();
     tokio::spawn(async move {
         loop {
             let Ok(applied) = node.next_state(Duration::from_secs(3600)).await else {
@@ -210,6 +211,27 @@ async fn run(db: Db, creates: usize, revokes: usize) -> Vec<String> {
     out.push(format!(
         "| revokes acknowledged by the node within the bound | {acked}/{} |",
         revokes.min(ids.len())
+    ));
+    // 4. A full snapshot with every live peer, as a reconnecting node gets it: request to
+    //    verified and applied (signature over the whole payload included).
+    let mut snaps = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        twin.connect().await.expect("connect");
+        let applied = twin
+            .next_state(Duration::from_secs(60))
+            .await
+            .expect("snapshot");
+        snaps.push(t0.elapsed());
+        assert!(matches!(applied, Applied::Snapshot { .. }));
+        twin.disconnect().await;
+    }
+    out.push(summary(
+        &format!(
+            "reconnect → full snapshot verified ({} live peers)",
+            twin.peers.len()
+        ),
+        snaps,
     ));
     srv.stop().await;
     out

@@ -113,6 +113,24 @@ impl ProtoNode {
         })
     }
 
+    /// A second, unconnected client with this node's id, credential and trust (a fresh
+    /// `wg` key pair: the control plane never learns a node's WireGuard private key, so
+    /// nothing here depends on it). Connecting it replaces this client's stream.
+    pub fn twin(&self) -> Self {
+        Self {
+            node_id: self.node_id,
+            credential: self.credential.clone(),
+            verifier: self.verifier.clone(),
+            wg: WgKeyPair::generate(),
+            enrollment: self.enrollment.clone(),
+            applied: None,
+            peers: BTreeMap::new(),
+            auto_ack: self.auto_ack,
+            url: self.url.clone(),
+            ws: None,
+        }
+    }
+
     /// Opens the stream.
     pub async fn connect(&mut self) -> anyhow::Result<()> {
         let ws_url = format!(
