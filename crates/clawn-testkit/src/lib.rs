@@ -302,6 +302,30 @@ impl Client {
         self.send(reqwest::Method::DELETE, path, None).await
     }
 
+    /// GETs `path` until `done` holds for the body, for at most `within`; panics with the
+    /// last body otherwise. For state the server reaches asynchronously (a node's ack,
+    /// stored telemetry, a disconnect noticed): the wait is on the condition, bounded,
+    /// and the re-poll interval is the only pause.
+    pub async fn get_until(
+        &self,
+        path: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (_, body) = self.get(path).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "GET {path}: condition not met within {within:?}; last answer: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Creates a device with a fresh key; returns (status, body, key pair).
     pub async fn add_device(&self, name: &str, region: &str) -> (StatusCode, Value, WgKeyPair) {
         let kp = WgKeyPair::generate();

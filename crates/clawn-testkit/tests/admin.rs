@@ -615,18 +615,11 @@ mod lifecycle {
         let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
         let (alice, _) = srv.user(&admin, "alice@example.com", 2).await;
         node.disconnect().await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
-            if nodes[0]["state"] == "offline" {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node never went offline: {nodes}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        admin
+            .get_until("/api/v1/admin/nodes", Duration::from_secs(5), |n| {
+                n[0]["state"] == "offline"
+            })
+            .await;
         let (s, e, _) = alice.add_device("a", "eu").await;
         assert_eq!(
             (s, e["code"].as_str()),

@@ -150,18 +150,11 @@ async fn revoke_reports_offline_node(db: Db) {
     node.disconnect().await;
     let id = body["device"]["id"].as_str().expect("id");
     // Wait for the server to notice the disconnect (bounded).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
-        if nodes[0]["connected"] == false {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "server never saw the node disconnect"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    admin
+        .get_until("/api/v1/admin/nodes", Duration::from_secs(10), |n| {
+            n[0]["connected"] == false
+        })
+        .await;
     let (s, rev) = alice
         .post(&format!("/api/v1/devices/{id}/revoke"), json!({}))
         .await;

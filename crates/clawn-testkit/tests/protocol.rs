@@ -63,19 +63,12 @@ async fn snapshot_then_deltas_with_acks(db: Db) {
         }
     );
     // The API reports the ack.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
-        if nodes[0]["acked_version"] == 2 {
-            assert_eq!(nodes[0]["version"], 2);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ack never reported: {nodes}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let nodes = admin
+        .get_until("/api/v1/admin/nodes", Duration::from_secs(5), |n| {
+            n[0]["acked_version"] == 2
+        })
+        .await;
+    assert_eq!(nodes[0]["version"], 2);
     let id = d["device"]["id"].as_str().expect("id").to_string();
     let a2 = alice.clone();
     let rev = tokio::spawn(async move {
@@ -270,18 +263,13 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
         })
         .await
         .expect("send");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let dev = loop {
-        let (_, dev) = alice.get(&format!("/api/v1/devices/{id}")).await;
-        if dev["tunnel"]["rx_bytes"] == 1234 {
-            break dev;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "telemetry never stored: {dev}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let dev = alice
+        .get_until(
+            &format!("/api/v1/devices/{id}"),
+            Duration::from_secs(5),
+            |d| d["tunnel"]["rx_bytes"] == 1234,
+        )
+        .await;
     assert_eq!(dev["tunnel"]["status"], "active");
     assert_eq!(dev["tunnel"]["tx_bytes"], 5678);
     assert_eq!(dev["tunnel"]["endpoint"], "198.51.100.7:40000");
@@ -313,17 +301,15 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
         })
         .await
         .expect("send");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, dev) = alice.get(&format!("/api/v1/devices/{id}")).await;
-        if dev["tunnel"]["rx_bytes"] == 1300 {
-            assert_eq!(dev["tunnel"]["status"], "inactive");
-            assert!(dev["tunnel"]["endpoint"].is_null(), "{dev}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let dev = alice
+        .get_until(
+            &format!("/api/v1/devices/{id}"),
+            Duration::from_secs(5),
+            |d| d["tunnel"]["rx_bytes"] == 1300,
+        )
+        .await;
+    assert_eq!(dev["tunnel"]["status"], "inactive");
+    assert!(dev["tunnel"]["endpoint"].is_null(), "{dev}");
 }
 
 async fn stream_refuses_bad_credentials(db: Db) {
