@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 struct Server {
     child: Child,
     out: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     url: String,
 }
 
@@ -34,12 +35,13 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("spawn clawn-server");
         let out = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for mut pipe in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let out = out.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = pipe.read(&mut buf) {
                     if n == 0 {
@@ -49,11 +51,12 @@ impl Server {
                         .expect("lock")
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
-            });
+            }));
         }
         let s = Self {
             child,
             out,
+            readers,
             url: format!("http://127.0.0.1:{port}"),
         };
         s.wait_for("clawn-server listening");
@@ -89,7 +92,10 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(50));
+        // The pipes close when the process is gone: the readers end after the last byte.
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
         self.output()
     }
 }
