@@ -172,9 +172,8 @@ mod tests {
         assert_eq!(t.render(), "ID  NAME    STATE\n1   laptop  active\n22  ü\n");
     }
 
-    #[test]
-    fn qr_in_the_terminal_decodes_back_to_the_full_config() {
-        let kp = WgKeyPair::generate();
+    /// A device key pair and a full-tunnel config template for it.
+    fn sample_config() -> (WgKeyPair, ConfigTemplate) {
         let t = ConfigTemplate {
             address: "10.100.0.2/32".into(),
             dns: vec!["1.1.1.1".into()],
@@ -184,6 +183,12 @@ mod tests {
             persistent_keepalive: 25,
             mtu: None,
         };
+        (WgKeyPair::generate(), t)
+    }
+
+    #[test]
+    fn qr_in_the_terminal_decodes_back_to_the_full_config() {
+        let (kp, t) = sample_config();
         let config = t.render(Some(&kp.private_base64()));
         let qr = render_qr(&config, false).expect("qr");
         // Each character is two modules stacked: rebuild the module grid from the blocks.
@@ -225,16 +230,7 @@ mod tests {
 
     #[test]
     fn qr_of_a_full_config_is_a_square_of_blocks() {
-        let kp = WgKeyPair::generate();
-        let t = ConfigTemplate {
-            address: "10.100.0.2/32".into(),
-            dns: vec!["1.1.1.1".into()],
-            peer_public_key: WgKeyPair::generate().public(),
-            endpoint: "vpn.example.com:51820".into(),
-            allowed_ips: vec!["0.0.0.0/0".into(), "::/0".into()],
-            persistent_keepalive: 25,
-            mtu: None,
-        };
+        let (kp, t) = sample_config();
         let qr = render_qr(&t.render(Some(&kp.private_base64())), false).expect("qr");
         let lines: Vec<&str> = qr.lines().collect();
         assert!(lines.len() > 10);

@@ -4,15 +4,19 @@
 
 use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// Everything the process printed, and a signal for each new chunk.
+type Output = Arc<(Mutex<String>, Condvar)>;
+
 struct Server {
     child: Child,
-    out: Arc<Mutex<String>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+    out: Output,
+    /// One message per output pipe when it reaches end of file (the process is gone).
+    closed: mpsc::Receiver<()>,
     url: String,
 }
 
@@ -34,68 +38,69 @@ impl Server {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn clawn-server");
-        let out = Arc::new(Mutex::new(String::new()));
-        let mut readers = Vec::new();
+        let out: Output = Arc::default();
+        let (closed_tx, closed) = mpsc::channel();
         for mut pipe in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
-            let out = out.clone();
-            readers.push(std::thread::spawn(move || {
+            let (out, closed_tx) = (out.clone(), closed_tx.clone());
+            std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = pipe.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
-                    out.lock()
+                    out.0
+                        .lock()
                         .expect("lock")
                         .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    out.1.notify_all();
                 }
-            }));
+                let _ = closed_tx.send(());
+            });
         }
         let s = Self {
             child,
             out,
-            readers,
+            closed,
             url: format!("http://127.0.0.1:{port}"),
         };
         s.wait_for("clawn-server listening");
         s
     }
 
+    /// Waits (bounded) until the output contains `needle`.
     fn wait_for(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.output().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "server never printed {needle:?}; output:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (text, signal) = &*self.out;
+        let guard = text.lock().expect("lock");
+        let (guard, timeout) = signal
+            .wait_timeout_while(guard, Duration::from_secs(30), |t| !t.contains(needle))
+            .expect("lock");
+        assert!(
+            !timeout.timed_out(),
+            "server never printed {needle:?}; output:\n{}",
+            *guard
+        );
     }
 
     fn output(&self) -> String {
-        self.out.lock().expect("lock").clone()
+        self.out.0.lock().expect("lock").clone()
     }
 
+    /// SIGTERM, then wait (bounded) until both output pipes close, i.e. the process is
+    /// gone and everything it printed has been read; SIGKILL if it does not exit.
     fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
+        for _ in 0..2 {
+            if self.closed.recv_timeout(Duration::from_secs(10)).is_err() {
                 let _ = self.child.kill();
                 break;
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.wait();
-        // The pipes close when the process is gone: the readers end after the last byte.
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
         self.output()
     }
 }

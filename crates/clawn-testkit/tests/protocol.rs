@@ -208,6 +208,33 @@ async fn nodes_only_get_their_own_peers(db: Db) {
     }
 }
 
+/// One peer's counters, with a handshake `ago_ms` before now.
+fn stats(
+    key: clawn_proto::WgPublicKey,
+    ago_ms: i64,
+    rx: u64,
+    tx: u64,
+    endpoint: Option<&str>,
+) -> PeerStats {
+    PeerStats {
+        public_key: key,
+        last_handshake: Some(now_millis() - ago_ms),
+        rx_bytes: rx,
+        tx_bytes: tx,
+        endpoint: endpoint.map(str::to_string),
+    }
+}
+
+/// A telemetry report about one peer.
+fn report(host: HostMetrics, peer: PeerStats, exit_ipv4: Option<std::net::Ipv4Addr>) -> Telemetry {
+    Telemetry {
+        at: now_millis(),
+        host,
+        peers: vec![peer],
+        exit_ipv4,
+    }
+}
+
 async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
@@ -226,24 +253,16 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
     assert_eq!(before["tunnel"]["status"], "inactive");
     // A node that does not serve the peer cannot write its usage.
     foreign
-        .telemetry(Telemetry {
-            at: now_millis(),
-            host: HostMetrics::default(),
-            peers: vec![PeerStats {
-                public_key: kp.public(),
-                last_handshake: Some(now_millis()),
-                rx_bytes: 666,
-                tx_bytes: 666,
-                endpoint: None,
-            }],
-            exit_ipv4: None,
-        })
+        .telemetry(report(
+            HostMetrics::default(),
+            stats(kp.public(), 0, 666, 666, None),
+            None,
+        ))
         .await
         .expect("send");
     serving
-        .telemetry(Telemetry {
-            at: now_millis(),
-            host: HostMetrics {
+        .telemetry(report(
+            HostMetrics {
                 cpu_percent: 12.5,
                 memory_used_bytes: 1 << 30,
                 memory_total_bytes: 4 << 30,
@@ -252,15 +271,9 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
                 rx_bytes_per_sec: 100,
                 tx_bytes_per_sec: 200,
             },
-            peers: vec![PeerStats {
-                public_key: kp.public(),
-                last_handshake: Some(now_millis() - 5_000),
-                rx_bytes: 1234,
-                tx_bytes: 5678,
-                endpoint: Some("198.51.100.7:40000".into()),
-            }],
-            exit_ipv4: Some("203.0.113.9".parse().expect("ip")),
-        })
+            stats(kp.public(), 5_000, 1234, 5678, Some("198.51.100.7:40000")),
+            Some("203.0.113.9".parse().expect("ip")),
+        ))
         .await
         .expect("send");
     let dev = alice
@@ -286,19 +299,12 @@ async fn telemetry_is_stored_and_drives_tunnel_status(db: Db) {
     assert!(n["last_heartbeat"].as_i64().is_some());
     // An old handshake means inactive (3 minutes).
     serving
-        .telemetry(Telemetry {
-            at: now_millis(),
-            host: HostMetrics::default(),
-            peers: vec![PeerStats {
-                public_key: kp.public(),
-                last_handshake: Some(now_millis() - 200_000),
-                rx_bytes: 1300,
-                tx_bytes: 5700,
-                // Not an ip:port: the server drops it rather than show it to the user.
-                endpoint: Some("$(reboot)<script>".into()),
-            }],
-            exit_ipv4: None,
-        })
+        // Not an ip:port: the server drops the endpoint rather than show it to the user.
+        .telemetry(report(
+            HostMetrics::default(),
+            stats(kp.public(), 200_000, 1300, 5700, Some("$(reboot)<script>")),
+            None,
+        ))
         .await
         .expect("send");
     let dev = alice

@@ -432,32 +432,7 @@ async fn device(client: &Client, cmd: AdminDeviceCommand) -> Result<(), CliError
                 note("no devices match");
                 return Ok(());
             }
-            let now = now_millis();
-            let mut t = Table::new(&[
-                "ID",
-                "OWNER",
-                "NAME",
-                "REGION",
-                "STATE",
-                "ADDRESS",
-                "NODE",
-                "TUNNEL",
-                "HANDSHAKE",
-            ]);
-            for d in &devices {
-                t.row(vec![
-                    d.id.to_string(),
-                    or_dash(d.owner_email.clone().or(d.owner_id.map(|i| i.to_string()))),
-                    d.name.clone(),
-                    d.region.clone(),
-                    super::device::state_str(d.state).into(),
-                    or_dash(d.tunnel_ip.as_deref()),
-                    or_dash(d.node.as_ref().map(|n| n.name.as_str())),
-                    d.tunnel.status.clone(),
-                    or_dash(d.tunnel.last_handshake.map(|h| format_ago(now, h))),
-                ]);
-            }
-            emit(&t.render())
+            emit(&super::device::device_table(&devices, true, None))
         }
         AdminDeviceCommand::Revoke { device, json } => {
             let id: Uuid = match as_id(&device) {

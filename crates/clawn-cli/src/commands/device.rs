@@ -242,9 +242,26 @@ async fn list(ctx: &Context, json: bool) -> Result<(), CliError> {
         note("no devices yet; add one with `clawn device add NAME --region REGION`");
         return Ok(());
     }
+    emit(&device_table(
+        &devices,
+        false,
+        Some(&|id| ctx.store.has_key(id)),
+    ))
+}
+
+/// Devices as a table. `owner` adds an OWNER column (admin lists); `key_here`, when given,
+/// adds a KEY column saying whether the device's private key is on this machine.
+pub(crate) fn device_table(
+    devices: &[DeviceView],
+    owner: bool,
+    key_here: Option<&dyn Fn(uuid::Uuid) -> bool>,
+) -> String {
     let now = now_millis();
-    let mut t = Table::new(&[
-        "ID",
+    let mut header = vec!["ID"];
+    if owner {
+        header.push("OWNER");
+    }
+    header.extend([
         "NAME",
         "REGION",
         "STATE",
@@ -252,11 +269,19 @@ async fn list(ctx: &Context, json: bool) -> Result<(), CliError> {
         "NODE",
         "TUNNEL",
         "HANDSHAKE",
-        "KEY",
     ]);
-    for d in &devices {
-        t.row(vec![
-            d.id.to_string(),
+    if key_here.is_some() {
+        header.push("KEY");
+    }
+    let mut t = Table::new(&header);
+    for d in devices {
+        let mut row = vec![d.id.to_string()];
+        if owner {
+            row.push(or_dash(
+                d.owner_email.clone().or(d.owner_id.map(|i| i.to_string())),
+            ));
+        }
+        row.extend([
             d.name.clone(),
             d.region.clone(),
             state_str(d.state).into(),
@@ -264,14 +289,17 @@ async fn list(ctx: &Context, json: bool) -> Result<(), CliError> {
             or_dash(d.node.as_ref().map(|n| n.name.as_str())),
             d.tunnel.status.clone(),
             or_dash(d.tunnel.last_handshake.map(|h| format_ago(now, h))),
-            if ctx.store.has_key(d.id) {
+        ]);
+        if let Some(here) = key_here {
+            row.push(if here(d.id) {
                 "here".into()
             } else {
                 "-".into()
-            },
-        ]);
+            });
+        }
+        t.row(row);
     }
-    emit(&t.render())
+    t.render()
 }
 
 /// The wire spelling of a device state.
