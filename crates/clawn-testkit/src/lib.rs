@@ -203,12 +203,20 @@ impl TestServer {
         (self.login(email, USER_PASSWORD).await, id)
     }
 
-    /// Creates region `code` (pool `cidr`) and enrolls + connects a protocol node in it.
-    pub async fn region_with_node(&self, admin: &Client, code: &str, cidr: &str) -> ProtoNode {
+    /// Creates region `code` with pool `cidr` (DNS 10.0.0.53).
+    pub async fn region(&self, admin: &Client, code: &str, cidr: &str) {
         let (s, body) = admin
-            .post("/api/v1/admin/regions", json!({"code": code, "name": code.to_uppercase(), "cidr": cidr, "dns": ["10.0.0.53"]}))
+            .post(
+                "/api/v1/admin/regions",
+                json!({"code": code, "name": code.to_uppercase(), "cidr": cidr, "dns": ["10.0.0.53"]}),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "create region: {body}");
+    }
+
+    /// Creates region `code` (pool `cidr`) and enrolls + connects a protocol node in it.
+    pub async fn region_with_node(&self, admin: &Client, code: &str, cidr: &str) -> ProtoNode {
+        self.region(admin, code, cidr).await;
         self.node(admin, code, 1000).await
     }
 

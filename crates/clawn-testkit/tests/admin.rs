@@ -95,12 +95,7 @@ async fn regions_validate_and_update(db: Db) {
 async fn join_tokens_are_one_time_and_expire(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    admin
-        .post(
-            "/api/v1/admin/regions",
-            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
-        )
-        .await;
+    srv.region(&admin, "eu", "10.100.0.0/16").await;
     let (s, t) = admin
         .post("/api/v1/admin/node-tokens", json!({"region": "eu"}))
         .await;
@@ -204,12 +199,7 @@ async fn join_tokens_are_one_time_and_expire(db: Db) {
 async fn concurrent_enrollments_with_one_token_one_wins(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    admin
-        .post(
-            "/api/v1/admin/regions",
-            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
-        )
-        .await;
+    srv.region(&admin, "eu", "10.100.0.0/16").await;
     let (_, t) = admin
         .post("/api/v1/admin/node-tokens", json!({"region": "eu"}))
         .await;
@@ -494,12 +484,7 @@ async fn every_admin_action_is_audited_and_paginated(db: Db) {
 async fn audit_log_is_append_only(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    admin
-        .post(
-            "/api/v1/admin/regions",
-            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
-        )
-        .await;
+    srv.region(&admin, "eu", "10.100.0.0/16").await;
     let pool = srv.app.store.pool();
     let upd = sqlx::query("UPDATE audit_events SET action = 'forged'")
         .execute(pool)

@@ -346,13 +346,7 @@ async fn tokens_are_stored_only_as_hashes(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
     let (_, tok) = admin.post("/api/v1/tokens", json!({"name": "t"})).await;
-    let (_, join) = admin
-        .post(
-            "/api/v1/admin/regions",
-            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
-        )
-        .await;
-    assert!(join.is_object());
+    srv.region(&admin, "eu", "10.100.0.0/16").await;
     let (_, jt) = admin
         .post("/api/v1/admin/node-tokens", json!({"region": "eu"}))
         .await;

@@ -24,12 +24,7 @@ both_dbs!(
 async fn snapshot_then_deltas_with_acks(db: Db) {
     let srv = TestServer::start(db).await;
     let admin = srv.admin().await;
-    admin
-        .post(
-            "/api/v1/admin/regions",
-            json!({"code": "eu", "name": "EU", "cidr": "10.100.0.0/16"}),
-        )
-        .await;
+    srv.region(&admin, "eu", "10.100.0.0/16").await;
     let (_, t) = admin
         .post("/api/v1/admin/node-tokens", json!({"region": "eu"}))
         .await;
