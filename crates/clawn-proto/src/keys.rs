@@ -47,6 +47,13 @@ impl WgPublicKey {
         Ok(Self(bytes))
     }
 
+    /// Wraps bytes read back from a WireGuard interface without the small-order check:
+    /// a peer an interface already has must be representable so it can be removed. Never
+    /// use it for keys that arrive from a client.
+    pub fn from_bytes_unchecked(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw key bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -161,6 +168,7 @@ impl utoipa::ToSchema for WgPublicKey {}
 
 /// A WireGuard key pair generated locally (CLI, node agent, tests). The private half
 /// never leaves the process that generated it except into a file or config it writes.
+#[derive(Clone)]
 pub struct WgKeyPair {
     secret: StaticSecret,
     public: WgPublicKey,
@@ -193,6 +201,11 @@ impl WgKeyPair {
     /// The private half in standard base64 (for the config file the owner writes).
     pub fn private_base64(&self) -> String {
         STANDARD.encode(self.secret.to_bytes())
+    }
+
+    /// The private half as raw bytes (for the kernel's netlink interface).
+    pub fn private_bytes(&self) -> [u8; 32] {
+        self.secret.to_bytes()
     }
 
     /// The private half in hex (for UAPI).

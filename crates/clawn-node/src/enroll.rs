@@ -1,0 +1,150 @@
+//! Joining a control plane: keys are generated here, only public halves leave the node.
+
+use std::net::Ipv4Addr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clawn_proto::api::ApiError;
+use clawn_proto::keys::WgKeyPair;
+use clawn_proto::node::{ENROLL_PATH, EnrollRequest, EnrollResponse, capability};
+use clawn_proto::sign::parse_verifying_key;
+
+use crate::state::{Identity, StateDir};
+use crate::wg::{BackendKind, valid_ifname};
+
+/// What `clawn-node join` needs.
+#[derive(Debug, Clone)]
+pub struct JoinOptions {
+    /// Control plane base URL.
+    pub server: String,
+    /// One-time join token.
+    pub token: String,
+    /// Public endpoint clients dial (`host:port`); default: exit IP and listen port.
+    pub endpoint: Option<String>,
+    /// UDP port.
+    pub listen_port: u16,
+    /// Backend.
+    pub backend: BackendKind,
+    /// Interface name.
+    pub interface_name: String,
+    /// Node name.
+    pub name: Option<String>,
+    /// Exit IPv4 override (else detected from the default route).
+    pub exit_ipv4: Option<Ipv4Addr>,
+    /// Whether this node forwards and masquerades clients' traffic.
+    pub exit: bool,
+}
+
+/// A failed join, with the server's code when it gave one.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The control plane refused (bad, used or expired token, ...).
+    #[error("{message} ({code}){}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Refused {
+        /// Machine-readable code.
+        code: String,
+        /// Human message.
+        message: String,
+        /// What to do.
+        hint: Option<String>,
+    },
+    /// Anything else.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Normalises a server URL (no trailing slash; http or https only).
+pub fn normalise_server(url: &str) -> anyhow::Result<String> {
+    let url = url.trim().trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        anyhow::bail!("--server must start with http:// or https:// (got {url:?})");
+    }
+    Ok(url.to_string())
+}
+
+/// Enrolls and saves the identity. Returns it.
+pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinError> {
+    if dir.has_identity() {
+        return Err(anyhow::anyhow!(
+            "{} already holds a node identity; use another --state-dir to join again",
+            dir.path().display()
+        )
+        .into());
+    }
+    if !valid_ifname(&opts.interface_name) {
+        return Err(anyhow::anyhow!(
+            "invalid --interface {:?}: 1-15 of [A-Za-z0-9_.-]",
+            opts.interface_name
+        )
+        .into());
+    }
+    let server = normalise_server(&opts.server)?;
+    let wg = WgKeyPair::generate();
+    let identity = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let exit_ipv4 = opts.exit_ipv4.or_else(crate::firewall::detect_exit_ipv4);
+    let endpoint = match &opts.endpoint {
+        Some(e) => e.clone(),
+        None => match exit_ipv4 {
+            Some(ip) => format!("{ip}:{}", opts.listen_port),
+            None => {
+                return Err(anyhow::anyhow!(
+                    "cannot tell this node's public address; pass --endpoint host:port"
+                )
+                .into());
+            }
+        },
+    };
+    let mut capabilities = vec![opts.backend.capability().to_string()];
+    if opts.exit {
+        capabilities.push(capability::EXIT.to_string());
+    }
+    let req = EnrollRequest {
+        token: opts.token.clone(),
+        name: opts.name.clone(),
+        wg_public_key: wg.public(),
+        identity_public_key: STANDARD.encode(identity.verifying_key().to_bytes()),
+        endpoint: endpoint.clone(),
+        listen_port: opts.listen_port,
+        capabilities,
+        exit_ipv4: if opts.exit { exit_ipv4 } else { None },
+    };
+    let resp = crate::http_client()?
+        .post(format!("{server}{ENROLL_PATH}"))
+        .json(&req)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the control plane at {server}: {e}"))?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(match serde_json::from_str::<ApiError>(&text) {
+            Ok(e) => JoinError::Refused {
+                code: e.code,
+                message: e.message,
+                hint: e.hint,
+            },
+            Err(_) => anyhow::anyhow!("enrollment failed: HTTP {status}: {text}").into(),
+        });
+    }
+    let e: EnrollResponse = resp
+        .json()
+        .await
+        .map_err(|e| anyhow::anyhow!("unreadable enrollment answer: {e}"))?;
+    parse_verifying_key(&e.signing_public_key)
+        .map_err(|r| anyhow::anyhow!("control plane sent an unusable signing key: {r}"))?;
+    let id = Identity {
+        node_id: e.node_id,
+        server_url: server,
+        credential: e.credential,
+        signing_public_key: e.signing_public_key,
+        identity_secret: STANDARD.encode(identity.to_bytes()),
+        wg_private_key: wg.private_base64(),
+        region: e.region,
+        backend: opts.backend,
+        interface_name: opts.interface_name.clone(),
+        interface: e.interface,
+        endpoint,
+    };
+    dir.save_identity(&id)?;
+    Ok(id)
+}

@@ -1,0 +1,29 @@
+//! The Clawn node agent.
+//!
+//! A node enrolls once with a join token ([`enroll::join`]), then [`agent::Agent`] keeps
+//! the signed desired-state stream to the control plane and applies it to one WireGuard
+//! interface through a [`wg::Backend`] (kernel netlink, UAPI, or embedded userspace),
+//! with exit NAT and client isolation in an nftables table it owns ([`firewall`]).
+
+pub mod agent;
+pub mod enroll;
+pub mod firewall;
+pub mod reconcile;
+pub mod state;
+pub mod telemetry;
+pub mod wg;
+
+pub use agent::{Agent, AgentConfig};
+
+/// An HTTP client with the crate's TLS provider installed.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    install_crypto();
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?)
+}
+
+/// Installs rustls' ring provider as the process default (idempotent).
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,232 @@
+//! The node's state directory: `identity.json` (who it is and whom it trusts) and
+//! `state.json` (the last desired state it applied). Both 0600 in a 0700 directory,
+//! written atomically (temporary file, fsync, rename, fsync of the directory).
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clawn_proto::node::{InterfaceSpec, NodePolicy, PeerSpec};
+use clawn_proto::time::UnixMillis;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::wg::BackendKind;
+
+/// What enrollment produced. Holds secrets: the WireGuard private key, the identity key
+/// and the stream credential.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Identity {
+    /// The node's id.
+    pub node_id: Uuid,
+    /// Base URL of the control plane.
+    pub server_url: String,
+    /// The stream credential (Bearer).
+    pub credential: String,
+    /// The control plane's snapshot-signing key (standard base64).
+    pub signing_public_key: String,
+    /// The node's ed25519 identity secret (standard base64).
+    pub identity_secret: String,
+    /// The node's WireGuard private key (standard base64).
+    pub wg_private_key: String,
+    /// Region joined.
+    pub region: String,
+    /// WireGuard backend.
+    pub backend: BackendKind,
+    /// Interface name.
+    pub interface_name: String,
+    /// Interface settings from enrollment (replaced by each snapshot).
+    pub interface: InterfaceSpec,
+    /// The announced endpoint.
+    pub endpoint: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("node_id", &self.node_id)
+            .field("server_url", &self.server_url)
+            .field("region", &self.region)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The last applied desired state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Applied {
+    /// Version applied.
+    pub version: u64,
+    /// Interface settings.
+    pub interface: InterfaceSpec,
+    /// Policy.
+    pub policy: NodePolicy,
+    /// Peers.
+    pub peers: Vec<PeerSpec>,
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating with 0700) the directory.
+    pub fn open(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Self { dir })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn identity_path(&self) -> PathBuf {
+        self.dir.join("identity.json")
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    fn contact_path(&self) -> PathBuf {
+        self.dir.join("last_contact")
+    }
+
+    /// When the control plane was last heard from (Unix ms), kept in its own small file
+    /// so a restart does not extend the fail-closed deadline.
+    pub fn load_last_contact(&self) -> Option<UnixMillis> {
+        std::fs::read_to_string(self.contact_path())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Records contact with the control plane.
+    pub fn save_last_contact(&self, at: UnixMillis) -> anyhow::Result<()> {
+        write_atomic(&self.contact_path(), at.to_string().as_bytes())
+    }
+
+    /// Whether the node has enrolled.
+    pub fn has_identity(&self) -> bool {
+        self.identity_path().exists()
+    }
+
+    /// Loads the identity.
+    pub fn load_identity(&self) -> anyhow::Result<Identity> {
+        let p = self.identity_path();
+        let text = std::fs::read_to_string(&p).with_context(|| {
+            format!(
+                "no identity at {} — run `clawn-node join --server URL --token T` first",
+                p.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("corrupt {}", p.display()))
+    }
+
+    /// Saves the identity (refuses to overwrite one: a node joins once).
+    pub fn save_identity(&self, id: &Identity) -> anyhow::Result<()> {
+        if self.has_identity() {
+            anyhow::bail!(
+                "{} already holds an identity; use another --state-dir or remove it to re-join",
+                self.identity_path().display()
+            );
+        }
+        write_atomic(&self.identity_path(), &serde_json::to_vec_pretty(id)?)
+    }
+
+    /// Loads the last applied state, if any. A corrupt file is reported and ignored (the
+    /// control plane sends a full snapshot on connect).
+    pub fn load_applied(&self) -> anyhow::Result<Option<Applied>> {
+        let p = self.state_path();
+        match std::fs::read(&p) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("corrupt {}", p.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+        }
+    }
+
+    /// Saves the applied state atomically.
+    pub fn save_applied(&self, a: &Applied) -> anyhow::Result<()> {
+        write_atomic(&self.state_path(), &serde_json::to_vec(a)?)
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new file: a
+/// 0600 temporary file beside it, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("path has no directory")?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
+    ));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("clawn-node-state-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&d).expect("tmp");
+        d
+    }
+
+    #[test]
+    fn files_are_private_and_round_trip() {
+        let base = tmpdir();
+        let sd = StateDir::open(base.join("s")).expect("open");
+        let a = Applied {
+            version: 7,
+            interface: InterfaceSpec {
+                listen_port: 1,
+                address: "10.0.0.1/24".into(),
+                pool: "10.0.0.0/24".into(),
+            },
+            policy: NodePolicy::default(),
+            peers: vec![],
+        };
+        assert_eq!(sd.load_applied().expect("none"), None);
+        sd.save_applied(&a).expect("save");
+        assert_eq!(sd.load_applied().expect("load"), Some(a));
+        let mode = std::fs::metadata(sd.path().join("state.json"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = std::fs::metadata(sd.path())
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        // A corrupt file is an error with the path in it, not a silent reset.
+        std::fs::write(sd.path().join("state.json"), b"{").expect("write");
+        let err = sd.load_applied().expect_err("corrupt");
+        assert!(format!("{err:#}").contains("state.json"));
+        std::fs::remove_dir_all(base).expect("cleanup");
+    }
+}
