@@ -555,6 +555,9 @@ impl Agent {
                 _ = shutdown.changed() => break,
             }
         }
+        if let Err(e) = self.dir.save_last_contact(self.last_contact) {
+            warn!(error = %format!("{e:#}"), "cannot record contact time");
+        }
         if self.firewall_active
             && let Err(e) = firewall::apply(&firewall::teardown(&self.id.interface_name))
         {

@@ -270,3 +270,216 @@ fn embedded_backend_reach_revoke_rotate() {
 fn uapi_backend_reach_revoke_rotate() {
     reach_revoke_rotate("uapi");
 }
+
+/// One node with a client per device; returns (admin, lab) ready for traffic.
+async fn device_on(lab: &Lab, user: &clawn_testkit::Client, name: &str, client: &str) -> Value {
+    let (d, k) = api_device(user, name, "eu").await;
+    lab.client_up(
+        client,
+        &with_key(d["config_text"].as_str().expect("config"), &k),
+    );
+    lab.ping_until_ok(client, NODE_TUNNEL_IP, Duration::from_secs(20));
+    d["device"].clone()
+}
+
+/// Tests 4 and 4b: clients of one node are isolated from each other; a full-tunnel client
+/// reaches an outside host that sees the node's exit IP, which the API shows per device.
+#[test]
+fn client_isolation_and_exit_nat() {
+    let mut lab = Lab::new(1, 2);
+    lab.enter("hub");
+    lab.start_server(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = admin(&lab).await;
+        region(&admin, "eu", "10.100.0.0/16").await;
+        lab.start_node(&admin, "n1", "eu", "embedded").await;
+        let alice = user(&lab, &admin, "alice@lab.test", 2).await;
+        let bob = user(&lab, &admin, "bob@lab.test", 2).await;
+        let a = device_on(&lab, &alice, "a", "c1").await;
+        let b = device_on(&lab, &bob, "b", "c2").await;
+        let (ip_a, ip_b) = (tunnel_ip(&a), tunnel_ip(&b));
+
+        // 4. Both reach the node, neither reaches the other.
+        for _ in 0..3 {
+            assert!(!lab.ping("c1", &ip_b), "alice reached bob's tunnel IP");
+            assert!(!lab.ping("c2", &ip_a), "bob reached alice's tunnel IP");
+        }
+        assert!(lab.ping("c1", NODE_TUNNEL_IP) && lab.ping("c2", NODE_TUNNEL_IP));
+        // Control: without the agent's table, the node would forward between them.
+        let table = format!("clawn_{}", lab.wg_if("n1"));
+        must(
+            lab.cmd("n1", "nft")
+                .args(["delete", "table", "inet", &table]),
+        );
+        lab.ping_until_ok("c1", &ip_b, Duration::from_secs(10));
+        // Restore it the way the agent does on a policy change: restart the agent.
+        lab.stop("n1", "TERM");
+        lab.run_node("n1");
+        wait_for(
+            "isolation back",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || {
+                run(lab.cmd("n1", "nft").args(["list", "table", "inet", &table]))
+                    .status
+                    .success()
+            },
+        );
+        lab.client_down("c1");
+        lab.client_up(
+            "c1",
+            &std::fs::read_to_string(lab.dir.join(format!("{}.conf", lab.wg_if("c1"))))
+                .expect("conf"),
+        );
+        lab.ping_until_ok("c1", NODE_TUNNEL_IP, Duration::from_secs(20));
+        assert!(!lab.ping("c1", &ip_b), "isolation not restored");
+
+        // 4b. Full tunnel out through the node, masqueraded behind its exit IP.
+        let seen = lab.tcp_exchange("out", &format!("{OUT_IP}:9100"), "c1");
+        assert_eq!(seen, format!("clawn-echo@{EXIT_IP}"));
+        let id = a["id"].as_str().expect("id");
+        let (_, view) = alice.get(&format!("/api/v1/devices/{id}")).await;
+        assert_eq!(view["node"]["exit_ipv4"], EXIT_IP, "{view}");
+        // Telemetry reaches the API: the tunnel shows as active with its traffic.
+        let view = alice
+            .get_until(
+                &format!("/api/v1/devices/{id}"),
+                Duration::from_secs(20),
+                |v| v["tunnel"]["status"] == "active" && v["tunnel"]["rx_bytes"].as_u64() > Some(0),
+            )
+            .await;
+        assert!(
+            view["tunnel"]["endpoint"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("10.200.0.21:")),
+            "{view}"
+        );
+    });
+}
+
+/// Test 5: the control plane dies; tunnels keep working; changes made while the node was
+/// cut off reach it when it is back; new devices work after the restart.
+#[test]
+fn control_plane_outage_and_catch_up() {
+    let mut lab = Lab::new(1, 3);
+    lab.enter("hub");
+    lab.start_server(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let admin0 = admin(&lab).await;
+        region(&admin0, "eu", "10.100.0.0/16").await;
+        lab.start_node(&admin0, "n1", "eu", "embedded").await;
+        let alice = user(&lab, &admin0, "alice@lab.test", 3).await;
+        device_on(&lab, &alice, "a", "c1").await;
+        let b = device_on(&lab, &alice, "b", "c2").await;
+
+        lab.stop("server", "KILL");
+        for _ in 0..5 {
+            assert!(
+                lab.ping("c1", NODE_TUNNEL_IP),
+                "tunnel broke with the control plane"
+            );
+        }
+        // Cut the node off, restart the control plane, and change things meanwhile.
+        must(
+            lab.cmd("n1", "ip")
+                .args(["route", "add", "blackhole", &format!("{HUB_IP}/32")]),
+        );
+        lab.start_server(&[]);
+        let alice = login(&lab, "alice@lab.test", USER_PASSWORD).await;
+        let admin = admin(&lab).await;
+        let bid = b["id"].as_str().expect("id");
+        let (s, body) = alice
+            .post(&format!("/api/v1/devices/{bid}/revoke"), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_ne!(
+            body["node_ack"]["status"], "acknowledged",
+            "node was cut off: {body}"
+        );
+        assert!(
+            lab.ping("c2", NODE_TUNNEL_IP),
+            "B must still work until the node hears of it"
+        );
+        // Reconnect: the node catches up.
+        must(
+            lab.cmd("n1", "ip")
+                .args(["route", "del", "blackhole", &format!("{HUB_IP}/32")]),
+        );
+        admin
+            .get_until("/api/v1/admin/nodes", Duration::from_secs(30), |b| {
+                b[0]["state"] == "online"
+            })
+            .await;
+        wait_for(
+            "B is cut after catch-up",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || !lab.ping("c2", NODE_TUNNEL_IP),
+        );
+        assert!(lab.ping("c1", NODE_TUNNEL_IP), "A must keep working");
+        device_on(&lab, &alice, "c", "c3").await;
+    });
+    assert!(lab.log("n1").contains("control plane unreachable"));
+}
+
+/// Test 6: a node restarted while the control plane is down brings its peers back from
+/// its state file. Also: with a short offline grace it fails closed, and recovers.
+#[test]
+fn node_restart_from_state_and_fail_closed() {
+    let mut lab = Lab::new(1, 1);
+    lab.enter("hub");
+    lab.start_server(&["--node-offline-grace-secs", "20"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = admin(&lab).await;
+        region(&admin, "eu", "10.100.0.0/16").await;
+        lab.start_node(&admin, "n1", "eu", "embedded").await;
+        let alice = user(&lab, &admin, "alice@lab.test", 1).await;
+        device_on(&lab, &alice, "a", "c1").await;
+
+        lab.stop("server", "KILL");
+        lab.stop("n1", "TERM");
+        assert!(!lab.ping("c1", NODE_TUNNEL_IP), "node is down");
+        lab.run_node("n1");
+        // The client's old session died with the interface; a fresh client handshakes.
+        let conf = lab.dir.join(format!("{}.conf", lab.wg_if("c1")));
+        let text = std::fs::read_to_string(&conf).expect("conf");
+        lab.client_down("c1");
+        lab.client_up("c1", &text);
+        lab.ping_until_ok("c1", NODE_TUNNEL_IP, Duration::from_secs(20));
+        assert!(lab.log("n1").contains("restored the saved snapshot"));
+
+        // Past the 20 s grace without the control plane the node removes all peers.
+        wait_for(
+            "node fails closed",
+            Duration::from_secs(45),
+            Duration::from_millis(100),
+            || lab.log("n1").contains("failing closed"),
+        );
+        assert!(
+            !lab.ping("c1", NODE_TUNNEL_IP),
+            "peers must be gone after failing closed"
+        );
+        let metrics = reqwest::get("http://10.200.0.11:9101/metrics")
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(metrics.contains("clawn_node_failed_closed 1"), "{metrics}");
+
+        // The control plane comes back: the node serves its peers again.
+        lab.start_server(&["--node-offline-grace-secs", "20"]);
+        wait_for(
+            "node serves again",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || lab.log("n1").contains("control plane is back"),
+        );
+        lab.client_down("c1");
+        lab.client_up("c1", &text);
+        lab.ping_until_ok("c1", NODE_TUNNEL_IP, Duration::from_secs(20));
+    });
+}

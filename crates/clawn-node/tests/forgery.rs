@@ -1,0 +1,268 @@
+//! Test 7: a node never applies a forged snapshot (wrong key), a replayed older one, or
+//! one addressed to another node. The control plane here is a stub that signs whatever
+//! the test asks, so each forgery reaches the real agent over a real stream; the
+//! interface is a real wireguard-go (uapi backend) the test reads with `wg show`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Json, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use clawn_proto::keys::{WgKeyPair, WgPublicKey};
+use clawn_proto::node::{
+    Delta, DesiredState, EnrollRequest, EnrollResponse, InterfaceSpec, NodeMessage, NodePolicy,
+    PeerSpec, ServerMessage, Snapshot,
+};
+use clawn_proto::sign::sign;
+use ed25519_dalek::SigningKey;
+use support::*;
+use tokio::sync::{Mutex, mpsc};
+use uuid::Uuid;
+
+struct Stub {
+    node_id: Uuid,
+    key: SigningKey,
+    /// Messages the test wants sent down the stream.
+    outbox: Mutex<Option<mpsc::Receiver<ServerMessage>>>,
+    /// What the node sends up.
+    inbox: mpsc::Sender<NodeMessage>,
+}
+
+fn iface() -> InterfaceSpec {
+    InterfaceSpec {
+        listen_port: 51820,
+        address: "10.100.0.1/24".into(),
+        pool: "10.100.0.0/24".into(),
+    }
+}
+
+async fn enroll(State(s): State<Arc<Stub>>, Json(_req): Json<EnrollRequest>) -> impl IntoResponse {
+    Json(EnrollResponse {
+        node_id: s.node_id,
+        credential: "stub-credential".into(),
+        signing_public_key: STANDARD.encode(s.key.verifying_key().to_bytes()),
+        region: "eu".into(),
+        interface: iface(),
+    })
+}
+
+async fn stream(State(s): State<Arc<Stub>>, ws: WebSocketUpgrade) -> impl IntoResponse {
+    ws.on_upgrade(move |socket| pump(s, socket))
+}
+
+async fn pump(s: Arc<Stub>, mut socket: WebSocket) {
+    let Some(mut outbox) = s.outbox.lock().await.take() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            m = outbox.recv() => {
+                let Some(m) = m else { return };
+                let text = serde_json::to_string(&m).expect("json");
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            m = socket.recv() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(msg) = serde_json::from_str::<NodeMessage>(t.as_str()) {
+                        let _ = s.inbox.send(msg).await;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+fn peer(n: u8) -> (PeerSpec, WgPublicKey) {
+    let k = WgKeyPair::generate().public();
+    (
+        PeerSpec {
+            public_key: k,
+            allowed_ips: vec![format!("10.100.0.{n}/32")],
+            device_id: Uuid::new_v4(),
+        },
+        k,
+    )
+}
+
+fn snapshot(node_id: Uuid, version: u64, peers: Vec<PeerSpec>) -> DesiredState {
+    DesiredState::Snapshot(Snapshot {
+        node_id,
+        version,
+        issued_at: 1,
+        interface: iface(),
+        policy: NodePolicy {
+            client_isolation: true,
+            offline_grace_secs: 0,
+        },
+        peers,
+    })
+}
+
+/// Waits for the next non-telemetry message from the node, bounded.
+async fn next_reply(rx: &mut mpsc::Receiver<NodeMessage>, within: Duration) -> Option<NodeMessage> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(NodeMessage::Telemetry(_))) => continue,
+            Ok(m) => return m,
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn forged_replayed_and_foreign_snapshots_are_rejected() {
+    let mut lab = Lab::new(1, 0);
+    lab.enter("hub");
+    let rt = runtime();
+    let node_id = Uuid::new_v4();
+    let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let (out_tx, out_rx) = mpsc::channel(16);
+    let (in_tx, mut in_rx) = mpsc::channel(64);
+    let stub = Arc::new(Stub {
+        node_id,
+        key: key.clone(),
+        outbox: Mutex::new(Some(out_rx)),
+        inbox: in_tx,
+    });
+    rt.block_on(async {
+        let app = Router::new()
+            .route("/api/v1/node/enroll", post(enroll))
+            .route("/api/v1/node/stream", get(stream))
+            .with_state(stub);
+        let listener = tokio::net::TcpListener::bind((HUB_IP, SERVER_PORT))
+            .await
+            .expect("bind stub");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let out = run(lab
+            .cmd("n1", bin("clawn-node"))
+            .arg("--state-dir")
+            .arg(lab.dir.join("n1"))
+            .args(["join", "--server", &lab.server_url(), "--token", "anything"])
+            .args(["--backend", "uapi", "--interface", &lab.wg_if("n1")])
+            .args(["--endpoint", "10.200.0.11:51820"]));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab.run_node("n1");
+        let wg_peers = |lab: &Lab| -> Vec<String> {
+            let out = must(
+                lab.cmd("n1", "wg")
+                    .args(["show", &lab.wg_if("n1"), "peers"]),
+            );
+            let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+            v.sort();
+            v
+        };
+
+        // A genuine snapshot is applied and acknowledged.
+        let (p1, k1) = peer(2);
+        out_tx
+            .send(ServerMessage::State(sign(
+                &key,
+                &snapshot(node_id, 5, vec![p1.clone()]),
+            )))
+            .await
+            .expect("send");
+        assert_eq!(
+            next_reply(&mut in_rx, Duration::from_secs(30)).await,
+            Some(NodeMessage::Ack { version: 5 })
+        );
+        assert_eq!(wg_peers(&lab), vec![k1.to_base64()]);
+
+        // Forged: signed by another key. Not applied; the node asks for a real snapshot.
+        let (p2, _) = peer(3);
+        let forger = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        out_tx
+            .send(ServerMessage::State(sign(
+                &forger,
+                &snapshot(node_id, 9, vec![p1.clone(), p2.clone()]),
+            )))
+            .await
+            .expect("send");
+        assert_eq!(
+            next_reply(&mut in_rx, Duration::from_secs(10)).await,
+            Some(NodeMessage::Resync)
+        );
+        // Replayed: an older, genuinely signed snapshot. Foreign: another node's.
+        out_tx
+            .send(ServerMessage::State(sign(
+                &key,
+                &snapshot(node_id, 4, vec![p2.clone()]),
+            )))
+            .await
+            .expect("send");
+        out_tx
+            .send(ServerMessage::State(sign(
+                &key,
+                &snapshot(Uuid::new_v4(), 10, vec![p2.clone()]),
+            )))
+            .await
+            .expect("send");
+        // A genuine delta after them is applied: the stream is fine, only forgeries fail.
+        let (p4, k4) = peer(4);
+        out_tx
+            .send(ServerMessage::State(sign(
+                &key,
+                &DesiredState::Delta(Delta {
+                    node_id,
+                    from_version: 5,
+                    to_version: 6,
+                    issued_at: 1,
+                    remove: vec![],
+                    add: vec![p4],
+                }),
+            )))
+            .await
+            .expect("send");
+        assert_eq!(
+            next_reply(&mut in_rx, Duration::from_secs(10)).await,
+            Some(NodeMessage::Ack { version: 6 }),
+            "the replayed and foreign snapshots must get no answer"
+        );
+        let mut want = vec![k1.to_base64(), k4.to_base64()];
+        want.sort();
+        assert_eq!(
+            wg_peers(&lab),
+            want,
+            "a rejected snapshot touched the interface"
+        );
+
+        let metrics = reqwest::get("http://10.200.0.11:9101/metrics")
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        for reason in ["bad_signature", "stale", "wrong_node"] {
+            assert!(
+                metrics.contains(&format!(
+                    "clawn_node_rejected_total{{reason=\"{reason}\"}} 1"
+                )),
+                "{reason} not counted:\n{metrics}"
+            );
+        }
+        let saved = std::fs::read_to_string(lab.dir.join("n1/state.json")).expect("state");
+        assert!(saved.contains("\"version\":6"), "{saved}");
+    });
+    let log = lab.log("n1");
+    assert!(
+        log.contains("bad signature") && log.contains("stale version"),
+        "{log}"
+    );
+}
