@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# The node end-to-end tests: userspace WireGuard clients (wg-quick + wireguard-go), the
+# agent's nftables rules, ping, and network namespaces (iproute2).
+command -v wireguard-go >/dev/null 2>&1 || need_apt+=(wireguard-go)
+command -v wg-quick >/dev/null 2>&1 || need_apt+=(wireguard-tools)
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -29,5 +36,7 @@ cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> tests"
+# The end-to-end tests start the workspace's binaries (server, CLI, node agent).
+cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --locked --doc

@@ -483,3 +483,53 @@ fn node_restart_from_state_and_fail_closed() {
         lab.ping_until_ok("c1", NODE_TUNNEL_IP, Duration::from_secs(20));
     });
 }
+
+/// All-in-one: `clawn-server --with-node` alone gives a working VPN.
+#[test]
+fn all_in_one_server_with_node() {
+    let mut lab = Lab::new(0, 1);
+    lab.enter("hub");
+    let wg = lab.wg_if("h");
+    lab.start_server(&[
+        "--with-node",
+        "--node-endpoint",
+        &format!("{HUB_IP}:51820"),
+        "--node-interface",
+        &wg,
+    ]);
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = admin(&lab).await;
+        let nodes = admin
+            .get_until("/api/v1/admin/nodes", Duration::from_secs(30), |b| {
+                b[0]["state"] == "online"
+            })
+            .await;
+        assert_eq!(nodes[0]["region"], "default", "{nodes}");
+        let alice = user(&lab, &admin, "alice@lab.test", 1).await;
+        let (s, d, k) = alice.add_device("laptop", "default").await;
+        assert_eq!(s, StatusCode::CREATED, "{d}");
+        lab.client_up("c1", &with_key(d["config_text"].as_str().expect("c"), &k));
+        lab.ping_until_ok("c1", NODE_TUNNEL_IP, Duration::from_secs(20));
+        let (_, audit) = admin.get("/api/v1/admin/audit?action=region.create").await;
+        assert!(audit.to_string().contains("all-in-one"), "{audit}");
+    });
+    // A graceful stop removes the node's firewall table.
+    let table = format!("clawn_{wg}");
+    assert!(
+        run(lab
+            .cmd("hub", "nft")
+            .args(["list", "table", "inet", &table]))
+        .status
+        .success()
+    );
+    lab.stop("server", "TERM");
+    assert!(
+        !run(lab
+            .cmd("hub", "nft")
+            .args(["list", "table", "inet", &table]))
+        .status
+        .success(),
+        "firewall table left behind"
+    );
+}

@@ -74,6 +74,21 @@ pub struct Cli {
     /// client address used by rate limits and the audit log [default: none].
     #[arg(long, env = "CLAWN_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// All-in-one: run a WireGuard node inside this process (embedded userspace backend
+    /// unless the kernel module exists), enrolled into region `default` (created if there
+    /// are no regions). Needs root / CAP_NET_ADMIN [default: false].
+    #[arg(long, env = "CLAWN_WITH_NODE", num_args = 0..=1, default_missing_value = "true")]
+    pub with_node: Option<bool>,
+    /// All-in-one node: endpoint clients dial, `host:port` [default: the address of the
+    /// default-route interface and --node-listen-port].
+    #[arg(long, env = "CLAWN_NODE_ENDPOINT")]
+    pub node_endpoint: Option<String>,
+    /// All-in-one node: WireGuard UDP port [default: 51820].
+    #[arg(long, env = "CLAWN_NODE_LISTEN_PORT")]
+    pub node_listen_port: Option<u16>,
+    /// All-in-one node: interface name [default: clawn0].
+    #[arg(long, env = "CLAWN_NODE_INTERFACE")]
+    pub node_interface: Option<String>,
 }
 
 /// The TOML file: every key optional, same names as the flags.
@@ -97,6 +112,10 @@ struct FileConfig {
     node_offline_grace_secs: Option<u64>,
     allow_client_to_client: Option<bool>,
     trusted_proxies: Option<Vec<String>>,
+    with_node: Option<bool>,
+    node_endpoint: Option<String>,
+    node_listen_port: Option<u16>,
+    node_interface: Option<String>,
 }
 
 /// Log output format.
@@ -145,6 +164,14 @@ pub struct Config {
     pub allow_client_to_client: bool,
     /// Proxies whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Run a node inside the server process.
+    pub with_node: bool,
+    /// The in-process node's endpoint (`None` = detect).
+    pub node_endpoint: Option<String>,
+    /// The in-process node's UDP port.
+    pub node_listen_port: u16,
+    /// The in-process node's interface name.
+    pub node_interface: String,
 }
 
 /// A configuration problem, with what to do about it.
@@ -264,6 +291,16 @@ impl Config {
                     .or(file.trusted_proxies)
                     .unwrap_or_default(),
             )?,
+            with_node: cli.with_node.or(file.with_node).unwrap_or(false),
+            node_endpoint: cli.node_endpoint.or(file.node_endpoint),
+            node_listen_port: cli
+                .node_listen_port
+                .or(file.node_listen_port)
+                .unwrap_or(51820),
+            node_interface: cli
+                .node_interface
+                .or(file.node_interface)
+                .unwrap_or_else(|| "clawn0".into()),
         };
         cfg.validate()?;
         Ok(cfg)

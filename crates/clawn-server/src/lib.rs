@@ -5,6 +5,8 @@
 //! TOML), [`store`] (SQLite/PostgreSQL), [`policy`] (who may touch what), [`http`]
 //! (routes), [`hub`] (node streams), [`auth`] (secrets), [`ippool`] (address math).
 
+#[cfg(feature = "with-node")]
+pub mod allinone;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -200,6 +202,17 @@ pub async fn serve_app(
     let (router, _doc) = http::router(app.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = ?app.store.kind(), "clawn-server listening");
+    #[cfg(feature = "with-node")]
+    let node = app
+        .config
+        .with_node
+        .then(|| tokio::spawn(allinone::run(app.clone(), addr)));
+    #[cfg(not(feature = "with-node"))]
+    if app.config.with_node {
+        return Err(ServeError::Bootstrap(
+            "--with-node needs a build with the `with-node` feature".into(),
+        ));
+    }
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -209,6 +222,11 @@ pub async fn serve_app(
         let _ = stop.send(true);
     })
     .await?;
+    // The in-process node removes its firewall table on the way out.
+    #[cfg(feature = "with-node")]
+    if let Some(node) = node {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), node).await;
+    }
     app.store.close().await;
     Ok(())
 }

@@ -145,7 +145,7 @@ async fn join_tokens_are_one_time_and_expire(db: Db) {
             &clawn_server::auth::token_hash(&expired),
             region.id,
             10,
-            admin_id,
+            Some(admin_id),
             0,
             now_millis() - 1,
         )

@@ -252,7 +252,7 @@ pub async fn create_node_token(
             &token_hash(&token),
             region.id,
             capacity,
-            admin.actor().user.id,
+            Some(admin.actor().user.id),
             now,
             expires_at,
         )

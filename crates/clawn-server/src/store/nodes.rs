@@ -234,7 +234,7 @@ impl Store {
         hash: &str,
         region_id: Uuid,
         capacity: u32,
-        created_by: Uuid,
+        created_by: Option<Uuid>,
         now: i64,
         expires_at: i64,
     ) -> StoreResult<Uuid> {
@@ -247,7 +247,7 @@ impl Store {
         .bind(hash)
         .bind(region_id.to_string())
         .bind(i64::from(capacity))
-        .bind(created_by.to_string())
+        .bind(created_by.map(|u| u.to_string()))
         .bind(now)
         .bind(expires_at)
         .execute(tx)
