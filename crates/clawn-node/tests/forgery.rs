@@ -6,83 +6,18 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Json, State};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use clawn_proto::keys::{WgKeyPair, WgPublicKey};
 use clawn_proto::node::{
-    Delta, DesiredState, EnrollRequest, EnrollResponse, InterfaceSpec, NodeMessage, NodePolicy,
-    PeerSpec, ServerMessage, Snapshot,
+    Delta, DesiredState, NodeMessage, NodePolicy, PeerSpec, ServerMessage, Snapshot,
 };
 use clawn_proto::sign::sign;
 use ed25519_dalek::SigningKey;
+use support::stub;
 use support::*;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 use uuid::Uuid;
-
-struct Stub {
-    node_id: Uuid,
-    key: SigningKey,
-    /// Messages the test wants sent down the stream.
-    outbox: Mutex<Option<mpsc::Receiver<ServerMessage>>>,
-    /// What the node sends up.
-    inbox: mpsc::Sender<NodeMessage>,
-}
-
-fn iface() -> InterfaceSpec {
-    InterfaceSpec {
-        listen_port: 51820,
-        address: "10.100.0.1/24".into(),
-        pool: "10.100.0.0/24".into(),
-    }
-}
-
-async fn enroll(State(s): State<Arc<Stub>>, Json(_req): Json<EnrollRequest>) -> impl IntoResponse {
-    Json(EnrollResponse {
-        node_id: s.node_id,
-        credential: "stub-credential".into(),
-        signing_public_key: STANDARD.encode(s.key.verifying_key().to_bytes()),
-        region: "eu".into(),
-        interface: iface(),
-    })
-}
-
-async fn stream(State(s): State<Arc<Stub>>, ws: WebSocketUpgrade) -> impl IntoResponse {
-    ws.on_upgrade(move |socket| pump(s, socket))
-}
-
-async fn pump(s: Arc<Stub>, mut socket: WebSocket) {
-    let Some(mut outbox) = s.outbox.lock().await.take() else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            m = outbox.recv() => {
-                let Some(m) = m else { return };
-                let text = serde_json::to_string(&m).expect("json");
-                if socket.send(Message::Text(text.into())).await.is_err() {
-                    return;
-                }
-            }
-            m = socket.recv() => match m {
-                Some(Ok(Message::Text(t))) => {
-                    if let Ok(msg) = serde_json::from_str::<NodeMessage>(t.as_str()) {
-                        let _ = s.inbox.send(msg).await;
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => return,
-            }
-        }
-    }
-}
 
 fn peer(n: u8) -> (PeerSpec, WgPublicKey) {
     let k = WgKeyPair::generate().public();
@@ -101,7 +36,7 @@ fn snapshot(node_id: Uuid, version: u64, peers: Vec<PeerSpec>) -> DesiredState {
         node_id,
         version,
         issued_at: 1,
-        interface: iface(),
+        interface: stub::iface("10.100.0.1/24", "10.100.0.0/24"),
         policy: NodePolicy {
             client_isolation: true,
             offline_grace_secs: 0,
@@ -129,24 +64,13 @@ fn forged_replayed_and_foreign_snapshots_are_rejected() {
     let rt = runtime();
     let node_id = Uuid::new_v4();
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-    let (out_tx, out_rx) = mpsc::channel(16);
-    let (in_tx, mut in_rx) = mpsc::channel(64);
-    let stub = Arc::new(Stub {
-        node_id,
-        key: key.clone(),
-        outbox: Mutex::new(Some(out_rx)),
-        inbox: in_tx,
-    });
     rt.block_on(async {
-        let app = Router::new()
-            .route("/api/v1/node/enroll", post(enroll))
-            .route("/api/v1/node/stream", get(stream))
-            .with_state(stub);
-        let listener = tokio::net::TcpListener::bind((HUB_IP, SERVER_PORT))
-            .await
-            .expect("bind stub");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-
+        let (out_tx, mut in_rx) = stub::start(
+            node_id,
+            key.clone(),
+            stub::iface("10.100.0.1/24", "10.100.0.0/24"),
+        )
+        .await;
         let out = run(lab
             .cmd("n1", bin("clawn-node"))
             .arg("--state-dir")

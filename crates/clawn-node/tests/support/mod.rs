@@ -15,6 +15,8 @@
 //! panics; stale labs of killed test processes are swept at start.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod stub;
+
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
