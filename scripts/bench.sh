@@ -1,12 +1,31 @@
 #!/usr/bin/env bash
-# Runs the control-plane benchmark on SQLite and on a throw-away PostgreSQL.
-# Prints Markdown tables (see docs/benchmarks.md for how to read them).
+# Benchmarks (they report, never assert on time). Prints Markdown tables; see
+# docs/benchmarks.md for how to read them.
+#   scripts/bench.sh                 both
+#   scripts/bench.sh control-plane   device create/revoke on SQLite and a throw-away PostgreSQL
+#   scripts/bench.sh node            node agent with real WireGuard in namespaces (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
-pg_dir=$(mktemp -d /tmp/clawn-pg.XXXXXX); chmod 755 "$pg_dir"
-pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-trap 'scripts/pg-test-cluster.sh stop "$pg_dir/data"; rm -rf "$pg_dir"' EXIT
-eval "$(scripts/pg-test-cluster.sh start "$pg_dir/data" "$pg_port")"
-export CLAWN_TEST_PG_URL
-cargo bench -p clawn-testkit --bench control_plane
+what=${1:-all}
+apt_need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+
+if [ "$what" = all ] || [ "$what" = control-plane ]; then
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+  pg_dir=$(mktemp -d /tmp/clawn-pg.XXXXXX); chmod 755 "$pg_dir"
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  trap 'scripts/pg-test-cluster.sh stop "$pg_dir/data"; rm -rf "$pg_dir"' EXIT
+  eval "$(scripts/pg-test-cluster.sh start "$pg_dir/data" "$pg_port")"
+  export CLAWN_TEST_PG_URL
+  cargo bench -p clawn-testkit --bench control_plane
+fi
+
+if [ "$what" = all ] || [ "$what" = node ]; then
+  apt_need wireguard-go wireguard-go
+  apt_need wg-quick wireguard-tools
+  apt_need nft nftables
+  apt_need ping iputils-ping
+  apt_need iperf3 iperf3
+  # The benchmark starts the release binaries next to itself.
+  cargo build --release --workspace --bins
+  cargo bench -p clawn-node --bench node
+fi

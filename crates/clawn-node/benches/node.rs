@@ -67,6 +67,8 @@ fn peer_ip(i: usize) -> std::net::Ipv4Addr {
 
 fn revocation(peers: usize, revokes: usize) {
     let mut lab = Lab::new(1, 0);
+    // The agent's default interval: a telemetry read of every peer competes with applies.
+    lab.telemetry_secs = 5;
     lab.enter("hub");
     lab.start_server(&[]);
     let rt = runtime();
@@ -80,17 +82,21 @@ fn revocation(peers: usize, revokes: usize) {
             .await;
         assert!(s.is_success(), "{b}");
         lab.start_node(&admin, "n1", "eu", "uapi").await;
-        let alice = user(&lab, &admin, "alice@lab.test", (peers + 10) as u32).await;
+        // 1000 device slots per user at most: spread the peers over users.
+        let mut users = Vec::new();
+        for u in 0..peers.div_ceil(1000) {
+            users.push(user(&lab, &admin, &format!("u{u}@lab.test"), 1000).await);
+        }
         eprintln!("creating {peers} devices ...");
         let started = Instant::now();
-        let mut ids = Vec::with_capacity(peers);
+        let mut ids: Vec<(usize, String)> = Vec::with_capacity(peers);
         let mut set = tokio::task::JoinSet::new();
         for i in 0..peers {
-            let c = alice.clone();
+            let c = users[i / 1000].clone();
             set.spawn(async move {
                 let (s, b, _) = c.add_device(&format!("d{i}"), "eu").await;
                 assert_eq!(s, StatusCode::CREATED, "{b}");
-                b["device"]["id"].as_str().expect("id").to_string()
+                (i / 1000, b["device"]["id"].as_str().expect("id").to_string())
             });
             if set.len() >= 8 {
                 ids.push(set.join_next().await.expect("task").expect("join"));
@@ -107,9 +113,9 @@ fn revocation(peers: usize, revokes: usize) {
             out.lines().count() >= peers
         });
         let mut api = Vec::with_capacity(revokes);
-        for id in ids.iter().take(revokes) {
+        for (u, id) in ids.iter().take(revokes) {
             let t = Instant::now();
-            let (s, b) = alice.post(&format!("/api/v1/devices/{id}/revoke"), json!({})).await;
+            let (s, b) = users[*u].post(&format!("/api/v1/devices/{id}/revoke"), json!({})).await;
             let d = t.elapsed();
             assert_eq!(s, StatusCode::OK, "{b}");
             assert_eq!(b["node_ack"]["status"], "acknowledged", "{b}");
@@ -125,12 +131,7 @@ fn revocation(peers: usize, revokes: usize) {
         }
         api.sort();
         raw.sort();
-        let metrics = reqwest::get("http://10.200.0.11:9101/metrics")
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = node_metrics(1).await;
         println!("\n### Revocation, {peers} live peers, {revokes} revokes (uapi backend, wireguard-go)\n");
         println!("| measure | p50 ms | p99 ms | max ms |");
         println!("|---|---|---|---|");
@@ -196,14 +197,7 @@ fn full_sync(n: usize) {
     rt.block_on(async {
         let iface = support::stub::iface("10.0.0.1/14", "10.0.0.0/14");
         let (out_tx, mut in_rx) = support::stub::start(node_id, key.clone(), iface.clone()).await;
-        must(
-            lab.cmd("n1", bin("clawn-node"))
-                .arg("--state-dir")
-                .arg(lab.dir.join("n1"))
-                .args(["join", "--server", &lab.server_url(), "--token", "x"])
-                .args(["--backend", "uapi", "--interface", &lab.wg_if("n1")])
-                .args(["--endpoint", "10.200.0.11:51820"]),
-        );
+        lab.join_node("n1", "x", "uapi");
         lab.run_node("n1");
         let snap = |version, peers: Vec<PeerSpec>| {
             ServerMessage::State(clawn_proto::sign::sign(
@@ -306,9 +300,7 @@ fn throughput(secs: usize) {
         lab.start_server(&[]);
         let rt = runtime();
         let mbps = rt.block_on(async {
-            let admin = admin(&lab).await;
-            region(&admin, "eu", "10.100.0.0/16").await;
-            lab.start_node(&admin, "n1", "eu", backend).await;
+            let admin = eu_with_node(&mut lab, backend).await;
             let alice = user(&lab, &admin, "alice@lab.test", 1).await;
             let (_, d, k) = alice.add_device("bench", "eu").await;
             // Tunnel to the node only: iperf3 talks to its tunnel address.
@@ -350,6 +342,12 @@ fn throughput(secs: usize) {
     );
 }
 
+/// Runs one part on its own thread: it enters the lab's namespaces, the main thread never
+/// does (so the lab's clean-up, which kills every process in them, never finds us).
+fn part(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(f).join().expect("benchmark part failed");
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let only = std::env::var("CLAWN_BENCH_ONLY").unwrap_or_default();
@@ -360,9 +358,11 @@ fn main() {
         );
     }
     if only.is_empty() || only == "sync" {
-        full_sync(env_usize("CLAWN_BENCH_SYNC_PEERS", 100_000));
+        let n = env_usize("CLAWN_BENCH_SYNC_PEERS", 100_000);
+        part(move || full_sync(n));
     }
     if only.is_empty() || only == "throughput" {
-        throughput(env_usize("CLAWN_BENCH_IPERF_SECS", 10));
+        let secs = env_usize("CLAWN_BENCH_IPERF_SECS", 10);
+        part(move || throughput(secs));
     }
 }

@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::firewall::{self, FirewallSpec};
 use crate::reconcile::{self, PeerMap};
-use crate::state::{Applied, Identity, StateDir};
+use crate::state::{Identity, StateDir};
 use crate::telemetry::Sampler;
 use crate::wg::{Backend, IfaceConfig};
 
@@ -32,6 +32,8 @@ use crate::wg::{Backend, IfaceConfig};
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// The control plane pings every 15 s; silence for this long means the stream is dead.
 pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
+/// How often the interface is compared with the applied state while connected.
+pub const DRIFT_CHECK: Duration = Duration::from_secs(60);
 /// At most one resync request per this interval.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -305,12 +307,8 @@ impl Agent {
 
     fn save(&self, version: u64) -> anyhow::Result<()> {
         let started = Instant::now();
-        self.dir.save_applied(&Applied {
-            version,
-            interface: self.interface.clone(),
-            policy: self.policy.clone(),
-            peers: self.specs.values().cloned().collect(),
-        })?;
+        self.dir
+            .save_applied_parts(version, &self.interface, &self.policy, self.specs.values())?;
         self.dir.save_last_contact(self.last_contact)?;
         metrics::histogram!("clawn_node_save_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
@@ -351,13 +349,12 @@ impl Agent {
             }
             Verified::Delta(d) => {
                 let pool = reconcile::parse_interface(&self.interface)?.pool;
-                let next = match reconcile::apply_delta(&self.mirror, &d, pool) {
-                    Ok(n) => n,
+                let ops = match reconcile::plan_delta(&self.mirror, &d, pool, self.backend.caps()) {
+                    Ok(o) => o,
                     Err(e) => return Ok(Err(Rejection::Malformed(e.to_string()))),
                 };
-                let ops = reconcile::plan(&self.mirror, &next, self.backend.caps());
                 self.backend.apply(&ops).await?;
-                self.mirror = next;
+                reconcile::commit_delta(&mut self.mirror, &ops);
                 for k in &d.remove {
                     self.specs.remove(k);
                 }
@@ -438,11 +435,28 @@ impl Agent {
         let (mut tx, mut rx) = ws.split();
         let mut tick = tokio::time::interval(self.cfg.telemetry_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drift = tokio::time::interval(DRIFT_CHECK);
+        drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        drift.tick().await;
         let end = loop {
             tokio::select! {
+                // Shutdown first, then the stream, then the timers: a telemetry read of
+                // every peer never delays a state that is already waiting.
+                biased;
                 _ = shutdown.changed() => {
                     let _ = tx.send(Message::Close(None)).await;
                     break SessionEnd::Shutdown;
+                }
+                _ = drift.tick() => {
+                    // Someone (or something) changed the interface behind our back: put
+                    // it back to the applied state.
+                    if self.applied.is_some() && !self.failed_closed {
+                        let desired = self.mirror.clone();
+                        let specs: Vec<PeerSpec> = self.specs.values().cloned().collect();
+                        if let Err(e) = self.converge(desired, &specs).await {
+                            warn!(error = %format!("{e:#}"), "drift check failed");
+                        }
+                    }
                 }
                 _ = tick.tick() => {
                     match self.telemetry().await {

@@ -105,25 +105,62 @@ pub fn validate_peers(peers: &[PeerSpec], pool: Ipv4Net) -> Result<PeerMap, Inva
     Ok(map)
 }
 
-/// Applies a delta to a peer map, validating what it adds. Returns the new map.
-pub fn apply_delta(current: &PeerMap, d: &Delta, pool: Ipv4Net) -> Result<PeerMap, Invalid> {
-    let mut next = current.clone();
-    for k in &d.remove {
-        next.remove(k);
-    }
+/// Plans a delta against the current peers and validates what it adds (each address a
+/// /32 in the pool, not owned by a peer that stays). Cost: one pass over the current peers
+/// per added peer that is new, and no copy of the map, so a one-peer change stays cheap
+/// on a node with many peers. Apply the result with [`commit_delta`].
+pub fn plan_delta(current: &PeerMap, d: &Delta, pool: Ipv4Net, caps: Caps) -> Result<Ops, Invalid> {
+    let removed: std::collections::HashSet<&WgPublicKey> = d.remove.iter().collect();
+    // Peers this delta re-addresses give their old addresses up (a new owner of one of
+    // them is checked against `claimed` instead).
+    let readdressed: std::collections::HashSet<&WgPublicKey> =
+        d.add.iter().map(|p| &p.public_key).collect();
+    let mut ops = Ops {
+        remove: d
+            .remove
+            .iter()
+            .filter(|k| current.contains_key(k))
+            .copied()
+            .collect(),
+        upsert: Vec::with_capacity(d.add.len()),
+    };
+    let mut claimed: HashMap<Ipv4Net, WgPublicKey> = HashMap::new();
     for p in &d.add {
-        next.insert(p.public_key, parse_peer(p, pool)?);
-    }
-    // One owner per address after the change, as in a snapshot.
-    let mut owners: HashMap<Ipv4Net, WgPublicKey> = HashMap::with_capacity(next.len());
-    for (k, ips) in &next {
-        for ip in ips {
-            if owners.insert(*ip, *k).is_some() {
+        let ips = parse_peer(p, pool)?;
+        for ip in &ips {
+            if claimed.insert(*ip, p.public_key).is_some() {
                 return Err(Invalid::Duplicate(format!("address {ip}")));
             }
+            let owner = current.iter().find(|(k, v)| {
+                **k != p.public_key
+                    && !removed.contains(k)
+                    && !readdressed.contains(k)
+                    && v.contains(ip)
+            });
+            if let Some((k, _)) = owner {
+                return Err(Invalid::Duplicate(format!("address {ip} (held by {k})")));
+            }
+        }
+        match current.get(&p.public_key) {
+            Some(have) if *have == ips && !removed.contains(&p.public_key) => {}
+            Some(_) if !caps.update_in_place && !removed.contains(&p.public_key) => {
+                ops.remove.push(p.public_key);
+                ops.upsert.push((p.public_key, ips));
+            }
+            _ => ops.upsert.push((p.public_key, ips)),
         }
     }
-    Ok(next)
+    Ok(ops)
+}
+
+/// Applies planned operations to the peer map (what the interface now has).
+pub fn commit_delta(current: &mut PeerMap, ops: &Ops) {
+    for k in &ops.remove {
+        current.remove(k);
+    }
+    for (k, ips) in &ops.upsert {
+        current.insert(*k, ips.clone());
+    }
 }
 
 /// Converts what an interface reports into a [`PeerMap`].
@@ -232,6 +269,33 @@ mod tests {
     }
 
     #[test]
+    fn delta_may_not_take_an_address_that_stays_owned() {
+        let a = WgKeyPair::generate().public();
+        let b = WgKeyPair::generate().public();
+        let current: PeerMap = [(a, vec!["10.100.0.2/32".parse().expect("n")])].into();
+        let steal = Delta {
+            node_id: Uuid::nil(),
+            from_version: 1,
+            to_version: 2,
+            issued_at: 0,
+            remove: vec![],
+            add: vec![spec(b, "10.100.0.2/32")],
+        };
+        let caps = Caps {
+            update_in_place: true,
+        };
+        assert!(plan_delta(&current, &steal, pool(), caps).is_err());
+        // Rotation: the old key goes in the same delta, so the address is free.
+        let rotate = Delta {
+            remove: vec![a],
+            ..steal
+        };
+        let ops = plan_delta(&current, &rotate, pool(), caps).expect("rotation");
+        assert_eq!(ops.remove, vec![a]);
+        assert_eq!(ops.upsert.len(), 1);
+    }
+
+    #[test]
     fn interface_validation() {
         let ok = InterfaceSpec {
             listen_port: 51820,
@@ -283,6 +347,42 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn delta_plans_match_full_plans(
+            current in arb_map(fixed_keys()),
+            desired in arb_map(fixed_keys()),
+            in_place in any::<bool>(),
+        ) {
+            // A delta from `current` to `desired`, as the control plane would send it.
+            let caps = Caps { update_in_place: in_place };
+            let d = Delta {
+                node_id: Uuid::nil(),
+                from_version: 1,
+                to_version: 2,
+                issued_at: 0,
+                remove: current.keys().filter(|k| !desired.contains_key(k)).copied().collect(),
+                add: desired
+                    .iter()
+                    .filter(|(k, v)| current.get(k) != Some(v))
+                    .map(|(k, v)| PeerSpec {
+                        public_key: *k,
+                        allowed_ips: v.iter().map(ToString::to_string).collect(),
+                        device_id: Uuid::nil(),
+                    })
+                    .collect(),
+            };
+            let ops = plan_delta(&current, &d, pool(), caps).expect("valid delta");
+            prop_assert_eq!(simulate(&current, &ops), desired.clone());
+            let mut mirror = current.clone();
+            commit_delta(&mut mirror, &ops);
+            prop_assert_eq!(mirror, desired);
+            if !in_place {
+                for (k, _) in &ops.upsert {
+                    prop_assert!(!current.contains_key(k) || ops.remove.contains(k));
+                }
+            }
+        }
+
         #[test]
         fn plan_reaches_the_desired_state(
             current in arb_map(fixed_keys()),

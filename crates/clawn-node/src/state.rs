@@ -156,6 +156,38 @@ impl StateDir {
         }
     }
 
+    /// Saves the applied state atomically from its parts (no copy of the peers).
+    pub fn save_applied_parts<'a>(
+        &self,
+        version: u64,
+        interface: &'a InterfaceSpec,
+        policy: &'a NodePolicy,
+        peers: impl Iterator<Item = &'a PeerSpec> + Clone,
+    ) -> anyhow::Result<()> {
+        #[derive(Serialize)]
+        struct View<'a, I: Iterator<Item = &'a PeerSpec> + Clone> {
+            version: u64,
+            interface: &'a InterfaceSpec,
+            policy: &'a NodePolicy,
+            #[serde(serialize_with = "seq")]
+            peers: I,
+        }
+        fn seq<'a, I, S>(it: &I, s: S) -> Result<S::Ok, S::Error>
+        where
+            I: Iterator<Item = &'a PeerSpec> + Clone,
+            S: serde::Serializer,
+        {
+            s.collect_seq(it.clone())
+        }
+        let bytes = serde_json::to_vec(&View {
+            version,
+            interface,
+            policy,
+            peers,
+        })?;
+        write_atomic(&self.state_path(), &bytes)
+    }
+
     /// Saves the applied state atomically.
     pub fn save_applied(&self, a: &Applied) -> anyhow::Result<()> {
         write_atomic(&self.state_path(), &serde_json::to_vec(a)?)
@@ -212,6 +244,10 @@ mod tests {
         };
         assert_eq!(sd.load_applied().expect("none"), None);
         sd.save_applied(&a).expect("save");
+        assert_eq!(sd.load_applied().expect("load"), Some(a.clone()));
+        // The borrowed writer produces the same file.
+        sd.save_applied_parts(a.version, &a.interface, &a.policy, a.peers.iter())
+            .expect("save parts");
         assert_eq!(sd.load_applied().expect("load"), Some(a));
         let mode = std::fs::metadata(sd.path().join("state.json"))
             .expect("meta")

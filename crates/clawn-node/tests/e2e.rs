@@ -118,9 +118,7 @@ fn reach_revoke_rotate(backend: &str) {
     lab.start_server(&[]);
     let rt = runtime();
     rt.block_on(async {
-        let admin = admin(&lab).await;
-        region(&admin, "eu", "10.100.0.0/16").await;
-        lab.start_node(&admin, "n1", "eu", backend).await;
+        let admin = eu_with_node(&mut lab, backend).await;
         let alice = user(&lab, &admin, "alice@lab.test", 5).await;
 
         // 1a. A device created through the API reaches the node: ping and TCP.
@@ -291,9 +289,7 @@ fn client_isolation_and_exit_nat() {
     lab.start_server(&[]);
     let rt = runtime();
     rt.block_on(async {
-        let admin = admin(&lab).await;
-        region(&admin, "eu", "10.100.0.0/16").await;
-        lab.start_node(&admin, "n1", "eu", "embedded").await;
+        let admin = eu_with_node(&mut lab, "embedded").await;
         let alice = user(&lab, &admin, "alice@lab.test", 2).await;
         let bob = user(&lab, &admin, "bob@lab.test", 2).await;
         let a = device_on(&lab, &alice, "a", "c1").await;
@@ -367,9 +363,7 @@ fn control_plane_outage_and_catch_up() {
     lab.start_server(&[]);
     let rt = runtime();
     rt.block_on(async {
-        let admin0 = admin(&lab).await;
-        region(&admin0, "eu", "10.100.0.0/16").await;
-        lab.start_node(&admin0, "n1", "eu", "embedded").await;
+        let admin0 = eu_with_node(&mut lab, "embedded").await;
         let alice = user(&lab, &admin0, "alice@lab.test", 3).await;
         device_on(&lab, &alice, "a", "c1").await;
         let b = device_on(&lab, &alice, "b", "c2").await;
@@ -433,9 +427,7 @@ fn node_restart_from_state_and_fail_closed() {
     lab.start_server(&["--node-offline-grace-secs", "20"]);
     let rt = runtime();
     rt.block_on(async {
-        let admin = admin(&lab).await;
-        region(&admin, "eu", "10.100.0.0/16").await;
-        lab.start_node(&admin, "n1", "eu", "embedded").await;
+        let admin = eu_with_node(&mut lab, "embedded").await;
         let alice = user(&lab, &admin, "alice@lab.test", 1).await;
         device_on(&lab, &alice, "a", "c1").await;
 
@@ -462,12 +454,7 @@ fn node_restart_from_state_and_fail_closed() {
             !lab.ping("c1", NODE_TUNNEL_IP),
             "peers must be gone after failing closed"
         );
-        let metrics = reqwest::get("http://10.200.0.11:9101/metrics")
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = node_metrics(1).await;
         assert!(metrics.contains("clawn_node_failed_closed 1"), "{metrics}");
 
         // The control plane comes back: the node serves its peers again.

@@ -71,18 +71,7 @@ fn forged_replayed_and_foreign_snapshots_are_rejected() {
             stub::iface("10.100.0.1/24", "10.100.0.0/24"),
         )
         .await;
-        let out = run(lab
-            .cmd("n1", bin("clawn-node"))
-            .arg("--state-dir")
-            .arg(lab.dir.join("n1"))
-            .args(["join", "--server", &lab.server_url(), "--token", "anything"])
-            .args(["--backend", "uapi", "--interface", &lab.wg_if("n1")])
-            .args(["--endpoint", "10.200.0.11:51820"]));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        lab.join_node("n1", "anything", "uapi");
         lab.run_node("n1");
         let wg_peers = |lab: &Lab| -> Vec<String> {
             let out = must(
@@ -167,12 +156,7 @@ fn forged_replayed_and_foreign_snapshots_are_rejected() {
             "a rejected snapshot touched the interface"
         );
 
-        let metrics = reqwest::get("http://10.200.0.11:9101/metrics")
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = node_metrics(1).await;
         for reason in ["bad_signature", "stale", "wrong_node"] {
             assert!(
                 metrics.contains(&format!(

@@ -84,6 +84,9 @@ pub fn wait_for(what: &str, within: Duration, every: Duration, mut cond: impl Fn
 }
 
 pub struct Lab {
+    /// Telemetry interval of the nodes this lab starts (the agent's default is 5 s; tests
+    /// use 1 s to see telemetry quickly).
+    pub telemetry_secs: u64,
     pub tag: String,
     pub dir: PathBuf,
     namespaces: Vec<String>,
@@ -116,6 +119,7 @@ impl Lab {
         let dir = std::env::temp_dir().join(format!("clawn-e2e-{tag}"));
         std::fs::create_dir_all(&dir).expect("lab dir");
         let mut lab = Self {
+            telemetry_secs: 1,
             tag,
             dir,
             namespaces: vec![],
@@ -343,20 +347,7 @@ impl Lab {
             .await;
         assert!(s.is_success(), "node token: {body}");
         let token = body["token"].as_str().expect("token").to_string();
-        let n: u8 = short[1..].parse().expect("node number");
-        let out = run(self
-            .cmd(short, bin("clawn-node"))
-            .arg("--state-dir")
-            .arg(self.dir.join(short))
-            .args(["join", "--server", &self.server_url(), "--token", &token])
-            .args(["--backend", backend, "--interface", &self.wg_if(short)])
-            .args(["--name", &format!("{short}-{}", self.tag)])
-            .args(["--endpoint", &format!("10.200.0.{}:51820", 10 + n)]));
-        assert!(
-            out.status.success(),
-            "join failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.join_node(short, &token, backend);
         self.run_node(short);
         // Online once its stream is up and it acknowledged the first snapshot.
         let name = format!("{short}-{}", self.tag);
@@ -368,6 +359,20 @@ impl Lab {
                 })
             })
             .await;
+    }
+
+    /// `clawn-node join` in `short` with `token` (any server, e.g. a stub); panics on failure.
+    pub fn join_node(&self, short: &str, token: &str, backend: &str) {
+        let n: u8 = short[1..].parse().expect("node number");
+        must(
+            self.cmd(short, bin("clawn-node"))
+                .arg("--state-dir")
+                .arg(self.dir.join(short))
+                .args(["join", "--server", &self.server_url(), "--token", token])
+                .args(["--backend", backend, "--interface", &self.wg_if(short)])
+                .args(["--name", &format!("{short}-{}", self.tag)])
+                .args(["--endpoint", &format!("10.200.0.{}:51820", 10 + n)]),
+        );
     }
 
     /// Starts the agent of an already joined node.
@@ -382,7 +387,7 @@ impl Lab {
                 "--backoff-cap-secs",
                 "1",
             ])
-            .args(["--telemetry-secs", "1"])
+            .args(["--telemetry-secs", &self.telemetry_secs.to_string()])
             .args([
                 "--metrics-listen",
                 &format!(
@@ -529,7 +534,12 @@ impl Drop for Lab {
 fn teardown(tag: &str, namespaces: &[String]) {
     for ns in namespaces {
         let pids = run(Command::new("ip").args(["netns", "pids", ns]));
-        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+        let me = std::process::id().to_string();
+        // Never ourselves: a thread of this process may have entered the namespace.
+        for pid in String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .filter(|p| *p != me)
+        {
             let _ = Command::new("kill")
                 .args(["-KILL", pid])
                 .stderr(Stdio::null())
@@ -620,6 +630,25 @@ pub async fn region(admin: &Client, code: &str, cidr: &str) {
         )
         .await;
     assert!(s.is_success(), "create region: {body}");
+}
+
+/// The Prometheus text of node `n` (`--metrics-listen` on its hub address).
+pub async fn node_metrics(n: u8) -> String {
+    reqwest::get(format!("http://10.200.0.{}:9101/metrics", 10 + n))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The usual start: control plane in the hub (with `server_args`), region `eu`
+/// (10.100.0.0/16) and node `n1` on `backend`, online. Returns the admin client.
+pub async fn eu_with_node(lab: &mut Lab, backend: &str) -> Client {
+    let admin = admin(lab).await;
+    region(&admin, "eu", "10.100.0.0/16").await;
+    lab.start_node(&admin, "n1", "eu", backend).await;
+    admin
 }
 
 /// A multi-thread runtime for a test thread that has entered the hub.
