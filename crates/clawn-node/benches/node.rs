@@ -181,7 +181,9 @@ async fn wait_ack(rx: &mut tokio::sync::mpsc::Receiver<NodeMessage>, want: u64) 
     }
 }
 
-fn full_sync(n: usize) {
+/// Full sync of `n` peers through the agent on `backend`, against one raw `set` of the
+/// same peers on a fresh instance of the same WireGuard implementation.
+fn full_sync(n: usize, backend: &'static str) {
     let mut lab = Lab::new(1, 0);
     lab.enter("hub");
     let rt = runtime();
@@ -194,10 +196,19 @@ fn full_sync(n: usize) {
             device_id: Uuid::new_v4(),
         })
         .collect();
-    rt.block_on(async {
+    let mut cmd = String::from("set=1\n");
+    for p in &peers {
+        cmd.push_str(&format!(
+            "public_key={}\nreplace_allowed_ips=true\nallowed_ip={}\n",
+            p.public_key.to_hex(),
+            p.allowed_ips[0]
+        ));
+    }
+    cmd.push('\n');
+    let (agent, rss) = rt.block_on(async {
         let iface = support::stub::iface("10.0.0.1/14", "10.0.0.0/14");
         let (out_tx, mut in_rx) = support::stub::start(node_id, key.clone(), iface.clone()).await;
-        lab.join_node("n1", "x", "uapi");
+        lab.join_node("n1", "x", backend);
         lab.run_node("n1");
         let snap = |version, peers: Vec<PeerSpec>| {
             ServerMessage::State(clawn_proto::sign::sign(
@@ -218,17 +229,16 @@ fn full_sync(n: usize) {
         let t = Instant::now();
         out_tx.send(msg).await.expect("send");
         wait_ack(&mut in_rx, 2).await;
-        let agent = t.elapsed();
-        let rss = vm_hwm_kb(lab.pid("n1"));
+        (t.elapsed(), vm_hwm_kb(lab.pid("n1")))
+    });
+    let raw = if backend == "uapi" {
         let count = must(
             lab.cmd("n1", "wg")
                 .args(["show", &lab.wg_if("n1"), "peers"]),
         )
         .lines()
         .count();
-        assert_eq!(count, n);
-
-        // Baseline: one raw `set` of the same peers on a fresh wireguard-go.
+        assert_eq!(count, n, "the agent did not apply every peer");
         let raw_if = format!("{}r", lab.wg_if("n1"));
         let mut c = lab.cmd("n1", "wireguard-go");
         c.args(["-f", &raw_if]);
@@ -248,35 +258,53 @@ fn full_sync(n: usize) {
                 kp.private_hex()
             ),
         );
-        let mut cmd = String::from("set=1\n");
-        for p in &peers {
-            cmd.push_str(&format!(
-                "public_key={}\nreplace_allowed_ips=true\nallowed_ip={}\n",
-                p.public_key.to_hex(),
-                p.allowed_ips[0]
-            ));
-        }
-        cmd.push('\n');
-        let raw = uapi(&sock, &cmd);
-        println!(
-            "\n### Full sync, {n} peers onto an empty interface (uapi backend, wireguard-go)\n"
-        );
-        println!("| measure | seconds |");
-        println!("|---|---|");
-        println!(
-            "| agent: signed snapshot sent → ack (verify, plan, apply, save) | {:.2} |",
-            agent.as_secs_f64()
-        );
-        println!(
-            "| one raw UAPI `set` of the same peers | {:.2} |",
-            raw.as_secs_f64()
-        );
-        println!(
-            "\nratio {:.2}×; agent peak RSS (VmHWM) {:.0} MB",
-            agent.as_secs_f64() / raw.as_secs_f64(),
-            rss as f64 / 1024.0
-        );
-    });
+        uapi(&sock, &cmd)
+    } else {
+        // The same boringtun device the agent embeds, driven raw in this process.
+        let name = format!("{}r", lab.wg_if("n1"));
+        lab.in_ns("n1", move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                let cfg = clawn_node::wg::IfaceConfig {
+                    name,
+                    key: WgKeyPair::generate(),
+                    listen_port: 51821,
+                    address: "10.4.0.1/14".parse().expect("net"),
+                    userspace_bin: None,
+                };
+                let mut dev = clawn_node::wg::embedded::EmbeddedBackend::open(&cfg)
+                    .await
+                    .expect("embedded device");
+                let t = Instant::now();
+                dev.conn.raw(&cmd).await.expect("raw set");
+                t.elapsed()
+            })
+        })
+    };
+    println!("\n### Full sync, {n} peers onto an empty interface ({backend} backend)\n");
+    println!("| measure | seconds |");
+    println!("|---|---|");
+    println!(
+        "| agent: signed snapshot sent → ack (verify, validate, plan, apply, save) | {:.2} |",
+        agent.as_secs_f64()
+    );
+    println!(
+        "| one raw UAPI `set` of the same peers, same implementation | {:.2} |",
+        raw.as_secs_f64()
+    );
+    let what = if backend == "uapi" {
+        "agent only; wireguard-go is another process"
+    } else {
+        "agent including the embedded WireGuard and its peers"
+    };
+    println!(
+        "\nratio {:.2}×; agent peak RSS (VmHWM) {:.0} MB ({what})",
+        agent.as_secs_f64() / raw.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
 }
 
 fn iperf(lab: &Lab, secs: usize) -> f64 {
@@ -358,8 +386,11 @@ fn main() {
         );
     }
     if only.is_empty() || only == "sync" {
+        // wireguard-go holds at most 65,536 peers (MaxPeers); the embedded one has no cap.
         let n = env_usize("CLAWN_BENCH_SYNC_PEERS", 100_000);
-        part(move || full_sync(n));
+        let go = n.min(65_000);
+        part(move || full_sync(go, "uapi"));
+        part(move || full_sync(n, "embedded"));
     }
     if only.is_empty() || only == "throughput" {
         let secs = env_usize("CLAWN_BENCH_IPERF_SECS", 10);

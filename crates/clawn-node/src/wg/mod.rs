@@ -191,7 +191,7 @@ impl Backend {
     /// The peers the interface has now.
     pub async fn read(&mut self) -> Result<Vec<PeerState>, WgError> {
         match self {
-            Self::Uapi(b) => b.conn.read().await,
+            Self::Uapi(b) => b.read().await,
             #[cfg(feature = "embedded")]
             Self::Embedded(b) => b.conn.read().await,
             Self::Kernel(b) => b.read().await,
@@ -204,7 +204,7 @@ impl Backend {
             return Ok(());
         }
         match self {
-            Self::Uapi(b) => b.conn.apply(ops).await,
+            Self::Uapi(b) => b.apply(ops).await,
             #[cfg(feature = "embedded")]
             Self::Embedded(b) => b.conn.apply(ops).await,
             Self::Kernel(b) => b.apply(ops).await,

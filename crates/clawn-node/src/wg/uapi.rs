@@ -206,6 +206,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> UapiConn<S> {
         }
     }
 
+    /// Sends a raw command (benchmarks compare against it); returns the answer's lines.
+    pub async fn raw(&mut self, cmd: &str) -> Result<Vec<String>, WgError> {
+        self.request(cmd).await
+    }
+
     /// Sets key and port.
     pub async fn init(&mut self, cfg: &IfaceConfig) -> Result<(), WgError> {
         self.request(&encode_init(cfg)).await.map(|_| ())
@@ -230,9 +235,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> UapiConn<S> {
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
 
 /// The UAPI backend: a userspace implementation's socket at `/var/run/wireguard/<if>.sock`.
+///
+/// After a failed request the connection is dropped and the next request opens a new one:
+/// wireguard-go stops reading a `set` at its first error and takes the rest of the
+/// command for new operations, so the old connection cannot be trusted any more.
 pub struct UapiBackend {
-    /// The connection.
-    pub conn: UapiConn<tokio::net::UnixStream>,
+    conn: Option<UapiConn<tokio::net::UnixStream>>,
+    path: PathBuf,
     child: Option<tokio::process::Child>,
 }
 
@@ -269,7 +278,39 @@ impl UapiBackend {
         };
         let mut conn = UapiConn::new(stream, HandshakeDialect::Absolute);
         conn.init(cfg).await?;
-        Ok(Self { conn, child })
+        Ok(Self {
+            conn: Some(conn),
+            path,
+            child,
+        })
+    }
+
+    async fn conn(&mut self) -> Result<&mut UapiConn<tokio::net::UnixStream>, WgError> {
+        if self.conn.is_none() {
+            let stream = tokio::net::UnixStream::connect(&self.path).await?;
+            self.conn = Some(UapiConn::new(stream, HandshakeDialect::Absolute));
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| WgError::Protocol("no UAPI connection".into()))
+    }
+
+    /// Reads the peers.
+    pub async fn read(&mut self) -> Result<Vec<PeerState>, WgError> {
+        let r = self.conn().await?.read().await;
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+
+    /// Applies a plan.
+    pub async fn apply(&mut self, ops: &Ops) -> Result<(), WgError> {
+        let r = self.conn().await?.apply(ops).await;
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
     }
 
     /// The PID of the implementation this backend started, if any.
@@ -388,6 +429,54 @@ mod tests {
         assert!(parse_get(&lines, HandshakeDialect::Absolute, 0).is_err());
         let lines = vec!["no equals".to_string()];
         assert!(parse_get(&lines, HandshakeDialect::Absolute, 0).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_reconnects_before_the_next() {
+        let dir = std::env::temp_dir().join(format!("clawn-uapi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("wg.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let server = tokio::spawn(async move {
+            let mut connections = 0;
+            for answer in ["errno=-22\n\n", "errno=0\n\n"] {
+                let (s, _) = listener.accept().await.expect("accept");
+                connections += 1;
+                let mut r = BufReader::new(s);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.expect("read") == 0 || line == "\n" {
+                        break;
+                    }
+                }
+                r.get_mut()
+                    .write_all(answer.as_bytes())
+                    .await
+                    .expect("write");
+                // A connection after an error is not used again: the next request must
+                // come on a new one (this one stays open but silent).
+                std::mem::forget(r);
+            }
+            connections
+        });
+        let mut b = UapiBackend {
+            conn: None,
+            path: path.clone(),
+            child: None,
+        };
+        let ops = Ops {
+            remove: vec![key(1)],
+            upsert: vec![],
+        };
+        assert!(matches!(b.apply(&ops).await, Err(WgError::Errno(-22))));
+        let again = tokio::time::timeout(Duration::from_secs(5), b.read())
+            .await
+            .expect("the request after an error hung on the old connection");
+        assert_eq!(again.expect("read on a new connection"), vec![]);
+        assert_eq!(server.await.expect("server"), 2);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
