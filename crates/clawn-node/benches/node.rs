@@ -205,32 +205,8 @@ fn full_sync(n: usize, backend: &'static str) {
         ));
     }
     cmd.push('\n');
-    let (agent, rss) = rt.block_on(async {
-        let iface = support::stub::iface("10.0.0.1/14", "10.0.0.0/14");
-        let (out_tx, mut in_rx) = support::stub::start(node_id, key.clone(), iface.clone()).await;
-        lab.join_node("n1", "x", backend);
-        lab.run_node("n1");
-        let snap = |version, peers: Vec<PeerSpec>| {
-            ServerMessage::State(clawn_proto::sign::sign(
-                &key,
-                &DesiredState::Snapshot(Snapshot {
-                    node_id,
-                    version,
-                    issued_at: 1,
-                    interface: iface.clone(),
-                    policy: NodePolicy::default(),
-                    peers,
-                }),
-            ))
-        };
-        out_tx.send(snap(1, vec![])).await.expect("send");
-        wait_ack(&mut in_rx, 1).await;
-        let msg = snap(2, peers.clone());
-        let t = Instant::now();
-        out_tx.send(msg).await.expect("send");
-        wait_ack(&mut in_rx, 2).await;
-        (t.elapsed(), vm_hwm_kb(lab.pid("n1")))
-    });
+    // The baseline first, on its own, then the agent (so neither runs beside the other's
+    // peers).
     let raw = if backend == "uapi" {
         let count = must(
             lab.cmd("n1", "wg")
@@ -258,7 +234,9 @@ fn full_sync(n: usize, backend: &'static str) {
                 kp.private_hex()
             ),
         );
-        uapi(&sock, &cmd)
+        let took = uapi(&sock, &cmd);
+        lab.stop("raw-wg", "TERM");
+        took
     } else {
         // The same boringtun device the agent embeds, driven raw in this process.
         let name = format!("{}r", lab.wg_if("n1"));
@@ -284,6 +262,41 @@ fn full_sync(n: usize, backend: &'static str) {
             })
         })
     };
+    let (agent, rss) = rt.block_on(async {
+        let iface = support::stub::iface("10.0.0.1/14", "10.0.0.0/14");
+        let (out_tx, mut in_rx) = support::stub::start(node_id, key.clone(), iface.clone()).await;
+        lab.join_node("n1", "x", backend);
+        lab.run_node("n1");
+        let snap = |version, peers: Vec<PeerSpec>| {
+            ServerMessage::State(clawn_proto::sign::sign(
+                &key,
+                &DesiredState::Snapshot(Snapshot {
+                    node_id,
+                    version,
+                    issued_at: 1,
+                    interface: iface.clone(),
+                    policy: NodePolicy::default(),
+                    peers,
+                }),
+            ))
+        };
+        out_tx.send(snap(1, vec![])).await.expect("send");
+        wait_ack(&mut in_rx, 1).await;
+        let msg = snap(2, peers.clone());
+        let t = Instant::now();
+        out_tx.send(msg).await.expect("send");
+        wait_ack(&mut in_rx, 2).await;
+        (t.elapsed(), vm_hwm_kb(lab.pid("n1")))
+    });
+    if backend == "uapi" {
+        let count = must(
+            lab.cmd("n1", "wg")
+                .args(["show", &lab.wg_if("n1"), "peers"]),
+        )
+        .lines()
+        .count();
+        assert_eq!(count, n, "the agent did not apply every peer");
+    }
     println!("\n### Full sync, {n} peers onto an empty interface ({backend} backend)\n");
     println!("| measure | seconds |");
     println!("|---|---|");
