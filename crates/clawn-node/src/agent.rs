@@ -131,7 +131,10 @@ pub struct Agent {
     exit_ipv4: Option<Ipv4Addr>,
     sampler: Sampler,
     last_resync: Option<Instant>,
-    firewall_active: bool,
+    /// A resync the rate limit held back; sent as soon as it allows.
+    resync_pending: bool,
+    /// The rule set last applied successfully (`None`: none, or the last attempt failed).
+    firewall_applied: Option<FirewallSpec>,
 }
 
 impl Agent {
@@ -186,20 +189,22 @@ impl Agent {
             exit_ipv4,
             sampler: Sampler::default(),
             last_resync: None,
-            firewall_active: false,
+            resync_pending: false,
+            firewall_applied: None,
             id,
             dir,
             cfg,
         };
         agent.apply_firewall();
         if let Some(s) = saved {
+            // Whatever happens next, nothing older than this may be applied again.
+            agent.applied = Some(s.version);
             if agent.offline_too_long() {
                 agent.fail_closed().await;
             } else {
                 let pool = reconcile::parse_interface(&s.interface)?.pool;
                 let desired = reconcile::validate_peers(&s.peers, pool)?;
                 agent.converge(desired, &s.peers).await?;
-                agent.applied = Some(s.version);
                 info!(
                     version = s.version,
                     peers = s.peers.len(),
@@ -242,10 +247,11 @@ impl Agent {
         }
         match firewall::apply(&firewall::ruleset(&spec)) {
             Ok(()) => {
-                self.firewall_active = true;
                 debug!(?spec, "firewall applied");
+                self.firewall_applied = Some(spec);
             }
             Err(e) => {
+                self.firewall_applied = None;
                 error!(error = %format!("{e:#}"), "firewall not applied: exit NAT and client isolation are OFF")
             }
         }
@@ -253,7 +259,10 @@ impl Agent {
 
     fn offline_too_long(&self) -> bool {
         let grace = self.policy.offline_grace_secs;
-        grace > 0 && now_millis().saturating_sub(self.last_contact) > (grace as i64) * 1000
+        let grace_ms = i64::try_from(grace)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        grace > 0 && now_millis().saturating_sub(self.last_contact) > grace_ms
     }
 
     async fn fail_closed(&mut self) {
@@ -265,11 +274,11 @@ impl Agent {
             offline_grace_secs = grace,
             "control plane unreachable beyond the offline grace: failing closed, removing all peers"
         );
-        metrics::gauge!("clawn_node_failed_closed").set(1.0);
         match self.backend.remove_all().await {
             Ok(()) => {
                 self.mirror.clear();
                 self.failed_closed = true;
+                metrics::gauge!("clawn_node_failed_closed").set(1.0);
                 metrics::gauge!("clawn_node_peers").set(0.0);
             }
             Err(e) => error!(error = %e, "failing closed: cannot remove peers"),
@@ -324,6 +333,13 @@ impl Agent {
             Ok(v) => v,
             Err(r) => return Ok(Err(r)),
         };
+        if self.failed_closed && matches!(verified, Verified::Delta(_)) {
+            // The interface is empty: only a full snapshot can bring it back.
+            return Ok(Err(Rejection::Gap {
+                from: self.applied.unwrap_or_default(),
+                applied: None,
+            }));
+        }
         let started = Instant::now();
         let version = match verified {
             Verified::Snapshot(s) => {
@@ -338,13 +354,13 @@ impl Agent {
                 if s.interface != self.interface {
                     warn!(old = ?self.interface, new = ?s.interface, "interface settings changed; the address and port apply after a restart");
                 }
-                let policy_changed = s.policy != self.policy;
+                self.converge(desired, &s.peers).await?;
                 self.interface = s.interface.clone();
                 self.policy = s.policy.clone();
-                self.converge(desired, &s.peers).await?;
-                if policy_changed || !self.firewall_active {
+                if self.firewall_spec() != self.firewall_applied {
                     self.apply_firewall();
                 }
+                self.resync_pending = false;
                 s.version
             }
             Verified::Delta(d) => {
@@ -438,6 +454,9 @@ impl Agent {
         let mut drift = tokio::time::interval(DRIFT_CHECK);
         drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         drift.tick().await;
+        // The control plane pings every 15 s: silence past this deadline is a dead stream
+        // (a silently dropping network never closes the TCP connection by itself).
+        let mut silence = tokio::time::Instant::now() + STREAM_SILENCE;
         let end = loop {
             tokio::select! {
                 // Shutdown first, then the stream, then the timers: a telemetry read of
@@ -447,42 +466,25 @@ impl Agent {
                     let _ = tx.send(Message::Close(None)).await;
                     break SessionEnd::Shutdown;
                 }
-                _ = drift.tick() => {
-                    // Someone (or something) changed the interface behind our back: put
-                    // it back to the applied state.
-                    if self.applied.is_some() && !self.failed_closed {
-                        let desired = self.mirror.clone();
-                        let specs: Vec<PeerSpec> = self.specs.values().cloned().collect();
-                        if let Err(e) = self.converge(desired, &specs).await {
-                            warn!(error = %format!("{e:#}"), "drift check failed");
-                        }
-                    }
-                }
-                _ = tick.tick() => {
-                    match self.telemetry().await {
-                        Ok(t) => {
-                            let text = serde_json::to_string(&NodeMessage::Telemetry(t)).unwrap_or_default();
-                            if let Err(e) = tx.send(Message::text(text)).await {
-                                break SessionEnd::Lost(e.into());
-                            }
-                        }
-                        Err(e) => warn!(error = %e, "cannot read the interface for telemetry"),
-                    }
-                }
-                msg = tokio::time::timeout(STREAM_SILENCE, rx.next()) => {
+                msg = rx.next() => {
                     let msg = match msg {
-                        Err(_) => break SessionEnd::Lost(anyhow::anyhow!("no message for {STREAM_SILENCE:?}")),
-                        Ok(None) => break SessionEnd::Lost(anyhow::anyhow!("stream closed")),
-                        Ok(Some(Err(e))) => break SessionEnd::Lost(e.into()),
-                        Ok(Some(Ok(m))) => m,
+                        None => break SessionEnd::Lost(anyhow::anyhow!("stream closed")),
+                        Some(Err(e)) => break SessionEnd::Lost(e.into()),
+                        Some(Ok(m)) => m,
                     };
-                    self.touch_contact();
+                    silence = tokio::time::Instant::now() + STREAM_SILENCE;
                     let text = match msg {
                         Message::Text(t) => t,
                         Message::Close(frame) => break SessionEnd::Lost(anyhow::anyhow!("closed by the control plane: {frame:?}")),
+                        // The control plane's keep-alive on the authenticated stream.
+                        Message::Ping(_) | Message::Pong(_) => {
+                            self.touch_contact();
+                            continue;
+                        }
                         _ => continue,
                     };
                     let reply = match serde_json::from_str::<ServerMessage>(text.as_str()) {
+                        // `handle_state` records contact only for a verified state.
                         Ok(ServerMessage::State(signed)) => match self.handle_state(&signed).await {
                             Ok(Ok(version)) => {
                                 backoff.reset();
@@ -495,7 +497,7 @@ impl Agent {
                             }
                         },
                         Ok(ServerMessage::Error { code, message }) => {
-                            warn!(%code, %message, "control plane refused a message");
+                            warn!(code = %code.escape_debug(), message = %message.escape_debug(), "control plane refused a message");
                             None
                         }
                         Err(e) => {
@@ -508,6 +510,44 @@ impl Agent {
                         if let Err(e) = tx.send(Message::text(text)).await {
                             break SessionEnd::Lost(e.into());
                         }
+                    }
+                }
+                _ = tokio::time::sleep_until(silence) => {
+                    break SessionEnd::Lost(anyhow::anyhow!("no message for {STREAM_SILENCE:?}"));
+                }
+                _ = drift.tick() => {
+                    // Someone (or something) changed the interface or the firewall behind
+                    // our back: put both back to the applied state.
+                    if self.applied.is_some() && !self.failed_closed {
+                        let desired = self.mirror.clone();
+                        let specs: Vec<PeerSpec> = self.specs.values().cloned().collect();
+                        if let Err(e) = self.converge(desired, &specs).await {
+                            warn!(error = %format!("{e:#}"), "drift check failed");
+                        }
+                        self.apply_firewall();
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.offline_too_long() {
+                        // Connected, but nothing verified for too long.
+                        self.fail_closed().await;
+                    }
+                    if self.resync_pending
+                        && let Some(m) = self.resync_request()
+                    {
+                        let text = serde_json::to_string(&m).unwrap_or_default();
+                        if let Err(e) = tx.send(Message::text(text)).await {
+                            break SessionEnd::Lost(e.into());
+                        }
+                    }
+                    match self.telemetry().await {
+                        Ok(t) => {
+                            let text = serde_json::to_string(&NodeMessage::Telemetry(t)).unwrap_or_default();
+                            if let Err(e) = tx.send(Message::text(text)).await {
+                                break SessionEnd::Lost(e.into());
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "cannot read the interface for telemetry"),
                     }
                 }
             }
@@ -533,15 +573,19 @@ impl Agent {
         }
     }
 
+    /// A resync request if the rate limit allows one now; otherwise it stays pending and
+    /// the next telemetry tick sends it.
     fn resync_request(&mut self) -> Option<NodeMessage> {
         let now = Instant::now();
         if self
             .last_resync
             .is_some_and(|t| now.duration_since(t) < RESYNC_INTERVAL)
         {
+            self.resync_pending = true;
             return None;
         }
         self.last_resync = Some(now);
+        self.resync_pending = false;
         Some(NodeMessage::Resync)
     }
 
@@ -572,7 +616,7 @@ impl Agent {
         if let Err(e) = self.dir.save_last_contact(self.last_contact) {
             warn!(error = %format!("{e:#}"), "cannot record contact time");
         }
-        if self.firewall_active
+        if self.firewall_applied.is_some()
             && let Err(e) = firewall::apply(&firewall::teardown(&self.id.interface_name))
         {
             warn!(error = %format!("{e:#}"), "cannot remove the firewall table");

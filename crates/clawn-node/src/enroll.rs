@@ -53,6 +53,11 @@ pub enum JoinError {
     Other(#[from] anyhow::Error),
 }
 
+/// Server text shown on a terminal, without control characters.
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(500).collect()
+}
+
 /// Normalises a server URL (no trailing slash; http or https only).
 pub fn normalise_server(url: &str) -> anyhow::Result<String> {
     let url = url.trim().trim_end_matches('/');
@@ -119,9 +124,9 @@ pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinEr
         let text = resp.text().await.unwrap_or_default();
         return Err(match serde_json::from_str::<ApiError>(&text) {
             Ok(e) => JoinError::Refused {
-                code: e.code,
-                message: e.message,
-                hint: e.hint,
+                code: printable(&e.code),
+                message: printable(&e.message),
+                hint: e.hint.as_deref().map(printable),
             },
             Err(_) => anyhow::anyhow!("enrollment failed: HTTP {status}: {text}").into(),
         });

@@ -424,14 +424,23 @@ fn control_plane_outage_and_catch_up() {
 fn node_restart_from_state_and_fail_closed() {
     let mut lab = Lab::new(1, 1);
     lab.enter("hub");
-    lab.start_server(&["--node-offline-grace-secs", "20"]);
+    lab.start_server(&["--node-offline-grace-secs", "30"]);
     let rt = runtime();
     rt.block_on(async {
-        let admin = eu_with_node(&mut lab, "embedded").await;
+        let admin = eu_with_node(&mut lab, "uapi").await;
         let alice = user(&lab, &admin, "alice@lab.test", 1).await;
         device_on(&lab, &alice, "a", "c1").await;
 
+        let wg_peers = |lab: &Lab| {
+            must(
+                lab.cmd("n1", "wg")
+                    .args(["show", &lab.wg_if("n1"), "peers"]),
+            )
+            .lines()
+            .count()
+        };
         lab.stop("server", "KILL");
+        let killed = Instant::now();
         lab.stop("n1", "TERM");
         assert!(!lab.ping("c1", NODE_TUNNEL_IP), "node is down");
         lab.run_node("n1");
@@ -443,13 +452,23 @@ fn node_restart_from_state_and_fail_closed() {
         lab.ping_until_ok("c1", NODE_TUNNEL_IP, Duration::from_secs(20));
         assert!(lab.log("n1").contains("restored the saved snapshot"));
 
-        // Past the 20 s grace without the control plane the node removes all peers.
+        assert_eq!(wg_peers(&lab), 1);
+
+        // Past the 30 s grace without the control plane the node removes all peers. The
+        // grace counts from the last contact, at most one 15 s ping interval before the
+        // kill, so not before 15 s after it.
         wait_for(
             "node fails closed",
-            Duration::from_secs(45),
+            Duration::from_secs(60),
             Duration::from_millis(100),
-            || lab.log("n1").contains("failing closed"),
+            || wg_peers(&lab) == 0,
         );
+        let after = killed.elapsed();
+        assert!(
+            after >= Duration::from_secs(14),
+            "failed closed {after:?} after the control plane died, before the 30 s grace"
+        );
+        assert!(lab.log("n1").contains("failing closed"));
         assert!(
             !lab.ping("c1", NODE_TUNNEL_IP),
             "peers must be gone after failing closed"
@@ -458,7 +477,7 @@ fn node_restart_from_state_and_fail_closed() {
         assert!(metrics.contains("clawn_node_failed_closed 1"), "{metrics}");
 
         // The control plane comes back: the node serves its peers again.
-        lab.start_server(&["--node-offline-grace-secs", "20"]);
+        lab.start_server(&["--node-offline-grace-secs", "30"]);
         wait_for(
             "node serves again",
             Duration::from_secs(30),

@@ -98,21 +98,9 @@ fn forged_replayed_and_foreign_snapshots_are_rejected() {
         );
         assert_eq!(wg_peers(&lab), vec![k1.to_base64()]);
 
-        // Forged: signed by another key. Not applied; the node asks for a real snapshot.
+        // Replayed: an older, genuinely signed snapshot. Foreign: another node's. Neither
+        // gets any answer (no ack, and no resync: the node is where it should be).
         let (p2, _) = peer(3);
-        let forger = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-        out_tx
-            .send(ServerMessage::State(sign(
-                &forger,
-                &snapshot(node_id, 9, vec![p1.clone(), p2.clone()]),
-            )))
-            .await
-            .expect("send");
-        assert_eq!(
-            next_reply(&mut in_rx, Duration::from_secs(10)).await,
-            Some(NodeMessage::Resync)
-        );
-        // Replayed: an older, genuinely signed snapshot. Foreign: another node's.
         out_tx
             .send(ServerMessage::State(sign(
                 &key,
@@ -148,6 +136,40 @@ fn forged_replayed_and_foreign_snapshots_are_rejected() {
             Some(NodeMessage::Ack { version: 6 }),
             "the replayed and foreign snapshots must get no answer"
         );
+        // Forged: signed by another key. Not applied; the node asks for a real snapshot.
+        let forger = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        out_tx
+            .send(ServerMessage::State(sign(
+                &forger,
+                &snapshot(node_id, 9, vec![p1.clone(), p2.clone()]),
+            )))
+            .await
+            .expect("send");
+        assert_eq!(
+            next_reply(&mut in_rx, Duration::from_secs(10)).await,
+            Some(NodeMessage::Resync)
+        );
+        // A forged delta too.
+        let (p5, _) = peer(5);
+        out_tx
+            .send(ServerMessage::State(sign(
+                &forger,
+                &DesiredState::Delta(Delta {
+                    node_id,
+                    from_version: 6,
+                    to_version: 7,
+                    issued_at: 1,
+                    remove: vec![k1],
+                    add: vec![p5],
+                }),
+            )))
+            .await
+            .expect("send");
+        // (Its resync request is rate-limited behind the one above; the agent sends it
+        // within 5 s. Whatever it sends, it must not be an ack.)
+        let reply = next_reply(&mut in_rx, Duration::from_secs(10)).await;
+        assert_eq!(reply, Some(NodeMessage::Resync), "forged delta");
+
         let mut want = vec![k1.to_base64(), k4.to_base64()];
         want.sort();
         assert_eq!(
@@ -157,10 +179,10 @@ fn forged_replayed_and_foreign_snapshots_are_rejected() {
         );
 
         let metrics = node_metrics(1).await;
-        for reason in ["bad_signature", "stale", "wrong_node"] {
+        for (reason, n) in [("bad_signature", 2), ("stale", 1), ("wrong_node", 1)] {
             assert!(
                 metrics.contains(&format!(
-                    "clawn_node_rejected_total{{reason=\"{reason}\"}} 1"
+                    "clawn_node_rejected_total{{reason=\"{reason}\"}} {n}"
                 )),
                 "{reason} not counted:\n{metrics}"
             );

@@ -75,6 +75,13 @@ async fn ensure_region(app: &AppState) -> anyhow::Result<Uuid> {
     if let Some(r) = app.store.region_by_code(DEFAULT_REGION).await? {
         return Ok(r.id);
     }
+    if !app.store.list_regions().await?.is_empty() {
+        // Never guess a pool next to an operator's regions: it could overlap one.
+        anyhow::bail!(
+            "regions exist but none is called `{DEFAULT_REGION}`: create it \
+             (clawn admin region create {DEFAULT_REGION} --cidr ...) for the all-in-one node"
+        );
+    }
     let now = now_millis();
     let rec = RegionRecord {
         id: Uuid::now_v7(),

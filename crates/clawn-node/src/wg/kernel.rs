@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use clawn_proto::keys::WgPublicKey;
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
+    Emitable as _, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    NetlinkSerializable,
 };
 use netlink_packet_generic::GenlMessage;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
@@ -98,16 +99,19 @@ pub fn build_set(ifname: &str, family: u16, ops: &Ops, first_seq: u32) -> Vec<Ve
     let mut batch: Vec<WireguardPeer> = Vec::new();
     let mut seq = first_seq;
     let flags = NLM_F_REQUEST | NLM_F_ACK;
+    // The message without peers, then each peer's attribute size (header and padding
+    // included), so the split costs one pass.
+    let base = serialize(
+        wg_message(ifname, vec![WireguardAttribute::Peers(vec![])]),
+        family,
+        flags,
+        seq,
+    )
+    .len();
+    let mut size = base;
     for peer in peers {
-        batch.push(peer);
-        let candidate = serialize(
-            wg_message(ifname, vec![WireguardAttribute::Peers(batch.clone())]),
-            family,
-            flags,
-            seq,
-        );
-        if candidate.len() > MAX_MESSAGE && batch.len() > 1 {
-            let last = batch.pop().expect("batch has two or more");
+        let len = peer.buffer_len();
+        if size + len > MAX_MESSAGE && !batch.is_empty() {
             out.push(serialize(
                 wg_message(
                     ifname,
@@ -118,8 +122,10 @@ pub fn build_set(ifname: &str, family: u16, ops: &Ops, first_seq: u32) -> Vec<Ve
                 seq,
             ));
             seq = seq.wrapping_add(1);
-            batch.push(last);
+            size = base;
         }
+        size += len;
+        batch.push(peer);
     }
     if !batch.is_empty() {
         out.push(serialize(

@@ -154,6 +154,9 @@ fn handshake_millis(
     }
 }
 
+/// The longest a UAPI request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A UAPI connection over any byte stream (a unix socket or the embedded socketpair).
 pub struct UapiConn<S> {
     io: BufReader<S>,
@@ -172,6 +175,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> UapiConn<S> {
     /// Sends one command and reads the answer up to (and including) `errno=N` and its
     /// blank line. Returns the lines before `errno`.
     async fn request(&mut self, cmd: &str) -> Result<Vec<String>, WgError> {
+        // A hung implementation must not freeze the agent (fail-closed, shutdown): bound
+        // every request. A 100k-peer `set` takes about 10 s on these machines.
+        tokio::time::timeout(REQUEST_TIMEOUT, self.request_inner(cmd))
+            .await
+            .map_err(|_| WgError::Protocol(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+    }
+
+    async fn request_inner(&mut self, cmd: &str) -> Result<Vec<String>, WgError> {
         self.io.get_mut().write_all(cmd.as_bytes()).await?;
         self.io.get_mut().flush().await?;
         let mut lines = Vec::new();
