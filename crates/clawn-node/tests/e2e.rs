@@ -269,14 +269,26 @@ fn uapi_backend_reach_revoke_rotate() {
     reach_revoke_rotate("uapi");
 }
 
-/// One node with a client per device; returns (admin, lab) ready for traffic.
+/// Creates a device in region `eu` and brings its client up in `client`, traffic checked.
 async fn device_on(lab: &Lab, user: &clawn_testkit::Client, name: &str, client: &str) -> Value {
-    let (d, k) = api_device(user, name, "eu").await;
+    device_at(lab, user, name, "eu", client, NODE_TUNNEL_IP).await
+}
+
+/// Creates a device in `region`, brings its client up and waits until it reaches `node_ip`.
+async fn device_at(
+    lab: &Lab,
+    user: &clawn_testkit::Client,
+    name: &str,
+    region: &str,
+    client: &str,
+    node_ip: &str,
+) -> Value {
+    let (d, k) = api_device(user, name, region).await;
     lab.client_up(
         client,
         &with_key(d["config_text"].as_str().expect("config"), &k),
     );
-    lab.ping_until_ok(client, NODE_TUNNEL_IP, Duration::from_secs(20));
+    lab.ping_until_ok(client, node_ip, Duration::from_secs(20));
     d["device"].clone()
 }
 
@@ -358,13 +370,16 @@ fn client_isolation_and_exit_nat() {
 /// cut off reach it when it is back; new devices work after the restart.
 #[test]
 fn control_plane_outage_and_catch_up() {
-    let mut lab = Lab::new(1, 3);
+    let mut lab = Lab::new(2, 4);
     lab.enter("hub");
     lab.start_server(&[]);
     let rt = runtime();
     rt.block_on(async {
         let admin0 = eu_with_node(&mut lab, "embedded").await;
-        let alice = user(&lab, &admin0, "alice@lab.test", 3).await;
+        // A second node in another region stays connected throughout.
+        region(&admin0, "us", "10.101.0.0/16").await;
+        lab.start_node(&admin0, "n2", "us", "uapi").await;
+        let alice = user(&lab, &admin0, "alice@lab.test", 4).await;
         device_on(&lab, &alice, "a", "c1").await;
         let b = device_on(&lab, &alice, "b", "c2").await;
 
@@ -396,6 +411,8 @@ fn control_plane_outage_and_catch_up() {
             lab.ping("c2", NODE_TUNNEL_IP),
             "B must still work until the node hears of it"
         );
+        // The other region's node is unaffected: a new device there works at once.
+        device_at(&lab, &alice, "d", "us", "c4", "10.101.0.1").await;
         // Reconnect: the node catches up.
         must(
             lab.cmd("n1", "ip")
@@ -403,7 +420,8 @@ fn control_plane_outage_and_catch_up() {
         );
         admin
             .get_until("/api/v1/admin/nodes", Duration::from_secs(30), |b| {
-                b[0]["state"] == "online"
+                b.as_array()
+                    .is_some_and(|ns| ns.len() == 2 && ns.iter().all(|n| n["state"] == "online"))
             })
             .await;
         wait_for(
