@@ -239,14 +239,14 @@ fn full_sync(n: usize, backend: &'static str) {
                 .build()
                 .expect("rt");
             rt.block_on(async move {
-                let cfg = clawn_node::wg::IfaceConfig {
+                let cfg = clawn_node::wireguard::IfaceConfig {
                     name,
                     key: WgKeyPair::generate(),
                     listen_port: 51821,
                     address: "10.4.0.1/14".parse().expect("net"),
                     userspace_bin: None,
                 };
-                let mut dev = clawn_node::wg::embedded::EmbeddedBackend::open(&cfg)
+                let mut dev = clawn_node::wireguard::embedded::EmbeddedBackend::open(&cfg)
                     .await
                     .expect("embedded device");
                 let t = Instant::now();

@@ -26,7 +26,7 @@ use crate::firewall::{self, FirewallSpec};
 use crate::reconcile::{self, PeerMap};
 use crate::state::{Identity, StateDir};
 use crate::telemetry::Sampler;
-use crate::wg::{Backend, IfaceConfig};
+use crate::wireguard::{Backend, IfaceConfig};
 
 /// Largest message accepted on the stream: a 100k-peer snapshot is about 16 MB.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;

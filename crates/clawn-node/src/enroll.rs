@@ -10,7 +10,7 @@ use clawn_proto::node::{ENROLL_PATH, EnrollRequest, EnrollResponse, capability};
 use clawn_proto::sign::parse_verifying_key;
 
 use crate::state::{Identity, StateDir};
-use crate::wg::{BackendKind, valid_ifname};
+use crate::wireguard::{BackendKind, valid_ifname};
 
 /// What `clawn-node join` needs.
 #[derive(Debug, Clone)]

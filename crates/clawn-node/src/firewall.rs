@@ -196,8 +196,10 @@ fn iface_ipv4(iface: &str) -> Option<Ipv4Addr> {
         rt.block_on(async move {
             use futures_util::TryStreamExt as _;
             use rtnetlink::packet_route::address::AddressAttribute;
-            let handle = crate::wg::link::connect().ok()?;
-            let index = crate::wg::link::index_of(&handle, &iface).await.ok()??;
+            let handle = crate::wireguard::link::connect().ok()?;
+            let index = crate::wireguard::link::index_of(&handle, &iface)
+                .await
+                .ok()??;
             let mut addrs = handle
                 .address()
                 .get()

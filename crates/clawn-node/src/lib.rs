@@ -2,7 +2,7 @@
 //!
 //! A node enrolls once with a join token ([`enroll::join`]), then [`agent::Agent`] keeps
 //! the signed desired-state stream to the control plane and applies it to one WireGuard
-//! interface through a [`wg::Backend`] (kernel netlink, UAPI, or embedded userspace),
+//! interface through a [`wireguard::Backend`] (kernel netlink, UAPI, or embedded userspace),
 //! with exit NAT and client isolation in an nftables table it owns ([`firewall`]).
 
 pub mod agent;
@@ -11,7 +11,7 @@ pub mod firewall;
 pub mod reconcile;
 pub mod state;
 pub mod telemetry;
-pub mod wg;
+pub mod wireguard;
 
 pub use agent::{Agent, AgentConfig};
 

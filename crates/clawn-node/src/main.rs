@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use clawn_node::enroll::{JoinError, JoinOptions, join};
 use clawn_node::state::StateDir;
-use clawn_node::wg::BackendKind;
+use clawn_node::wireguard::BackendKind;
 use clawn_node::{Agent, AgentConfig};
 
 /// The Clawn node agent: keeps one WireGuard interface in the state the control plane signs.

@@ -7,7 +7,7 @@ use clawn_proto::keys::WgPublicKey;
 use clawn_proto::node::{Delta, InterfaceSpec, PeerSpec};
 use ipnet::Ipv4Net;
 
-use crate::wg::{Caps, Ops, PeerState};
+use crate::wireguard::{Caps, Ops, PeerState};
 
 /// The peers a node must have: key → allowed IPs (sorted).
 pub type PeerMap = BTreeMap<WgPublicKey, Vec<Ipv4Net>>;

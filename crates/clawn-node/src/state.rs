@@ -12,7 +12,7 @@ use clawn_proto::time::UnixMillis;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::wg::BackendKind;
+use crate::wireguard::BackendKind;
 
 /// What enrollment produced. Holds secrets: the WireGuard private key, the identity key
 /// and the stream credential.

@@ -7,7 +7,7 @@ use clawn_proto::keys::WgPublicKey;
 use clawn_proto::node::{HostMetrics, PeerStats};
 use clawn_proto::time::UnixMillis;
 
-use crate::wg::PeerState;
+use crate::wireguard::PeerState;
 
 /// A peer is active if it completed a handshake within this window (WireGuard re-keys
 /// every two minutes while traffic flows).

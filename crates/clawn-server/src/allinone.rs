@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use clawn_node::enroll::{JoinOptions, join};
 use clawn_node::state::StateDir;
-use clawn_node::wg::BackendKind;
+use clawn_node::wireguard::BackendKind;
 use clawn_node::{Agent, AgentConfig};
 use clawn_proto::time::now_millis;
 use serde_json::json;
