@@ -115,6 +115,7 @@ enum SessionEnd {
 /// The agent's state.
 pub struct Agent {
     id: Identity,
+    identity_key: ed25519_dalek::SigningKey,
     dir: StateDir,
     cfg: AgentConfig,
     verifier: StateVerifier,
@@ -147,6 +148,8 @@ impl Agent {
         let verifier = StateVerifier::new(key, id.node_id);
         let wg = WgKeyPair::from_private_base64(&id.wg_private_key)
             .map_err(|e| anyhow::anyhow!("identity holds a bad WireGuard key: {e}"))?;
+        let identity_key = identity_signing_key(&id)
+            .ok_or_else(|| anyhow::anyhow!("identity holds a bad ed25519 identity key"))?;
         let saved = match dir.load_applied() {
             Ok(s) => s,
             Err(e) => {
@@ -176,6 +179,7 @@ impl Agent {
         };
         let last_contact = dir.load_last_contact().unwrap_or_else(now_millis);
         let mut agent = Self {
+            identity_key,
             verifier,
             backend,
             mirror: PeerMap::new(),
@@ -421,6 +425,17 @@ impl Agent {
             "authorization",
             format!("Bearer {}", self.id.credential).parse()?,
         );
+        // Prove the enrolled identity key on every connect (the credential alone is not
+        // enough to open a stream).
+        let at = now_millis();
+        req.headers_mut().insert(
+            clawn_proto::sign::IDENTITY_TIME_HEADER,
+            at.to_string().parse()?,
+        );
+        req.headers_mut().insert(
+            clawn_proto::sign::IDENTITY_PROOF_HEADER,
+            clawn_proto::sign::identity_proof(&self.identity_key, self.id.node_id, at).parse()?,
+        );
         Ok(req)
     }
 
@@ -637,17 +652,16 @@ impl Agent {
     }
 }
 
-/// The public half of the node's identity key (for display).
-pub fn identity_public(id: &Identity) -> Option<String> {
+/// The node's ed25519 identity key from its identity file.
+fn identity_signing_key(id: &Identity) -> Option<ed25519_dalek::SigningKey> {
     let bytes = STANDARD.decode(&id.identity_secret).ok()?;
     let arr = <[u8; 32]>::try_from(bytes.as_slice()).ok()?;
-    Some(
-        STANDARD.encode(
-            ed25519_dalek::SigningKey::from_bytes(&arr)
-                .verifying_key()
-                .to_bytes(),
-        ),
-    )
+    Some(ed25519_dalek::SigningKey::from_bytes(&arr))
+}
+
+/// The public half of the node's identity key (for display).
+pub fn identity_public(id: &Identity) -> Option<String> {
+    Some(STANDARD.encode(identity_signing_key(id)?.verifying_key().to_bytes()))
 }
 
 #[cfg(test)]

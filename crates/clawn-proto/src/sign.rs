@@ -56,6 +56,41 @@ pub fn parse_verifying_key(s: &str) -> Result<VerifyingKey, Rejection> {
     VerifyingKey::from_bytes(&arr).map_err(|_| Rejection::Malformed("not an ed25519 key".into()))
 }
 
+/// Header carrying the time (Unix ms) a node's stream request was made.
+pub const IDENTITY_TIME_HEADER: &str = "x-clawn-node-time";
+/// Header carrying the node's identity proof (ed25519 signature, standard base64).
+pub const IDENTITY_PROOF_HEADER: &str = "x-clawn-node-proof";
+/// How far a proof's time may be from the control plane's clock.
+pub const IDENTITY_PROOF_MAX_SKEW_MS: i64 = 300_000;
+
+const PROOF_DOMAIN: &[u8] = b"clawn-node-stream-v1\0";
+
+fn proof_message(node_id: Uuid, at: i64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(PROOF_DOMAIN.len() + 24);
+    m.extend_from_slice(PROOF_DOMAIN);
+    m.extend_from_slice(node_id.as_bytes());
+    m.extend_from_slice(&at.to_be_bytes());
+    m
+}
+
+/// The proof a node sends with its stream request: its enrolled ed25519 identity key
+/// signs its id and the current time, so the bearer credential alone does not open a
+/// stream.
+pub fn identity_proof(key: &SigningKey, node_id: Uuid, at: i64) -> String {
+    STANDARD.encode(key.sign(&proof_message(node_id, at)).to_bytes())
+}
+
+/// Checks a node's identity proof against its enrolled key.
+pub fn verify_identity_proof(key: &VerifyingKey, node_id: Uuid, at: i64, proof: &str) -> bool {
+    let Ok(bytes) = STANDARD.decode(proof.trim()) else {
+        return false;
+    };
+    let Ok(sig) = Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(&proof_message(node_id, at), &sig).is_ok()
+}
+
 /// Why a node refuses a desired-state message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -200,6 +235,33 @@ mod tests {
             remove: vec![],
             add: vec![],
         })
+    }
+
+    #[test]
+    fn identity_proofs_bind_key_node_and_time() {
+        let k = key(7);
+        let node = Uuid::new_v4();
+        let p = identity_proof(&k, node, 1_000);
+        assert!(verify_identity_proof(&k.verifying_key(), node, 1_000, &p));
+        assert!(!verify_identity_proof(&k.verifying_key(), node, 1_001, &p));
+        assert!(!verify_identity_proof(
+            &k.verifying_key(),
+            Uuid::new_v4(),
+            1_000,
+            &p
+        ));
+        assert!(!verify_identity_proof(
+            &key(8).verifying_key(),
+            node,
+            1_000,
+            &p
+        ));
+        assert!(!verify_identity_proof(
+            &k.verifying_key(),
+            node,
+            1_000,
+            "not base64!"
+        ));
     }
 
     #[test]

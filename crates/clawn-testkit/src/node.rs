@@ -54,6 +54,8 @@ pub struct ProtoNode {
     pub verifier: StateVerifier,
     /// The node's WireGuard key pair.
     pub wg: WgKeyPair,
+    /// The node's ed25519 identity key (proves the node on each stream request).
+    pub identity: ed25519_dalek::SigningKey,
     /// Enrollment answer.
     pub enrollment: EnrollResponse,
     /// Version applied.
@@ -104,6 +106,7 @@ impl ProtoNode {
             credential: enrollment.credential.clone(),
             verifier: StateVerifier::new(key, enrollment.node_id),
             wg,
+            identity,
             enrollment,
             applied: None,
             peers: BTreeMap::new(),
@@ -122,6 +125,7 @@ impl ProtoNode {
             credential: self.credential.clone(),
             verifier: self.verifier.clone(),
             wg: WgKeyPair::generate(),
+            identity: self.identity.clone(),
             enrollment: self.enrollment.clone(),
             applied: None,
             peers: BTreeMap::new(),
@@ -142,6 +146,15 @@ impl ProtoNode {
         req.headers_mut().insert(
             "authorization",
             format!("Bearer {}", self.credential).parse()?,
+        );
+        let at = clawn_proto::time::now_millis();
+        req.headers_mut().insert(
+            clawn_proto::sign::IDENTITY_TIME_HEADER,
+            at.to_string().parse()?,
+        );
+        req.headers_mut().insert(
+            clawn_proto::sign::IDENTITY_PROOF_HEADER,
+            clawn_proto::sign::identity_proof(&self.identity, self.node_id, at).parse()?,
         );
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await

@@ -18,6 +18,7 @@ both_dbs!(
     nodes_only_get_their_own_peers,
     telemetry_is_stored_and_drives_tunnel_status,
     stream_refuses_bad_credentials,
+    stream_needs_the_enrolled_identity_key,
     replayed_and_foreign_state_is_rejected,
 );
 
@@ -330,6 +331,56 @@ async fn stream_refuses_bad_credentials(db: Db) {
     // A user session is not a node credential.
     node.credential = admin.token.clone().unwrap_or_default();
     assert!(node.connect().await.is_err());
+}
+
+async fn stream_needs_the_enrolled_identity_key(db: Db) {
+    use clawn_proto::sign::{IDENTITY_PROOF_HEADER, IDENTITY_TIME_HEADER, identity_proof};
+    let srv = TestServer::start(db).await;
+    let admin = srv.admin().await;
+    let node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
+    let attempt = |proof: Option<(ed25519_dalek::SigningKey, i64)>| {
+        let mut req = reqwest::Client::new()
+            .get(format!("{}/api/v1/node/stream", srv.url))
+            .bearer_auth(&node.credential);
+        if let Some((key, at)) = proof {
+            req = req.header(IDENTITY_TIME_HEADER, at.to_string()).header(
+                IDENTITY_PROOF_HEADER,
+                identity_proof(&key, node.node_id, at),
+            );
+        }
+        async move {
+            let resp = req.send().await.expect("send");
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            (
+                status,
+                body["code"].as_str().unwrap_or_default().to_string(),
+            )
+        }
+    };
+    let now = clawn_proto::time::now_millis();
+    // The credential alone: refused.
+    assert_eq!(
+        attempt(None).await,
+        (StatusCode::UNAUTHORIZED, "identity_proof_required".into())
+    );
+    // Another key: refused.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    assert_eq!(
+        attempt(Some((other, now))).await,
+        (StatusCode::UNAUTHORIZED, "invalid_identity_proof".into())
+    );
+    // The right key, but an old proof (a replay): refused.
+    assert_eq!(
+        attempt(Some((node.identity.clone(), now - 600_000))).await,
+        (StatusCode::UNAUTHORIZED, "identity_proof_expired".into())
+    );
+    // The right key, now: authenticated (the upgrade itself is missing in this plain
+    // GET, so the answer is the WebSocket refusal, not an authentication one).
+    assert_eq!(
+        attempt(Some((node.identity.clone(), now))).await,
+        (StatusCode::BAD_REQUEST, "upgrade_required".into())
+    );
 }
 
 async fn replayed_and_foreign_state_is_rejected(db: Db) {

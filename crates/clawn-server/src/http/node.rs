@@ -192,7 +192,8 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
             "node credential required",
         )
     })?;
-    app.store
+    let node = app
+        .store
         .node_by_credential(&token_hash(token))
         .await?
         .ok_or_else(|| {
@@ -201,7 +202,46 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
                 "invalid_node_credential",
                 "unknown or removed node",
             )
-        })
+        })?;
+    // The credential alone is not enough: the node proves it holds the identity key it
+    // enrolled with, over its id and the current time.
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(at), Some(proof)) = (
+        header(clawn_proto::sign::IDENTITY_TIME_HEADER),
+        header(clawn_proto::sign::IDENTITY_PROOF_HEADER),
+    ) else {
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "identity_proof_required",
+            "the stream needs the node's identity proof",
+        )
+        .hint("upgrade clawn-node; it signs each stream request with its identity key"));
+    };
+    let at: i64 = at.parse().map_err(|_| {
+        ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_identity_proof",
+            "the identity proof time is not a number",
+        )
+    })?;
+    if now_millis().abs_diff(at) > clawn_proto::sign::IDENTITY_PROOF_MAX_SKEW_MS.unsigned_abs() {
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "identity_proof_expired",
+            "the identity proof is more than 5 minutes from the control plane's time",
+        )
+        .hint("check the node's clock (NTP)"));
+    }
+    let key = clawn_proto::sign::parse_verifying_key(&node.identity_public_key)
+        .map_err(|e| ApiErr::internal(&e))?;
+    if !clawn_proto::sign::verify_identity_proof(&key, node.id, at, proof) {
+        return Err(ApiErr::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_identity_proof",
+            "the identity proof does not match the node's enrolled key",
+        ));
+    }
+    Ok(node)
 }
 
 /// The node's desired-state stream (WebSocket; `Authorization: Bearer <node credential>`).

@@ -149,6 +149,8 @@ pub struct NodeAuth {
     pub id: Uuid,
     /// Name.
     pub name: String,
+    /// The ed25519 identity key the node enrolled with (standard base64).
+    pub identity_public_key: String,
 }
 
 /// A node's desired state at one version.
@@ -258,7 +260,7 @@ impl Store {
     /// Resolves a node credential hash (removed nodes resolve to nothing).
     pub async fn node_by_credential(&self, hash: &str) -> StoreResult<Option<NodeAuth>> {
         let row = sqlx::query(
-            "SELECT id, name FROM nodes WHERE credential_hash = $1 AND removed_at IS NULL",
+            "SELECT id, name, identity_public_key FROM nodes WHERE credential_hash = $1 AND removed_at IS NULL",
         )
         .bind(hash)
         .fetch_optional(self.pool())
@@ -267,6 +269,7 @@ impl Store {
             Ok(NodeAuth {
                 id: uuid(&r.try_get::<String, _>("id")?, "nodes.id")?,
                 name: r.try_get("name")?,
+                identity_public_key: r.try_get("identity_public_key")?,
             })
         })
         .transpose()
