@@ -18,6 +18,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use clawn_testkit::bench::{env_usize, pct};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -29,18 +30,6 @@ use reqwest::StatusCode;
 use serde_json::json;
 use support::*;
 use uuid::Uuid;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx].as_secs_f64() * 1000.0
-}
 
 /// One UAPI request on a socket path; returns the time it took.
 fn uapi(sock: &str, cmd: &str) -> Duration {

@@ -17,7 +17,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{TokenKind, new_token, token_hash};
 use crate::store::audit::{self, AuditActor};
 use crate::store::regions::{self, RegionRecord};
 
@@ -47,7 +46,7 @@ async fn prepare(app: &AppState, bound: SocketAddr) -> anyhow::Result<Agent> {
     let dir = StateDir::open(cfg.data_dir.join("node"))?;
     if !dir.has_identity() {
         let region = ensure_region(app).await?;
-        let token = mint_token(app, region).await?;
+        let token = mint_token(app, &region).await?;
         let host = match bound.ip() {
             ip if ip.is_unspecified() => std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
             ip => ip,
@@ -71,9 +70,9 @@ async fn prepare(app: &AppState, bound: SocketAddr) -> anyhow::Result<Agent> {
     Agent::start(AgentConfig::new(dir.path())).await
 }
 
-async fn ensure_region(app: &AppState) -> anyhow::Result<Uuid> {
+async fn ensure_region(app: &AppState) -> anyhow::Result<RegionRecord> {
     if let Some(r) = app.store.region_by_code(DEFAULT_REGION).await? {
-        return Ok(r.id);
+        return Ok(r);
     }
     if !app.store.list_regions().await?.is_empty() {
         // Never guess a pool next to an operator's regions: it could overlap one.
@@ -109,34 +108,19 @@ async fn ensure_region(app: &AppState) -> anyhow::Result<Uuid> {
         pool = DEFAULT_POOL,
         "created the default region for the all-in-one node"
     );
-    Ok(rec.id)
+    Ok(rec)
 }
 
-async fn mint_token(app: &AppState, region: Uuid) -> anyhow::Result<String> {
-    let token = new_token(TokenKind::Join);
-    let now = now_millis();
-    let mut w = app.store.write().await?;
-    let id = app
-        .store
-        .insert_join_token(
-            &mut w.tx,
-            &token_hash(&token),
-            region,
-            100_000,
-            None,
-            now,
-            now + 300_000,
-        )
-        .await?;
-    audit::record(
-        &mut w.tx,
+async fn mint_token(app: &AppState, region: &RegionRecord) -> anyhow::Result<String> {
+    let (_, token) = crate::http::admin::mint_join_token(
+        app,
+        region,
+        100_000,
+        None,
         &AuditActor::system(),
-        "node_token.create",
-        "join_token",
-        Some(id.to_string()),
-        json!({"region": DEFAULT_REGION, "reason": "all-in-one"}),
+        now_millis() + 300_000,
+        json!({"reason": "all-in-one"}),
     )
     .await?;
-    w.commit().await?;
     Ok(token)
 }

@@ -10,6 +10,7 @@
 //! Runs on SQLite, and on PostgreSQL when `CLAWN_TEST_PG_URL` is set (scripts/bench.sh
 //! starts one). Sizes: `CLAWN_BENCH_CREATES`, `CLAWN_BENCH_REVOKES`.
 
+use clawn_testkit::bench::{env_usize, pct};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -18,21 +19,6 @@ use clawn_testkit::node::Applied;
 use clawn_testkit::{Client, Db, TestServer};
 use serde_json::json;
 use tokio::sync::mpsc;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx].as_secs_f64() * 1000.0
-}
 
 fn summary(name: &str, mut v: Vec<Duration>) -> String {
     v.sort();

@@ -3,6 +3,7 @@
 //! `CLAWN_TEST_PG_URL`), an HTTP client that returns status + JSON, and [`ProtoNode`], a
 //! small node-protocol client that enrolls, verifies signed state and acknowledges.
 
+pub mod bench;
 mod both;
 pub mod node;
 

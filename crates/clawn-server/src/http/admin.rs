@@ -241,32 +241,17 @@ pub async fn create_node_token(
             "capacity must be 1 to 1000000",
         ));
     }
-    let token = new_token(TokenKind::Join);
-    let now = now_millis();
-    let expires_at = now + i64::try_from(secs).unwrap_or(3600) * 1000;
-    let mut w = app.store.write().await?;
-    let id = app
-        .store
-        .insert_join_token(
-            &mut w.tx,
-            &token_hash(&token),
-            region.id,
-            capacity,
-            Some(admin.actor().user.id),
-            now,
-            expires_at,
-        )
-        .await?;
-    audit::record(
-        &mut w.tx,
+    let expires_at = now_millis() + i64::try_from(secs).unwrap_or(3600) * 1000;
+    let (id, token) = mint_join_token(
+        &app,
+        &region,
+        capacity,
+        Some(admin.actor().user.id),
         &admin.audit(),
-        "node_token.create",
-        "join_token",
-        Some(id.to_string()),
-        json!({"region": region.code, "expires_at": expires_at, "capacity": capacity}),
+        expires_at,
+        json!({}),
     )
     .await?;
-    w.commit().await?;
     let join_command = format!(
         "clawn-node join --server {} --token {token}",
         app.config.public_url
@@ -648,4 +633,46 @@ pub async fn audit_log(
         cursor: q.cursor,
     };
     Ok(Json(audit::query(app.store.pool(), &f).await?))
+}
+
+/// Mints a one-time join token for `region` and audits it, in one transaction. Returns the
+/// token's id and the token (shown once; only its hash is stored).
+pub async fn mint_join_token(
+    app: &AppState,
+    region: &RegionRecord,
+    capacity: u32,
+    created_by: Option<Uuid>,
+    actor: &audit::AuditActor,
+    expires_at: i64,
+    extra: serde_json::Value,
+) -> crate::store::StoreResult<(Uuid, String)> {
+    let token = new_token(TokenKind::Join);
+    let mut w = app.store.write().await?;
+    let id = app
+        .store
+        .insert_join_token(
+            &mut w.tx,
+            &token_hash(&token),
+            region.id,
+            capacity,
+            created_by,
+            now_millis(),
+            expires_at,
+        )
+        .await?;
+    let mut meta = json!({"region": region.code, "expires_at": expires_at, "capacity": capacity});
+    if let (Some(m), Some(e)) = (meta.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    audit::record(
+        &mut w.tx,
+        actor,
+        "node_token.create",
+        "join_token",
+        Some(id.to_string()),
+        meta,
+    )
+    .await?;
+    w.commit().await?;
+    Ok((id, token))
 }
