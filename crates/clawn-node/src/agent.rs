@@ -173,7 +173,10 @@ impl Agent {
             .await
             .with_context(|| format!("cannot set up {} ({} backend)", icfg.name, id.backend))?;
         let exit_ipv4 = if cfg.exit {
-            cfg.exit_ipv4.or_else(firewall::detect_exit_ipv4)
+            match cfg.exit_ipv4 {
+                Some(ip) => Some(ip),
+                None => firewall::detect_exit_ipv4().await,
+            }
         } else {
             None
         };
@@ -208,7 +211,8 @@ impl Agent {
             } else {
                 let pool = reconcile::parse_interface(&s.interface)?.pool;
                 let desired = reconcile::validate_peers(&s.peers, pool)?;
-                agent.converge(desired, &s.peers).await?;
+                agent.converge(desired).await?;
+                agent.set_specs(&s.peers);
                 info!(
                     version = s.version,
                     peers = s.peers.len(),
@@ -217,7 +221,7 @@ impl Agent {
             }
         } else {
             // No snapshot: nothing may pass until the control plane says so.
-            agent.converge(PeerMap::new(), &[]).await?;
+            agent.converge(PeerMap::new()).await?;
         }
         Ok(agent)
     }
@@ -289,8 +293,9 @@ impl Agent {
         }
     }
 
-    /// Brings the interface to `desired`, planning against what it really has.
-    async fn converge(&mut self, desired: PeerMap, specs: &[PeerSpec]) -> anyhow::Result<()> {
+    /// Brings the interface to `desired`, planning against what it really has. The
+    /// caller keeps `specs` in step (they only change with a new desired state).
+    async fn converge(&mut self, desired: PeerMap) -> anyhow::Result<()> {
         let current = reconcile::from_interface(&self.backend.read().await?);
         let ops = reconcile::plan(&current, &desired, self.backend.caps());
         self.backend.apply(&ops).await?;
@@ -302,9 +307,12 @@ impl Agent {
             );
         }
         self.mirror = desired;
-        self.specs = specs.iter().map(|p| (p.public_key, p.clone())).collect();
         metrics::gauge!("clawn_node_peers").set(self.mirror.len() as f64);
         Ok(())
+    }
+
+    fn set_specs(&mut self, peers: &[PeerSpec]) {
+        self.specs = peers.iter().map(|p| (p.public_key, p.clone())).collect();
     }
 
     fn touch_contact(&mut self) {
@@ -322,7 +330,6 @@ impl Agent {
         let started = Instant::now();
         self.dir
             .save_applied_parts(version, &self.interface, &self.policy, self.specs.values())?;
-        self.dir.save_last_contact(self.last_contact)?;
         metrics::histogram!("clawn_node_save_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -358,7 +365,8 @@ impl Agent {
                 if s.interface != self.interface {
                     warn!(old = ?self.interface, new = ?s.interface, "interface settings changed; the address and port apply after a restart");
                 }
-                self.converge(desired, &s.peers).await?;
+                self.converge(desired).await?;
+                self.set_specs(&s.peers);
                 self.interface = s.interface.clone();
                 self.policy = s.policy.clone();
                 if self.firewall_spec() != self.firewall_applied {
@@ -534,9 +542,7 @@ impl Agent {
                     // Someone (or something) changed the interface or the firewall behind
                     // our back: put both back to the applied state.
                     if self.applied.is_some() && !self.failed_closed {
-                        let desired = self.mirror.clone();
-                        let specs: Vec<PeerSpec> = self.specs.values().cloned().collect();
-                        if let Err(e) = self.converge(desired, &specs).await {
+                        if let Err(e) = self.converge(self.mirror.clone()).await {
                             warn!(error = %format!("{e:#}"), "drift check failed");
                         }
                         self.apply_firewall();

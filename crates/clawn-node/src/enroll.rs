@@ -86,7 +86,10 @@ pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinEr
     let server = normalise_server(&opts.server)?;
     let wg = WgKeyPair::generate();
     let identity = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-    let exit_ipv4 = opts.exit_ipv4.or_else(crate::firewall::detect_exit_ipv4);
+    let exit_ipv4 = match opts.exit_ipv4 {
+        Some(ip) => Some(ip),
+        None => crate::firewall::detect_exit_ipv4().await,
+    };
     let endpoint = match &opts.endpoint {
         Some(e) => e.clone(),
         None => match exit_ipv4 {

@@ -170,10 +170,17 @@ pub fn enable_forwarding() -> std::io::Result<()> {
 
 /// The IPv4 address of the interface that holds the default route, if any: the address
 /// clients appear from once masqueraded.
-pub fn detect_exit_ipv4() -> Option<Ipv4Addr> {
+pub async fn detect_exit_ipv4() -> Option<Ipv4Addr> {
     let routes = std::fs::read_to_string("/proc/net/route").ok()?;
     let iface = default_route_iface(&routes)?;
-    iface_ipv4(&iface)
+    let handle = crate::wireguard::link::connect().ok()?;
+    let index = crate::wireguard::link::index_of(&handle, &iface)
+        .await
+        .ok()??;
+    let addrs = crate::wireguard::link::ipv4_addresses(&handle, index)
+        .await
+        .ok()?;
+    addrs.first().map(|n| n.addr())
 }
 
 /// Parses `/proc/net/route` for the default route's interface.
@@ -182,42 +189,6 @@ pub fn default_route_iface(routes: &str) -> Option<String> {
         let f: Vec<&str> = l.split_whitespace().collect();
         (f.len() > 7 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0].to_string())
     })
-}
-
-fn iface_ipv4(iface: &str) -> Option<Ipv4Addr> {
-    // /proc/net/fib_trie lists local addresses per prefix but not per interface; use
-    // rtnetlink in the agent instead. Here: a blocking netlink dump via a small runtime.
-    let iface = iface.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(async move {
-            use futures_util::TryStreamExt as _;
-            use rtnetlink::packet_route::address::AddressAttribute;
-            let handle = crate::wireguard::link::connect().ok()?;
-            let index = crate::wireguard::link::index_of(&handle, &iface)
-                .await
-                .ok()??;
-            let mut addrs = handle
-                .address()
-                .get()
-                .set_link_index_filter(index)
-                .execute();
-            while let Ok(Some(a)) = addrs.try_next().await {
-                for attr in a.attributes {
-                    if let AddressAttribute::Address(std::net::IpAddr::V4(ip)) = attr {
-                        return Some(ip);
-                    }
-                }
-            }
-            None
-        })
-    })
-    .join()
-    .ok()
-    .flatten()
 }
 
 #[cfg(test)]

@@ -196,7 +196,8 @@ pub fn plan(current: &PeerMap, desired: &PeerMap, caps: Caps) -> Ops {
 }
 
 /// What an interface looks like after a plan is applied to it (the model the tests use).
-pub fn simulate(current: &PeerMap, ops: &Ops) -> PeerMap {
+#[cfg(test)]
+fn simulate(current: &PeerMap, ops: &Ops) -> PeerMap {
     let mut next = current.clone();
     for k in &ops.remove {
         next.remove(k);

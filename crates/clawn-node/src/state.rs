@@ -190,7 +190,7 @@ impl StateDir {
 
     /// Saves the applied state atomically.
     pub fn save_applied(&self, a: &Applied) -> anyhow::Result<()> {
-        write_atomic(&self.state_path(), &serde_json::to_vec(a)?)
+        self.save_applied_parts(a.version, &a.interface, &a.policy, a.peers.iter())
     }
 }
 

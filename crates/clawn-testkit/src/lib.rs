@@ -84,6 +84,25 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 /// Password of users created by [`TestServer::user`].
 pub const USER_PASSWORD: &str = "user-password-12";
 
+/// Blocks until `cond` holds, re-checking every `every`, for at most `within`; panics
+/// naming `what` otherwise. The synchronous twin of [`Client::get_until`], for conditions
+/// outside the API that nothing can notify (a ping answering, a process's log, an
+/// interface's peers): the wait is on the condition, bounded, and the re-check interval
+/// is the only pause.
+pub fn poll_until(what: &str, within: Duration, every: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?}: {what}"
+        );
+        std::thread::sleep(every);
+    }
+}
+
 /// A running server.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.

@@ -156,7 +156,7 @@ pub fn build_init(cfg: &IfaceConfig, family: u16, seq: u32) -> Vec<u8> {
 
 /// Parses the peers of `GET_DEVICE` answers.
 pub fn parse_peers(msgs: &[WireguardMessage]) -> Vec<PeerState> {
-    let mut out = Vec::new();
+    let mut out: Vec<PeerState> = Vec::new();
     for m in msgs {
         for attr in &m.attributes {
             let WireguardAttribute::Peers(peers) = attr else {
@@ -205,17 +205,15 @@ pub fn parse_peers(msgs: &[WireguardMessage]) -> Vec<PeerState> {
                 }
                 // A dump splits a peer with many allowed IPs over messages: merge.
                 match out.last_mut() {
-                    Some(prev) if prev_is(prev, &p) => prev.allowed_ips.extend(p.allowed_ips),
+                    Some(prev) if prev.public_key == p.public_key => {
+                        prev.allowed_ips.extend(p.allowed_ips);
+                    }
                     _ => out.push(p),
                 }
             }
         }
     }
     out
-}
-
-fn prev_is(prev: &PeerState, p: &PeerState) -> bool {
-    prev.public_key == p.public_key
 }
 
 /// A netlink socket bound to the wireguard generic family.

@@ -21,13 +21,36 @@ pub async fn index_of(handle: &rtnetlink::Handle, name: &str) -> Result<Option<u
     match links.try_next().await {
         Ok(Some(l)) => Ok(Some(l.header.index)),
         Ok(None) => Ok(None),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -ENODEV => Ok(None),
         Err(e) => Err(setup(e)),
     }
 }
 
-const fn libc_enodev() -> i32 {
-    19
+/// "No such device": the kernel's answer for a name that is not a link.
+const ENODEV: i32 = 19;
+
+/// The IPv4 addresses (with prefix length) of link `index`.
+pub async fn ipv4_addresses(
+    handle: &rtnetlink::Handle,
+    index: u32,
+) -> Result<Vec<Ipv4Net>, WgError> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    let mut out = Vec::new();
+    while let Some(a) = addrs.try_next().await.map_err(setup)? {
+        for attr in &a.attributes {
+            if let AddressAttribute::Address(IpAddr::V4(ip)) = attr
+                && let Ok(net) = Ipv4Net::new(*ip, a.header.prefix_len)
+            {
+                out.push(net);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Opens an rtnetlink connection on the current network namespace.
@@ -49,23 +72,7 @@ pub async fn configure(name: &str, address: Ipv4Net) -> Result<(), WgError> {
         .execute()
         .await
         .map_err(setup)?;
-    let mut addrs = handle
-        .address()
-        .get()
-        .set_link_index_filter(index)
-        .execute();
-    let mut present = false;
-    while let Some(a) = addrs.try_next().await.map_err(setup)? {
-        use rtnetlink::packet_route::address::AddressAttribute;
-        for attr in a.attributes {
-            if let AddressAttribute::Address(IpAddr::V4(ip)) = attr
-                && ip == address.addr()
-                && a.header.prefix_len == address.prefix_len()
-            {
-                present = true;
-            }
-        }
-    }
+    let present = ipv4_addresses(&handle, index).await?.contains(&address);
     if !present {
         handle
             .address()

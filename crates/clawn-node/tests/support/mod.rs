@@ -68,19 +68,25 @@ fn ip(args: &[&str]) -> String {
     must(Command::new("ip").args(args))
 }
 
-/// Waits for `cond` to hold, polling every `every`, for at most `within`.
-pub fn wait_for(what: &str, within: Duration, every: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?}: {what}"
-        );
-        std::thread::sleep(every);
+/// Waits for a condition nothing can notify (a ping answering, a log line, an
+/// interface's peers), bounded: the testkit's shared helper.
+pub use clawn_testkit::poll_until as wait_for;
+
+/// Waits up to `within` for `child` to exit (on a thread blocked in `wait`, no polling),
+/// then SIGKILLs it; always reaps it.
+fn reap(mut child: Child, within: Duration) {
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    if rx.recv_timeout(within).is_err() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid])
+            .stderr(Stdio::null())
+            .status();
     }
+    let _ = waiter.join();
 }
 
 pub struct Lab {
@@ -255,22 +261,11 @@ impl Lab {
             .iter()
             .position(|(l, _)| l == label)
             .unwrap_or_else(|| panic!("no process {label}"));
-        let (_, mut child) = self.children.remove(idx);
+        let (_, child) = self.children.remove(idx);
         let _ = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        reap(child, Duration::from_secs(15));
     }
 
     /// The log of a process so far.
@@ -512,12 +507,8 @@ impl Drop for Lab {
                 .status();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
-        for (_, c) in &mut self.children {
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        for (_, c) in self.children.drain(..) {
+            reap(c, deadline.saturating_duration_since(Instant::now()));
         }
         teardown(&self.tag, &self.namespaces);
         if std::env::var_os("CLAWN_E2E_KEEP").is_none() && !std::thread::panicking() {
