@@ -6,6 +6,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod node;
+pub mod web;
 
 use std::time::Instant;
 
@@ -84,13 +85,19 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(track_metrics))
         .layer(middleware::from_fn(security_headers))
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state);
     (router, doc)
 }
 
-async fn not_found() -> ApiErr {
+/// Unmatched requests: the dashboard's files and client-side routes, else a JSON 404.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    if let Some(resp) = web::serve(&method, &uri) {
+        return resp;
+    }
     ApiErr::new(StatusCode::NOT_FOUND, "not_found", "no such route")
         .hint("the API lives under /api/v1; see /api/v1/openapi.json")
+        .into_response()
 }
 
 async fn method_not_allowed() -> ApiErr {
@@ -165,6 +172,18 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(web::CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
     );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));

@@ -1,0 +1,141 @@
+// The one way the dashboard talks to the server: same-origin JSON over the public
+// /api/v1. Sessions are an HttpOnly cookie the script never sees; every state-changing
+// request carries the CSRF token from the readable `clawn_csrf` cookie.
+
+import type {
+  AdminRegion,
+  AuditEvent,
+  Device,
+  DeviceConfig,
+  DeviceWithConfig,
+  LoginResponse,
+  NodeTokenResponse,
+  NodeView,
+  Page,
+  Region,
+  RevokeResponse,
+  Session,
+  User,
+} from "./types";
+
+/** A non-2xx answer: the server's `{code, message, hint}`. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly hint: string | undefined;
+  constructor(status: number, code: string, message: string, hint?: string) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+function csrfToken(): string | undefined {
+  for (const part of document.cookie.split(";")) {
+    const [k, ...v] = part.trim().split("=");
+    if (k === "clawn_csrf") return decodeURIComponent(v.join("="));
+  }
+  return undefined;
+}
+
+/** Called on every 401 so the app can return to the sign-in page. */
+let onUnauthenticated: () => void = () => {};
+export function setUnauthenticatedHandler(f: () => void) {
+  onUnauthenticated = f;
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") {
+    const csrf = csrfToken();
+    if (csrf) headers["X-CSRF-Token"] = csrf;
+  }
+  let resp: Response;
+  try {
+    resp = await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      credentials: "same-origin",
+      cache: "no-store",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "network", "The server cannot be reached.", "Check your connection; the page retries on its own.");
+  }
+  const text = await resp.text();
+  let json: unknown = undefined;
+  if (text) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+  }
+  if (!resp.ok) {
+    const e = (json ?? {}) as { code?: string; message?: string; hint?: string };
+    if (resp.status === 401 && path !== "/auth/login") onUnauthenticated();
+    throw new ApiError(resp.status, e.code ?? "http_" + resp.status, e.message ?? resp.statusText, e.hint);
+  }
+  return json as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  // auth and account
+  login: (email: string, password: string) =>
+    request<LoginResponse>("POST", "/auth/login", { email, password, session: "cookie" }),
+  logout: () => request<void>("POST", "/auth/logout"),
+  me: () => request<User>("GET", "/me"),
+  sessions: () => request<Session[]>("GET", "/sessions"),
+  endSession: (id: string) => request<void>("DELETE", `/sessions/${enc(id)}`),
+  endAllSessions: () => request<void>("POST", "/sessions/end-all"),
+
+  // devices
+  regions: () => request<Region[]>("GET", "/regions"),
+  devices: () => request<Device[]>("GET", "/devices"),
+  device: (id: string) => request<Device>("GET", `/devices/${enc(id)}`),
+  deviceConfig: (id: string) => request<DeviceConfig>("GET", `/devices/${enc(id)}/config`),
+  createDevice: (name: string, publicKey: string, region: string) =>
+    request<DeviceWithConfig>("POST", "/devices", { name, public_key: publicKey, region }),
+  rotateDevice: (id: string, publicKey: string) =>
+    request<DeviceWithConfig>("POST", `/devices/${enc(id)}/rotate`, { public_key: publicKey }),
+  revokeDevice: (id: string) => request<RevokeResponse>("POST", `/devices/${enc(id)}/revoke`),
+  renameDevice: (id: string, name: string) => request<Device>("PATCH", `/devices/${enc(id)}`, { name }),
+
+  // admin
+  adminNodes: () => request<NodeView[]>("GET", "/admin/nodes"),
+  setNodeState: (id: string, state: string) => request<NodeView>("PATCH", `/admin/nodes/${enc(id)}`, { state }),
+  updateNode: (id: string, patch: { name?: string; capacity?: number }) =>
+    request<NodeView>("PATCH", `/admin/nodes/${enc(id)}`, patch),
+  createNodeToken: (region: string, capacity?: number, expiresInSecs?: number) =>
+    request<NodeTokenResponse>("POST", "/admin/node-tokens", {
+      region,
+      capacity,
+      expires_in_secs: expiresInSecs,
+    }),
+  adminRegions: () => request<AdminRegion[]>("GET", "/admin/regions"),
+  createRegion: (r: { code: string; name: string; cidr: string; node_prefix?: number; dns: string[] }) =>
+    request<AdminRegion>("POST", "/admin/regions", r),
+  updateRegion: (code: string, r: { name?: string; dns?: string[]; cidr?: string; node_prefix?: number }) =>
+    request<AdminRegion>("PATCH", `/admin/regions/${enc(code)}`, r),
+  adminUsers: () => request<User[]>("GET", "/admin/users"),
+  createUser: (u: { email: string; password: string; role: string; device_slots: number }) =>
+    request<User>("POST", "/admin/users", u),
+  updateUser: (id: string, patch: { disabled?: boolean; device_slots?: number; role?: string }) =>
+    request<User>("PATCH", `/admin/users/${enc(id)}`, patch),
+  resetPassword: (id: string, password: string) =>
+    request<void>("POST", `/admin/users/${enc(id)}/password`, { password }),
+  adminDevices: (state?: string) =>
+    request<Device[]>("GET", `/admin/devices${state ? `?state=${enc(state)}` : ""}`),
+  adminRevokeDevice: (id: string) => request<RevokeResponse>("POST", `/admin/devices/${enc(id)}/revoke`),
+  audit: (q: Record<string, string | number | undefined>) => {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") params.set(k, String(v));
+    const qs = params.toString();
+    return request<Page<AuditEvent>>("GET", `/admin/audit${qs ? `?${qs}` : ""}`);
+  },
+};

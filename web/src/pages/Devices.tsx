@@ -1,0 +1,358 @@
+// The signed-in user's devices: slots, live tunnel status, add / rotate / revoke.
+
+import { useState } from "react";
+import { Alert, Button, Card, Col, Form, Modal, Row } from "react-bootstrap";
+import { Link } from "react-router";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { api } from "../api";
+import { ConfigDelivery } from "../components/ConfigDelivery";
+import { ConfirmModal } from "../components/ConfirmModal";
+import { Empty, ErrorAlert, Loading, PageHeader, StateBadge, TunnelBadge } from "../components/common";
+import { ago, bytes } from "../format";
+import { generateKeyPair, keygenUnavailable, renderConfig } from "../keys";
+import type { Device, NodeAck, Region } from "../types";
+import { LIVE_MS, useMe } from "../session";
+
+export function DevicesPage() {
+  const me = useMe();
+  const devices = useQuery({ queryKey: ["devices"], queryFn: api.devices, refetchInterval: LIVE_MS });
+  const [adding, setAdding] = useState(false);
+  const [rotating, setRotating] = useState<Device | null>(null);
+  const [revoking, setRevoking] = useState<Device | null>(null);
+  const [notice, setNotice] = useState<{ variant: string; text: string } | null>(null);
+  const qc = useQueryClient();
+  const refresh = () => {
+    void qc.invalidateQueries({ queryKey: ["devices"] });
+    void qc.invalidateQueries({ queryKey: ["me"] });
+  };
+
+  const slots = me.data ? { used: me.data.active_devices, total: me.data.device_slots } : undefined;
+  const full = slots ? slots.used >= slots.total : true;
+  const active = devices.data?.filter((d) => d.state === "active") ?? [];
+  const revoked = devices.data?.filter((d) => d.state === "revoked") ?? [];
+
+  return (
+    <>
+      <PageHeader title="Devices">
+        {slots && (
+          <span className="align-self-center text-body-secondary" data-testid="slots">
+            {slots.used} of {slots.total} slot{slots.total === 1 ? "" : "s"} used
+          </span>
+        )}
+        <Button onClick={() => setAdding(true)} disabled={full} data-testid="add-device">
+          Add device
+        </Button>
+      </PageHeader>
+      {slots && full && (
+        <Alert variant="info" data-testid="no-slots">
+          All your device slots are in use. Revoke a device to free one, or ask an administrator for more slots.
+        </Alert>
+      )}
+      {notice && (
+        <Alert variant={notice.variant} dismissible onClose={() => setNotice(null)} data-testid="notice">
+          {notice.text}
+        </Alert>
+      )}
+      {devices.isPending && <Loading what="devices" />}
+      <ErrorAlert error={devices.error} title="Devices could not be loaded" />
+      {devices.data && devices.data.length === 0 && (
+        <Empty title="No devices yet">
+          Add a device: its keys are made in this browser and you get a config file and a QR code.
+        </Empty>
+      )}
+      <Row xs={1} lg={2} className="g-3" data-testid="device-list">
+        {active.map((d) => (
+          <Col key={d.id}>
+            <DeviceCard device={d} onRotate={() => setRotating(d)} onRevoke={() => setRevoking(d)} />
+          </Col>
+        ))}
+      </Row>
+      {revoked.length > 0 && (
+        <>
+          <h2 className="h5 mt-4">Revoked</h2>
+          <Row xs={1} lg={2} className="g-3" data-testid="revoked-list">
+            {revoked.map((d) => (
+              <Col key={d.id}>
+                <DeviceCard device={d} />
+              </Col>
+            ))}
+          </Row>
+        </>
+      )}
+      {adding && <AddDeviceModal onClose={() => setAdding(false)} onChanged={refresh} />}
+      {rotating && <RotateModal device={rotating} onClose={() => setRotating(null)} onChanged={refresh} />}
+      <ConfirmModal
+        show={revoking !== null}
+        title={`Revoke ${revoking?.name ?? ""}?`}
+        confirmLabel="Revoke device"
+        onClose={() => setRevoking(null)}
+        onConfirm={async () => {
+          if (!revoking) return;
+          const r = await api.revokeDevice(revoking.id);
+          setRevoking(null);
+          setNotice(revokeNotice(revoking.name, r.node_ack));
+          refresh();
+        }}
+      >
+        <p>
+          The device is cut off at its node at once and its slot is freed. This cannot be undone: to use the device
+          again, add it as a new device.
+        </p>
+      </ConfirmModal>
+    </>
+  );
+}
+
+/** What the node said about a revocation, in words. */
+export function revokeNotice(name: string, ack: NodeAck): { variant: string; text: string } {
+  switch (ack.status) {
+    case "acknowledged":
+      return { variant: "success", text: `${name} is revoked. The node confirmed the peer is removed (${ack.waited_ms} ms).` };
+    case "timeout":
+      return {
+        variant: "warning",
+        text: `${name} is revoked, but the node did not confirm within ${ack.waited_ms} ms. It removes the peer as soon as it processes the change.`,
+      };
+    case "offline":
+      return {
+        variant: "warning",
+        text: `${name} is revoked. Its node is offline now; it removes the peer when it reconnects (it cannot serve the key before that).`,
+      };
+    default:
+      return { variant: "success", text: `${name} is revoked (no live tunnel needed removing).` };
+  }
+}
+
+function DeviceCard({ device: d, onRotate, onRevoke }: { device: Device; onRotate?: () => void; onRevoke?: () => void }) {
+  return (
+    <Card data-testid="device" data-device-id={d.id} data-device-name={d.name}>
+      <Card.Body>
+        <div className="d-flex flex-wrap align-items-center gap-2 mb-2">
+          <Card.Title className="mb-0 me-auto text-break">
+            <Link to={`/devices/${d.id}`} className="text-reset">
+              {d.name}
+            </Link>
+          </Card.Title>
+          {d.state === "active" ? <TunnelBadge status={d.tunnel.status} /> : <StateBadge state={d.state} testId="device-state" />}
+        </div>
+        <dl className="row small mb-2 device-facts">
+          <dt className="col-5 col-sm-4">Region</dt>
+          <dd className="col-7 col-sm-8" data-testid="device-region">
+            {d.region}
+          </dd>
+          <dt className="col-5 col-sm-4">Node</dt>
+          <dd className="col-7 col-sm-8">{d.node ? `${d.node.name} (${d.node.endpoint})` : "–"}</dd>
+          <dt className="col-5 col-sm-4">Tunnel IP</dt>
+          <dd className="col-7 col-sm-8 font-monospace" data-testid="tunnel-ip">
+            {d.tunnel_ip ?? "–"}
+          </dd>
+          <dt className="col-5 col-sm-4">Exit IP</dt>
+          <dd className="col-7 col-sm-8 font-monospace" data-testid="exit-ip">
+            {d.node?.exit_ipv4 ?? "–"}
+          </dd>
+          <dt className="col-5 col-sm-4">Last seen</dt>
+          <dd className="col-7 col-sm-8" data-testid="last-seen">
+            {ago(d.tunnel.last_handshake)}
+          </dd>
+          <dt className="col-5 col-sm-4">Traffic</dt>
+          <dd className="col-7 col-sm-8" data-testid="traffic">
+            ↓ {bytes(d.tunnel.tx_bytes)} · ↑ {bytes(d.tunnel.rx_bytes)}
+          </dd>
+        </dl>
+        {d.state === "active" && !d.node && (
+          <Alert variant="warning" className="small py-1 px-2 mb-2">
+            No node serves this device right now.
+          </Alert>
+        )}
+        {d.state === "active" && (onRotate || onRevoke) && (
+          <div className="d-flex flex-wrap gap-2">
+            {onRotate && (
+              <Button size="sm" variant="outline-primary" onClick={onRotate} data-testid="rotate">
+                Rotate keys
+              </Button>
+            )}
+            {onRevoke && (
+              <Button size="sm" variant="outline-danger" onClick={onRevoke} data-testid="revoke">
+                Revoke
+              </Button>
+            )}
+          </div>
+        )}
+      </Card.Body>
+    </Card>
+  );
+}
+
+function regionLabel(r: Region): string {
+  const base = `${r.name} (${r.code})`;
+  return r.health.status === "healthy" ? base : `${base}: ${r.health.status}`;
+}
+
+function AddDeviceModal({ onClose, onChanged }: { onClose: () => void; onChanged: () => void }) {
+  const regions = useQuery({ queryKey: ["regions"], queryFn: api.regions, refetchInterval: LIVE_MS });
+  const [name, setName] = useState("");
+  const [region, setRegion] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [result, setResult] = useState<{ name: string; config: string } | null>(null);
+  const keygenProblem = keygenUnavailable();
+  const chosen = regions.data?.find((r) => r.code === (region || regions.data?.[0]?.code));
+
+  const submit = async (e: React.FormEvent) => {
+    e.preventDefault();
+    if (!chosen) return;
+    setBusy(true);
+    setError(null);
+    try {
+      const keys = await generateKeyPair();
+      const created = await api.createDevice(name.trim(), keys.publicKey, chosen.code);
+      setResult({ name: created.device.name, config: renderConfig(created.config, keys.privateKey) });
+      onChanged();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <Modal show onHide={() => !busy && onClose()} size="lg" centered backdrop="static" fullscreen="sm-down">
+      <Modal.Header closeButton>
+        <Modal.Title>{result ? `${result.name} is ready` : "Add a device"}</Modal.Title>
+      </Modal.Header>
+      <Modal.Body>
+        {result ? (
+          <ConfigDelivery deviceName={result.name} config={result.config} />
+        ) : (
+          <Form id="add-device" onSubmit={submit}>
+            {keygenProblem && <Alert variant="danger">{keygenProblem}</Alert>}
+            <Form.Group className="mb-3" controlId="device-name">
+              <Form.Label>Name</Form.Label>
+              <Form.Control
+                value={name}
+                onChange={(e) => setName(e.target.value)}
+                placeholder="laptop"
+                maxLength={64}
+                required
+                autoFocus
+              />
+            </Form.Group>
+            <Form.Group className="mb-3" controlId="device-region">
+              <Form.Label>Region</Form.Label>
+              {regions.isPending && <Loading what="regions" />}
+              <ErrorAlert error={regions.error} title="Regions could not be loaded" />
+              {regions.data && regions.data.length === 0 && (
+                <Alert variant="warning" data-testid="no-regions">
+                  No region can take a new device right now (no node is online with room). Try again later or ask an
+                  administrator.
+                </Alert>
+              )}
+              {regions.data && regions.data.length > 0 && (
+                <>
+                  <Form.Select value={chosen?.code ?? ""} onChange={(e) => setRegion(e.target.value)}>
+                    {regions.data.map((r) => (
+                      <option key={r.code} value={r.code}>
+                        {regionLabel(r)}
+                      </option>
+                    ))}
+                  </Form.Select>
+                  {chosen && chosen.health.status !== "healthy" && (
+                    <Form.Text className="text-warning-emphasis" data-testid="region-degraded">
+                      {chosen.name} is {chosen.health.status}: {chosen.health.reason ?? "some nodes cannot take devices"} (
+                      {chosen.health.eligible_nodes} of {chosen.health.total_nodes} nodes available).
+                    </Form.Text>
+                  )}
+                </>
+              )}
+            </Form.Group>
+            <p className="small text-body-secondary mb-0">
+              The key pair is made in this browser. Only the public key is sent to the server.
+            </p>
+            <ErrorAlert error={error} title="The device could not be added" />
+          </Form>
+        )}
+      </Modal.Body>
+      <Modal.Footer>
+        {result ? (
+          <Button onClick={onClose} data-testid="done">
+            Done
+          </Button>
+        ) : (
+          <>
+            <Button variant="secondary" onClick={onClose} disabled={busy}>
+              Cancel
+            </Button>
+            <Button type="submit" form="add-device" disabled={busy || !chosen || !!keygenProblem} data-testid="create">
+              {busy ? "Creating…" : "Create device"}
+            </Button>
+          </>
+        )}
+      </Modal.Footer>
+    </Modal>
+  );
+}
+
+function RotateModal({ device, onClose, onChanged }: { device: Device; onClose: () => void; onChanged: () => void }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [result, setResult] = useState<{ config: string; ack: NodeAck } | null>(null);
+  const rotate = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const keys = await generateKeyPair();
+      const r = await api.rotateDevice(device.id, keys.publicKey);
+      setResult({ config: renderConfig(r.config, keys.privateKey), ack: r.node_ack });
+      onChanged();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <Modal show onHide={() => !busy && onClose()} size="lg" centered backdrop="static" fullscreen="sm-down">
+      <Modal.Header closeButton>
+        <Modal.Title>{result ? `New keys for ${device.name}` : `Rotate keys of ${device.name}?`}</Modal.Title>
+      </Modal.Header>
+      <Modal.Body>
+        {result ? (
+          <>
+            <Alert variant={result.ack.status === "acknowledged" ? "success" : "warning"} data-testid="rotate-ack">
+              {result.ack.status === "acknowledged"
+                ? `The node switched to the new key (${result.ack.waited_ms} ms); the old config no longer works.`
+                : result.ack.status === "offline"
+                  ? "The node is offline; it switches to the new key when it reconnects."
+                  : `The node has not confirmed yet (${result.ack.status}); it switches as soon as it processes the change.`}
+            </Alert>
+            <ConfigDelivery deviceName={device.name} config={result.config} />
+          </>
+        ) : (
+          <>
+            <p>
+              A new key pair is made in this browser. The device keeps its tunnel address, but the old config stops
+              working at once: install the new one on the device.
+            </p>
+            <ErrorAlert error={error} title="The keys could not be rotated" />
+          </>
+        )}
+      </Modal.Body>
+      <Modal.Footer>
+        {result ? (
+          <Button onClick={onClose} data-testid="done">
+            Done
+          </Button>
+        ) : (
+          <>
+            <Button variant="secondary" onClick={onClose} disabled={busy}>
+              Cancel
+            </Button>
+            <Button onClick={rotate} disabled={busy} data-testid="confirm-rotate">
+              {busy ? "Rotating…" : "Rotate keys"}
+            </Button>
+          </>
+        )}
+      </Modal.Footer>
+    </Modal>
+  );
+}

@@ -1,0 +1,123 @@
+// Every user's devices (admin): filter and revoke.
+
+import { useState } from "react";
+import { Alert, Button, Form, Table } from "react-bootstrap";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { api } from "../../api";
+import { ConfirmModal } from "../../components/ConfirmModal";
+import { Empty, ErrorAlert, Loading, PageHeader, StateBadge, TunnelBadge } from "../../components/common";
+import { ago } from "../../format";
+import type { Device } from "../../types";
+import { LIVE_MS } from "../../session";
+import { revokeNotice } from "../Devices";
+
+export function AllDevicesPage() {
+  const [state, setState] = useState("active");
+  const [region, setRegion] = useState("");
+  const [text, setText] = useState("");
+  const devices = useQuery({ queryKey: ["admin-devices", state], queryFn: () => api.adminDevices(state || undefined), refetchInterval: LIVE_MS });
+  const qc = useQueryClient();
+  const [revoking, setRevoking] = useState<Device | null>(null);
+  const [notice, setNotice] = useState<{ variant: string; text: string } | null>(null);
+  const regions = [...new Set((devices.data ?? []).map((d) => d.region))].sort();
+  const q = text.trim().toLowerCase();
+  const shown = (devices.data ?? []).filter(
+    (d) =>
+      (!region || d.region === region) &&
+      (!q ||
+        d.name.toLowerCase().includes(q) ||
+        (d.owner_email ?? "").includes(q) ||
+        (d.tunnel_ip ?? "").includes(q) ||
+        d.public_key.toLowerCase().includes(q)),
+  );
+  return (
+    <>
+      <PageHeader title="All devices" />
+      <Form className="row g-2 mb-3" onSubmit={(e) => e.preventDefault()}>
+        <div className="col-12 col-md-5">
+          <Form.Control placeholder="Search name, owner, IP or key" value={text} onChange={(e) => setText(e.target.value)} aria-label="Search" data-testid="device-search" />
+        </div>
+        <div className="col-6 col-md-3">
+          <Form.Select value={state} onChange={(e) => setState(e.target.value)} aria-label="State">
+            <option value="active">Active</option>
+            <option value="revoked">Revoked</option>
+            <option value="">All states</option>
+          </Form.Select>
+        </div>
+        <div className="col-6 col-md-3">
+          <Form.Select value={region} onChange={(e) => setRegion(e.target.value)} aria-label="Region">
+            <option value="">All regions</option>
+            {regions.map((r) => (
+              <option key={r}>{r}</option>
+            ))}
+          </Form.Select>
+        </div>
+      </Form>
+      {notice && (
+        <Alert variant={notice.variant} dismissible onClose={() => setNotice(null)} data-testid="notice">
+          {notice.text}
+        </Alert>
+      )}
+      {devices.isPending && <Loading what="devices" />}
+      <ErrorAlert error={devices.error} title="Devices could not be loaded" />
+      {devices.data && shown.length === 0 && <Empty title="No devices match" />}
+      {shown.length > 0 && (
+        <div className="table-responsive">
+          <Table hover size="sm" className="align-middle" data-testid="admin-devices">
+            <thead>
+              <tr>
+                <th>Device</th>
+                <th>Owner</th>
+                <th>State</th>
+                <th>Region / node</th>
+                <th>Tunnel IP</th>
+                <th>Tunnel</th>
+                <th>Last seen</th>
+                <th />
+              </tr>
+            </thead>
+            <tbody>
+              {shown.map((d) => (
+                <tr key={d.id} data-testid="admin-device" data-device-name={d.name}>
+                  <td className="text-break">{d.name}</td>
+                  <td className="text-break small">{d.owner_email}</td>
+                  <td>
+                    <StateBadge state={d.state} />
+                  </td>
+                  <td className="small">
+                    {d.region} / {d.node?.name ?? "–"}
+                  </td>
+                  <td className="font-monospace small">{d.tunnel_ip ?? "–"}</td>
+                  <td>{d.state === "active" && <TunnelBadge status={d.tunnel.status} />}</td>
+                  <td className="small">{ago(d.tunnel.last_handshake)}</td>
+                  <td>
+                    {d.state === "active" && (
+                      <Button size="sm" variant="outline-danger" onClick={() => setRevoking(d)} data-testid="admin-revoke">
+                        Revoke
+                      </Button>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </Table>
+        </div>
+      )}
+      <ConfirmModal
+        show={revoking !== null}
+        title={`Revoke ${revoking?.name ?? ""} of ${revoking?.owner_email ?? ""}?`}
+        confirmLabel="Revoke device"
+        onClose={() => setRevoking(null)}
+        onConfirm={async () => {
+          if (!revoking) return;
+          const r = await api.adminRevokeDevice(revoking.id);
+          setRevoking(null);
+          setNotice(revokeNotice(revoking.name, r.node_ack));
+          await qc.invalidateQueries({ queryKey: ["admin-devices"] });
+        }}
+      >
+        The device is cut off at its node at once. The owner is not asked; the action is audited under your name.
+      </ConfirmModal>
+    </>
+  );
+}
