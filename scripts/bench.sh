@@ -4,6 +4,7 @@
 #   scripts/bench.sh                 both
 #   scripts/bench.sh control-plane   device create/revoke on SQLite and a throw-away PostgreSQL
 #   scripts/bench.sh node            node agent with real WireGuard in namespaces (root)
+#   scripts/bench.sh dashboard       the web dashboard in Chromium against a real server and node (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -28,4 +29,13 @@ if [ "$what" = all ] || [ "$what" = node ]; then
   # The benchmark starts the release binaries next to itself.
   cargo build --release --workspace --bins
   cargo bench -p clawn-node --bench node
+fi
+
+if [ "$what" = all ] || [ "$what" = dashboard ]; then
+  apt_need wireguard-go wireguard-go
+  apt_need nft nftables
+  [ -x /usr/bin/chromium ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+  (cd web && npm ci --no-audit --no-fund && npm run build)
+  cargo build --release --workspace --bins
+  (cd web && CLAWN_BIN_DIR="$PWD/../target/release" node bench/dashboard.mjs)
 fi

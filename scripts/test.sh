@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs (Debian packages),
-# starts a throw-away PostgreSQL on loopback, then runs format and lint checks and every
-# test (unit, integration on SQLite and PostgreSQL, binary-level). Exit code is the verdict.
+# starts a throw-away PostgreSQL on loopback, builds the dashboard, then runs format and
+# lint checks and every test (unit, integration on SQLite and PostgreSQL, binary-level,
+# WireGuard in network namespaces, the dashboard in Chromium). Exit code is the verdict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ command -v wg-quick >/dev/null 2>&1 || need_apt+=(wireguard-tools)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The dashboard's browser tests drive Debian's Chromium with playwright-core.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -31,6 +34,10 @@ echo "==> starting PostgreSQL on 127.0.0.1:$pg_port"
 eval "$(scripts/pg-test-cluster.sh start "$pg_dir/data" "$pg_port")"
 export CLAWN_TEST_PG_URL
 
+# The dashboard is built first: clawn-server embeds web/dist at compile time.
+echo "==> dashboard: npm ci, type check and build"
+(cd web && npm ci --no-audit --no-fund && npm run build)
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
@@ -40,3 +47,5 @@ echo "==> tests"
 cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --locked --doc
+echo "==> dashboard in Chromium (screenshots in web/test-results/screenshots)"
+(cd web && npm test)

@@ -8,6 +8,7 @@ import { api, ApiError, setUnauthenticatedHandler } from "./api";
 import { ErrorAlert, Loading } from "./components/common";
 import { signedOut, useMe } from "./session";
 import { LoginPage } from "./pages/Login";
+import { SetupPage } from "./pages/Setup";
 import { DevicesPage } from "./pages/Devices";
 import { DeviceDetailPage } from "./pages/DeviceDetail";
 import { SessionsPage } from "./pages/Sessions";
@@ -28,7 +29,7 @@ export function App() {
   }, [qc]);
 
   const unauthenticated = me.data === null || (me.error instanceof ApiError && me.error.status === 401);
-  if (unauthenticated) return <LoginPage />;
+  if (unauthenticated) return window.location.pathname === "/setup" ? <SetupPage /> : <LoginPage />;
   if (me.isPending) {
     return (
       <Container className="py-5">

@@ -76,7 +76,7 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   }
   if (!resp.ok) {
     const e = (json ?? {}) as { code?: string; message?: string; hint?: string };
-    if (resp.status === 401 && path !== "/auth/login") onUnauthenticated();
+    if (resp.status === 401 && !path.startsWith("/auth/")) onUnauthenticated();
     throw new ApiError(resp.status, e.code ?? "http_" + resp.status, e.message ?? resp.statusText, e.hint);
   }
   return json as T;
@@ -88,6 +88,8 @@ export const api = {
   // auth and account
   login: (email: string, password: string) =>
     request<LoginResponse>("POST", "/auth/login", { email, password, session: "cookie" }),
+  setup: (setupToken: string, email: string, password: string) =>
+    request<LoginResponse>("POST", "/auth/setup", { setup_token: setupToken, email, password, session: "cookie" }),
   logout: () => request<void>("POST", "/auth/logout"),
   me: () => request<User>("GET", "/me"),
   sessions: () => request<Session[]>("GET", "/sessions"),

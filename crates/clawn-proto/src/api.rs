@@ -126,6 +126,10 @@ pub struct SetupRequest {
     pub email: String,
     /// Admin password (at least 10 characters).
     pub password: String,
+    /// How the new admin's session is delivered: `bearer` (the default, for the CLI) or
+    /// `cookie` (the dashboard).
+    #[serde(default)]
+    pub session: Option<SessionKind>,
 }
 
 /// `POST /api/v1/me/password`.

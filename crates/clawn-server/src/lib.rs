@@ -174,9 +174,10 @@ async fn bootstrap(app: &AppState) -> Result<(), ServeError> {
     // Printed to the terminal only, never through the log pipeline.
     eprintln!(
         "\n  Clawn has no accounts yet. Create the first admin within this run with:\n\n    \
-         clawn setup --server {} --token {token} --email you@example.com\n\n  \
+         clawn setup --server {url} --token {token} --email you@example.com\n\n  \
+         or in a browser (HTTPS or localhost):\n\n    {url}/setup#token={token}\n\n  \
          (or POST /api/v1/auth/setup). The token is shown once; a restart prints a new one.\n",
-        app.config.public_url
+        url = app.config.public_url
     );
     Ok(())
 }

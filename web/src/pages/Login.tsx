@@ -59,8 +59,8 @@ export function LoginPage() {
             </Button>
           </Form>
           <p className="small text-body-secondary mt-3 mb-0">
-            First start? The server printed a one-time <code>clawn setup</code> command that creates the first
-            administrator.
+            First start? The server printed a one-time setup link (and a <code>clawn setup</code> command):{" "}
+            <a href="/setup">set up the first administrator</a>.
           </p>
         </Card.Body>
       </Card>

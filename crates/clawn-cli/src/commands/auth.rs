@@ -98,6 +98,7 @@ pub async fn setup(ctx: &Context, args: SetupArgs) -> Result<(), CliError> {
             setup_token: args.token.trim().to_string(),
             email,
             password: password.expose().to_string(),
+            session: Some(SessionKind::Bearer),
         })
         .await?;
     save_session(ctx, server, saved, resp).await?;

@@ -390,7 +390,7 @@ pub async fn setup(
     start_session(
         &app,
         user,
-        SessionKind::Bearer,
+        req.session.unwrap_or(SessionKind::Bearer),
         addr,
         user_agent(&headers),
         StatusCode::CREATED,
