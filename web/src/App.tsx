@@ -1,12 +1,12 @@
 // The shell: sign-in gate, navigation, routes.
 
-import { useEffect } from "react";
+import { useEffect, useLayoutEffect, useRef, useState } from "react";
 import { Container, Nav, Navbar, NavDropdown } from "react-bootstrap";
 import { BrowserRouter, NavLink, Navigate, Route, Routes } from "react-router";
 import { useQueryClient } from "@tanstack/react-query";
 import { api, ApiError, setUnauthenticatedHandler } from "./api";
 import { ErrorAlert, Loading } from "./components/common";
-import { signedOut, useMe } from "./session";
+import { announceSessionChange, onSessionChange, signedOut, useMe } from "./session";
 import { LoginPage } from "./pages/Login";
 import { SetupPage } from "./pages/Setup";
 import { DevicesPage } from "./pages/Devices";
@@ -26,7 +26,19 @@ export function App() {
     setUnauthenticatedHandler(() => {
       signedOut(qc);
     });
+    // Another tab signed in or out: the cookie is shared, so ask who we are now.
+    return onSessionChange(() => void qc.invalidateQueries({ queryKey: ["me"] }));
   }, [qc]);
+  // The cookie now belongs to someone else (another tab signed in as another user): drop
+  // everything loaded for the previous user before showing anything of the new one.
+  const shownUser = useRef<string | null>(null);
+  const id = me.data?.id ?? null;
+  useLayoutEffect(() => {
+    if (shownUser.current !== null && id !== null && id !== shownUser.current) {
+      qc.removeQueries({ predicate: (q) => q.queryKey[0] !== "me" });
+    }
+    if (id !== null) shownUser.current = id;
+  }, [id, qc]);
 
   const unauthenticated = me.data === null || (me.error instanceof ApiError && me.error.status === 401);
   if (unauthenticated) return window.location.pathname === "/setup" ? <SetupPage /> : <LoginPage />;
@@ -54,12 +66,21 @@ export function App() {
 function Shell({ user }: { user: User }) {
   const qc = useQueryClient();
   const admin = user.role === "admin";
+  const [signOutError, setSignOutError] = useState<unknown>(null);
   const signOut = async () => {
+    setSignOutError(null);
     try {
       await api.logout();
-    } finally {
-      signedOut(qc);
+    } catch (e) {
+      // Only a session the server ended (or no longer knows) counts as signed out: on any
+      // other failure the cookie still works, so say so instead of pretending.
+      if (!(e instanceof ApiError && e.status === 401)) {
+        setSignOutError(e);
+        return;
+      }
     }
+    announceSessionChange();
+    signedOut(qc);
   };
   return (
     <>
@@ -109,6 +130,7 @@ function Shell({ user }: { user: User }) {
         </Container>
       </Navbar>
       <Container as="main" className="pb-5">
+        <ErrorAlert error={signOutError} title="Sign-out failed, you are still signed in" />
         <Routes>
           <Route path="/" element={<DevicesPage />} />
           <Route path="/devices/:id" element={<DeviceDetailPage />} />

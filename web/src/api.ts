@@ -1,6 +1,6 @@
 // The one way the dashboard talks to the server: same-origin JSON over the public
 // /api/v1. Sessions are an HttpOnly cookie the script never sees; every state-changing
-// request carries the CSRF token from the readable `clawn_csrf` cookie.
+// request carries the CSRF token from the readable `__Host-clawn_csrf` cookie.
 
 import type {
   AdminRegion,
@@ -35,7 +35,7 @@ export class ApiError extends Error {
 function csrfToken(): string | undefined {
   for (const part of document.cookie.split(";")) {
     const [k, ...v] = part.trim().split("=");
-    if (k === "clawn_csrf") return decodeURIComponent(v.join("="));
+    if (k === "__Host-clawn_csrf") return decodeURIComponent(v.join("="));
   }
   return undefined;
 }

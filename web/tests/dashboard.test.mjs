@@ -133,12 +133,12 @@ test('the dashboard is served with a strict CSP, no inline script and safe cooki
 
   await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
   const cookies = await context.cookies();
-  const sessionCookie = cookies.find((c) => c.name === 'clawn_session');
+  const sessionCookie = cookies.find((c) => c.name === '__Host-clawn_session');
   assert.ok(sessionCookie, 'a session cookie was set');
   assert.equal(sessionCookie.httpOnly, true);
   assert.equal(sessionCookie.secure, true);
   assert.equal(sessionCookie.sameSite, 'Strict');
-  const csrf = cookies.find((c) => c.name === 'clawn_csrf');
+  const csrf = cookies.find((c) => c.name === '__Host-clawn_csrf');
   assert.equal(csrf?.sameSite, 'Strict');
   assert.equal(csrf?.secure, true);
   // The page's script cannot read the session token.
@@ -158,8 +158,19 @@ test('the dashboard is served with a strict CSP, no inline script and safe cooki
   const regions = await admin.get('/api/v1/admin/regions');
   assert.ok(!regions.body.some((r) => r.code === 'forged'), 'the forged request created nothing');
   await shoot(page, '01-devices-empty-admin');
+  // A sign-out the server did not confirm says so and leaves the user signed in (and a
+  // later poll does not quietly bring the session back either way).
+  await page.route('**/api/v1/auth/logout', (route) =>
+    route.fulfill({ status: 503, contentType: 'application/json', body: '{"code":"internal","message":"down"}' }),
+  );
+  await page.getByTestId('sign-out').click();
+  const failed = page.getByTestId('error');
+  await failed.waitFor();
+  assert.match(await failed.innerText(), /Sign-out failed, you are still signed in/);
+  await page.unroute('**/api/v1/auth/logout');
   await page.getByTestId('sign-out').click();
   await page.getByTestId('sign-in').waitFor();
+  assert.equal(await page.evaluate(async () => (await fetch('/api/v1/me')).status), 401, 'the session ended');
   await shoot(page, '00-sign-in');
 });
 
@@ -264,10 +275,23 @@ test('user: adds a device with browser-made keys; .conf, clipboard and QR agree;
   const conf = await deliveries(page);
   await shoot(page, '11-device-config-qr');
   await page.getByTestId('done').click();
+  await page.getByTestId('config-delivery').waitFor({ state: 'detached' });
+  // Once the dialog is closed the key is nowhere in the page, its storage or the clipboard.
+  const leftovers = await page.evaluate(async () => ({
+    html: document.documentElement.outerHTML,
+    storage: JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }),
+    idb: (await indexedDB.databases()).length,
+    clipboard: await navigator.clipboard.readText(),
+  }));
+  assert.equal(leftovers.clipboard, '', 'closing the dialog empties the clipboard');
+  assert.equal(leftovers.idb, 0, 'no IndexedDB');
 
   assert.equal(conf.name, 'laptop.conf');
   const privateKey = privateKeyIn(conf.text);
   assert.notEqual(privateKey, PLACEHOLDER);
+  for (const sp of keySpellings(privateKey)) {
+    assert.ok(!leftovers.html.includes(sp) && !leftovers.storage.includes(sp), 'the key stayed in the page');
+  }
   const requests = await assertKeyNeverSent(s, privateKey, 'add device');
   const create = requests.find((r) => r.method === 'POST' && r.url.endsWith('/api/v1/devices'));
   assert.ok(create, 'the create request was recorded');
@@ -393,7 +417,7 @@ test("user B never sees user A's devices, and A's device ids answer 404", async 
   const aliceIds = [state.alice.device.id, state.alicePhone.id];
   const freshKey = publicKeyOf(randomBytes(32).toString('base64'));
   const probe = await page.evaluate(async ([ids, key]) => {
-    const csrf = document.cookie.match(/clawn_csrf=([^;]+)/)?.[1] ?? '';
+    const csrf = document.cookie.match(/__Host-clawn_csrf=([^;]+)/)?.[1] ?? '';
     const out = [];
     const call = async (method, path) => {
       const r = await fetch(path, {
@@ -430,6 +454,24 @@ test("user B never sees user A's devices, and A's device ids answer 404", async 
   const aliceDevices = (await (await lab.login(ALICE.email, ALICE.password)).get('/api/v1/devices')).body;
   assert.equal(aliceDevices.find((d) => d.name === 'phone')?.state, 'active');
   state.bobSession = s;
+});
+
+test("a second tab signing in as someone else replaces the first tab's view at once", async () => {
+  const s = await session();
+  const first = s.page;
+  await signIn(first, ALICE.email, ALICE.password);
+  await first.locator('[data-testid=device][data-device-name=phone]').waitFor();
+  const second = await s.context.newPage();
+  await second.goto('/');
+  // Signing out in one tab signs out every tab of the browser (the cookie is shared).
+  await second.getByTestId('sign-out').click();
+  await first.getByTestId('sign-in').waitFor({ timeout: 10_000 });
+  await signIn(second, BOB.email, BOB.password);
+  // And a sign-in as Bob makes the first tab Bob's, not a view of Alice's devices.
+  await first.getByTestId('whoami').filter({ hasText: BOB.email }).waitFor({ state: 'attached', timeout: 10_000 });
+  await first.locator('[data-testid=device][data-device-name=bob-tablet]').waitFor({ timeout: 10_000 });
+  assert.equal(await first.locator('[data-testid=device][data-device-name=phone]').count(), 0);
+  await s.context.close();
 });
 
 test('user: the session list shows where they are signed in, and "sign out everywhere" ends them all', async () => {

@@ -44,7 +44,7 @@ test('the printed setup link creates the first admin in the browser, once', asyn
   await page.getByTestId('whoami').filter({ hasText: 'root@example.com' }).waitFor({ state: 'attached' });
   await page.getByTestId('admin-menu').waitFor();
   const cookies = await s.context.cookies();
-  assert.ok(cookies.some((c) => c.name === 'clawn_session' && c.httpOnly), 'a cookie session, not a bearer token');
+  assert.ok(cookies.some((c) => c.name === '__Host-clawn_session' && c.httpOnly), 'a cookie session, not a bearer token');
   const requests = await s.requests();
   const setup = requests.find((r) => r.url.endsWith('/api/v1/auth/setup'));
   assert.ok(setup && !setup.url.includes(token), 'the token travels in the body only');

@@ -129,13 +129,13 @@ impl TestServer {
         let mut config = Config::for_data_dir(&dir.0);
         config.database_url = fresh_database(db, &dir.0).await;
         config.ack_timeout = Duration::from_secs(2);
-        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
         config.listen = addr;
         config.public_url = format!("http://{addr}");
+        adjust(&mut config);
         let (stop_tx, stop_rx) = watch::channel(false);
         let app = clawn_server::build_app(config, stop_rx)
             .await

@@ -124,7 +124,7 @@ async fn cookie_login(
         .collect();
     let session = cookies
         .iter()
-        .find(|c| c.starts_with("clawn_session="))
+        .find(|c| c.starts_with("__Host-clawn_session="))
         .expect("session cookie")
         .clone();
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
@@ -135,7 +135,7 @@ async fn cookie_login(
     }
     let csrf_cookie = cookies
         .iter()
-        .find(|c| c.starts_with("clawn_csrf="))
+        .find(|c| c.starts_with("__Host-clawn_csrf="))
         .expect("csrf cookie");
     assert!(
         !csrf_cookie.contains("HttpOnly"),
@@ -182,7 +182,9 @@ async fn cookie_sessions_need_csrf_on_changes(db: Db) {
     let ok = create(Some(&csrf)).await.expect("send");
     assert_eq!(ok.status(), StatusCode::CREATED);
     // A cookie session's token cannot be replayed as a bearer token.
-    let token = cookie.trim_start_matches("clawn_session=").to_string();
+    let token = cookie
+        .trim_start_matches("__Host-clawn_session=")
+        .to_string();
     let (s, _) = Client::new(&srv.url, Some(token)).get("/api/v1/me").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // Logout ends the session.

@@ -64,6 +64,23 @@ async fn routes_assets_and_the_api_stay_apart() {
                     .expect("ct")
                     .contains("javascript")
             );
+            let size = a.bytes().await.expect("asset body").len();
+            // HEAD answers the same headers as GET, without the body.
+            let h = http
+                .head(format!("{}{src}", srv.url))
+                .send()
+                .await
+                .expect("head");
+            assert_eq!(h.status(), StatusCode::OK);
+            assert_eq!(h.headers()["content-length"], size.to_string().as_str());
+            // The dashboard's files are compressed for clients that ask.
+            let br = http
+                .get(format!("{}{src}", srv.url))
+                .header("accept-encoding", "br")
+                .send()
+                .await
+                .expect("br");
+            assert_eq!(br.headers()["content-encoding"], "br");
         } else {
             assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{route}");
             let body: serde_json::Value = r.json().await.expect("json");
@@ -71,6 +88,25 @@ async fn routes_assets_and_the_api_stay_apart() {
             assert!(body["hint"].as_str().is_some_and(|h| h.contains("npm ci")));
         }
     }
+
+    // API answers are never compressed: they carry secrets next to request-chosen values.
+    let api = http
+        .get(format!("{}/api/v1/openapi.json", srv.url))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), StatusCode::OK);
+    assert!(api.headers().get("content-encoding").is_none());
+    let pp = api.headers()["permissions-policy"].to_str().expect("pp");
+    assert!(
+        pp.contains("camera=()") && !pp.contains("clipboard"),
+        "{pp}"
+    );
+    assert!(
+        api.headers().get("strict-transport-security").is_none(),
+        "no HSTS over http"
+    );
 
     // A missing file is a 404, not the app; API routes are never the dashboard.
     for path in [
@@ -101,5 +137,20 @@ async fn routes_assets_and_the_api_stay_apart() {
             .expect("ct")
             .starts_with("application/json")
     );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_public_url_turns_on_hsts() {
+    let srv = TestServer::start_with(Db::Sqlite, |c| {
+        c.public_url = "https://vpn.example.com".into();
+    })
+    .await;
+    let r = client()
+        .get(format!("{}/healthz", srv.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
     srv.stop().await;
 }

@@ -4,7 +4,7 @@
 // when the dialog closes.
 
 import { useEffect, useRef, useState } from "react";
-import { Alert, Button, Col, Collapse, Row } from "react-bootstrap";
+import { Alert, Button, Col, Row } from "react-bootstrap";
 import QRCode from "qrcode";
 import { CopyButton } from "./common";
 import { confFileName } from "../keys";
@@ -24,7 +24,17 @@ export function ConfigDelivery({ deviceName, config }: { deviceName: string; con
   const canvas = useRef<HTMLCanvasElement>(null);
   const [qrError, setQrError] = useState<string | null>(null);
   const [showText, setShowText] = useState(false);
+  const copied = useRef(false);
   const file = confFileName(deviceName);
+
+  // A copied config holds the private key: empty the clipboard when the dialog closes
+  // (best effort; clipboard history managers may have kept a copy).
+  useEffect(
+    () => () => {
+      if (copied.current) navigator.clipboard.writeText("").catch(() => {});
+    },
+    [],
+  );
 
   useEffect(() => {
     if (!canvas.current) return;
@@ -34,7 +44,8 @@ export function ConfigDelivery({ deviceName, config }: { deviceName: string; con
   }, [config]);
 
   return (
-    <div data-testid="config-delivery">
+    // translate="no": browser translation would send the page text, key included, away.
+    <div data-testid="config-delivery" translate="no" className="notranslate">
       <Alert variant="warning" data-testid="private-key-warning">
         <strong>Save this config now: the private key is shown only this once.</strong> It was made in this
         browser and never sent to the server, so nobody can show it to you again. If you lose it, rotate the
@@ -54,7 +65,8 @@ export function ConfigDelivery({ deviceName, config }: { deviceName: string; con
             <Button variant="primary" onClick={() => download(file, config)} data-testid="download">
               Download {file}
             </Button>
-            <CopyButton text={config} label="Copy config to clipboard" testId="copy" />
+            <CopyButton text={config} label="Copy config to clipboard" testId="copy" onCopied={() => (copied.current = true)} />
+            <div className="small text-body-secondary">Paste it before you close this dialog: closing empties the clipboard.</div>
             <Button variant="link" onClick={() => setShowText((s) => !s)} aria-expanded={showText}>
               {showText ? "Hide" : "Show"} config text
             </Button>
@@ -64,11 +76,11 @@ export function ConfigDelivery({ deviceName, config }: { deviceName: string; con
           </div>
         </Col>
       </Row>
-      <Collapse in={showText}>
+      {showText && (
         <pre className="config-text mt-3 p-2 border rounded bg-body-tertiary" data-testid="config-text">
           {config}
         </pre>
-      </Collapse>
+      )}
     </div>
   );
 }

@@ -76,7 +76,17 @@ export function TunnelBadge({ status }: { status: string }) {
 }
 
 /** A button that copies `text` to the clipboard and says whether it worked. */
-export function CopyButton({ text, label = "Copy", testId }: { text: string; label?: string; testId?: string }) {
+export function CopyButton({
+  text,
+  label = "Copy",
+  testId,
+  onCopied,
+}: {
+  text: string;
+  label?: string;
+  testId?: string;
+  onCopied?: () => void;
+}) {
   const [state, setState] = useState<"idle" | "copied" | "failed">("idle");
   return (
     <Button
@@ -86,6 +96,7 @@ export function CopyButton({ text, label = "Copy", testId }: { text: string; lab
         try {
           await navigator.clipboard.writeText(text);
           setState("copied");
+          onCopied?.();
         } catch {
           setState("failed");
         }

@@ -3,6 +3,7 @@ import { Alert, Button, Card, Form } from "react-bootstrap";
 import { useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { ErrorAlert } from "../components/common";
+import { announceSessionChange } from "../session";
 
 export function LoginPage() {
   const qc = useQueryClient();
@@ -32,6 +33,7 @@ export function LoginPage() {
                 const r = await api.login(email.trim(), password);
                 setPassword("");
                 qc.setQueryData(["me"], r.user);
+                announceSessionChange();
               } catch (err) {
                 setError(err);
               } finally {

@@ -5,7 +5,7 @@ import { api } from "../api";
 import { ConfirmModal } from "../components/ConfirmModal";
 import { ErrorAlert, Loading, PageHeader } from "../components/common";
 import { ago, dateTime } from "../format";
-import { signedOut } from "../session";
+import { announceSessionChange, signedOut } from "../session";
 
 export function SessionsPage() {
   const qc = useQueryClient();
@@ -79,6 +79,7 @@ export function SessionsPage() {
         onConfirm={async () => {
           await api.endAllSessions();
           setConfirmAll(false);
+          announceSessionChange();
           signedOut(qc);
         }}
       >

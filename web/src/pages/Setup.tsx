@@ -7,6 +7,7 @@ import { Alert, Button, Card, Form } from "react-bootstrap";
 import { useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { ErrorAlert } from "../components/common";
+import { announceSessionChange } from "../session";
 
 function tokenFromFragment(): string {
   const token = new URLSearchParams(window.location.hash.slice(1)).get("token") ?? "";
@@ -44,6 +45,7 @@ export function SetupPage() {
                 const r = await api.setup(token.trim(), email.trim(), password);
                 window.history.replaceState(null, "", "/");
                 qc.setQueryData(["me"], r.user);
+                announceSessionChange();
               } catch (err) {
                 setError(err);
               } finally {

@@ -17,10 +17,11 @@ use crate::auth::{TokenKind, hashes_equal, token_hash};
 use crate::policy::{Actor, AdminActor};
 use crate::store::users::Credential;
 
-/// Name of the session cookie.
-pub const SESSION_COOKIE: &str = "clawn_session";
+/// Name of the session cookie. The `__Host-` prefix makes browsers refuse it unless it is
+/// `Secure`, has `Path=/` and no `Domain`, so a sibling subdomain cannot plant or shadow it.
+pub const SESSION_COOKIE: &str = "__Host-clawn_session";
 /// Name of the CSRF cookie (readable by the dashboard's script, unlike the session).
-pub const CSRF_COOKIE: &str = "clawn_csrf";
+pub const CSRF_COOKIE: &str = "__Host-clawn_csrf";
 /// Header carrying the CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 

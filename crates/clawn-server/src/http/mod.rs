@@ -16,6 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate as _};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -84,8 +85,17 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .layer(middleware::from_fn(reject_nul))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(track_metrics))
-        .layer(middleware::from_fn(security_headers))
-        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
+        // Only the dashboard's files: API answers carry secrets (CSRF, join and API tokens)
+        // next to request-chosen values, the shape compression side channels (BREACH) need.
+        .layer(
+            tower_http::compression::CompressionLayer::new().compress_when(
+                DefaultPredicate::new().and(NotForContentType::const_new("application/json")),
+            ),
+        )
         .with_state(state);
     (router, doc)
 }
@@ -161,9 +171,19 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn security_headers(req: Request, next: Next) -> Response {
+async fn security_headers(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    if app.config.public_url.starts_with("https://") {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static(web::PERMISSIONS_POLICY),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

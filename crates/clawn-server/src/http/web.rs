@@ -22,11 +22,14 @@ use super::error::ApiErr;
 struct Assets;
 
 /// The policy every answer carries. No inline script or style, nothing from another
-/// origin; `img-src data:` is for Bootstrap's inline SVG icons in its stylesheet and
-/// `blob:` for the downloaded `.conf`.
+/// origin; `img-src data:` is for Bootstrap's inline SVG icons in its stylesheet.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data: blob:; font-src 'self'; connect-src 'self'; \
+     style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
      manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Browser features the dashboard never uses are off; the clipboard stays (copy config).
+pub const PERMISSIONS_POLICY: &str =
+    "camera=(), microphone=(), geolocation=(), usb=(), payment=(), serial=(), hid=()";
 
 /// Whether the binary carries a built dashboard.
 pub fn is_built() -> bool {
@@ -51,11 +54,8 @@ pub fn serve(method: &Method, uri: &Uri) -> Option<Response> {
         },
         None => return None,
     };
-    let mut resp = Response::new(if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from(file.data.into_owned())
-    });
+    // The full body for HEAD too: hyper drops it and keeps Content-Length as for GET.
+    let mut resp = Response::new(Body::from(file.data.into_owned()));
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(file.metadata.mimetype()) {
         h.insert(header::CONTENT_TYPE, v);
