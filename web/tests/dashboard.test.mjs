@@ -334,6 +334,17 @@ test('user: adds a device with browser-made keys; .conf, clipboard and QR agree;
   await page.getByText('Config without the private key').waitFor();
   const detail = await page.locator('pre.config-text').innerText();
   assert.ok(detail.includes(PLACEHOLDER) && !detail.includes(privateKey));
+  // Renaming: a name that looks like a key (a pasted private key) is refused with the
+  // server's reason. A random stand-in, never the device's real key.
+  await page.getByLabel('Device name', { exact: true }).fill(randomBytes(32).toString('base64'));
+  await page.getByTestId('rename').click();
+  assert.match(await page.getByTestId('error').innerText(), /name_looks_like_key/);
+  await page.getByLabel('Device name', { exact: true }).fill('work laptop');
+  await page.getByTestId('rename').click();
+  await page.locator('main h1', { hasText: 'work laptop' }).waitFor();
+  await page.getByLabel('Device name', { exact: true }).fill('laptop');
+  await page.getByTestId('rename').click();
+  await page.locator('main h1', { hasText: /^laptop$/ }).waitFor();
   await shoot(page, '13-device-detail');
   state.aliceSession = s;
 });

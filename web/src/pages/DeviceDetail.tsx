@@ -1,8 +1,9 @@
 // One device in full, with its config template (everything but the private key).
 
-import { Alert, Card } from "react-bootstrap";
+import { useState } from "react";
+import { Alert, Button, Card, Form, InputGroup } from "react-bootstrap";
 import { Link, useParams } from "react-router";
-import { useQuery } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api, ApiError } from "../api";
 import { ErrorAlert, Loading, PageHeader, StateBadge, TunnelBadge } from "../components/common";
 import { ago, bytes, dateTime } from "../format";
@@ -29,6 +30,7 @@ export function DeviceDetailPage() {
       <PageHeader title={d.name}>
         {d.state === "active" ? <TunnelBadge status={d.tunnel.status} /> : <StateBadge state={d.state} />}
       </PageHeader>
+      {d.state === "active" && <RenameForm id={d.id} name={d.name} />}
       <Card className="mb-3">
         <Card.Body>
           <dl className="row mb-0">
@@ -74,5 +76,39 @@ export function DeviceDetailPage() {
         </Card>
       )}
     </>
+  );
+}
+
+function RenameForm({ id, name }: { id: string; name: string }) {
+  const qc = useQueryClient();
+  const [value, setValue] = useState(name);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  return (
+    <Form
+      className="mb-3"
+      onSubmit={async (e) => {
+        e.preventDefault();
+        setBusy(true);
+        setError(null);
+        try {
+          await api.renameDevice(id, value.trim());
+          await qc.invalidateQueries({ queryKey: ["device", id] });
+          await qc.invalidateQueries({ queryKey: ["devices"] });
+        } catch (err) {
+          setError(err);
+        } finally {
+          setBusy(false);
+        }
+      }}
+    >
+      <InputGroup className="rename">
+        <Form.Control value={value} onChange={(e) => setValue(e.target.value)} maxLength={64} required aria-label="Device name" />
+        <Button type="submit" variant="outline-primary" disabled={busy || value.trim() === name} data-testid="rename">
+          Rename
+        </Button>
+      </InputGroup>
+      <ErrorAlert error={error} title="Not renamed" />
+    </Form>
   );
 }
