@@ -258,10 +258,21 @@ async fn zero_config_setup_token_and_no_secrets_in_output() {
             "the {what} appears in the server output:\n{out}"
         );
     }
+    // Printed once, in the start-up notice only: the `clawn setup` command and the
+    // dashboard's `/setup#token=` link, never in a log line.
     assert_eq!(
         out.matches(setup.as_str()).count(),
-        1,
-        "the setup token is printed exactly once"
+        2,
+        "the setup token is printed in the notice's command and link only:\n{out}"
+    );
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains(setup.as_str())).collect();
+    assert!(
+        lines[0].trim().starts_with("clawn setup --server "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].trim().starts_with("http://") && lines[1].contains("/setup#token="),
+        "{lines:?}"
     );
 
     // A restart with accounts prints no setup token.

@@ -1,6 +1,7 @@
-import { useState, type ReactNode } from "react";
+import type { ReactNode } from "react";
 import { Button, Modal } from "react-bootstrap";
 import { ErrorAlert } from "./common";
+import { useAction } from "../action";
 
 /** Asks before a destructive action; shows the server's error if the action fails. */
 export function ConfirmModal(props: {
@@ -11,8 +12,7 @@ export function ConfirmModal(props: {
   onConfirm: () => Promise<void>;
   onClose: () => void;
 }) {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run, setError } = useAction();
   const close = () => {
     if (busy) return;
     setError(null);
@@ -36,15 +36,9 @@ export function ConfirmModal(props: {
           disabled={busy}
           data-testid="confirm"
           onClick={async () => {
-            setBusy(true);
-            setError(null);
-            try {
+            await run(async () => {
               await props.onConfirm();
-            } catch (e) {
-              setError(e);
-            } finally {
-              setBusy(false);
-            }
+            });
           }}
         >
           {busy ? "Working…" : props.confirmLabel}

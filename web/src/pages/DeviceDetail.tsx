@@ -8,6 +8,7 @@ import { api, ApiError } from "../api";
 import { ErrorAlert, Loading, PageHeader, StateBadge, TunnelBadge } from "../components/common";
 import { ago, bytes, dateTime } from "../format";
 import { LIVE_MS } from "../session";
+import { useAction } from "../action";
 
 export function DeviceDetailPage() {
   const { id = "" } = useParams();
@@ -82,24 +83,17 @@ export function DeviceDetailPage() {
 function RenameForm({ id, name }: { id: string; name: string }) {
   const qc = useQueryClient();
   const [value, setValue] = useState(name);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
   return (
     <Form
       className="mb-3"
       onSubmit={async (e) => {
         e.preventDefault();
-        setBusy(true);
-        setError(null);
-        try {
+        await run(async () => {
           await api.renameDevice(id, value.trim());
           await qc.invalidateQueries({ queryKey: ["device", id] });
           await qc.invalidateQueries({ queryKey: ["devices"] });
-        } catch (err) {
-          setError(err);
-        } finally {
-          setBusy(false);
-        }
+        });
       }}
     >
       <InputGroup className="rename">

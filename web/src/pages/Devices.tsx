@@ -12,6 +12,7 @@ import { ago, bytes } from "../format";
 import { generateKeyPair, keygenUnavailable, renderConfig } from "../keys";
 import type { Device, NodeAck, Region } from "../types";
 import { LIVE_MS, useMe } from "../session";
+import { useAction } from "../action";
 
 export function DevicesPage() {
   const me = useMe();
@@ -192,8 +193,7 @@ function AddDeviceModal({ onClose, onChanged }: { onClose: () => void; onChanged
   const regions = useQuery({ queryKey: ["regions"], queryFn: api.regions, refetchInterval: LIVE_MS });
   const [name, setName] = useState("");
   const [region, setRegion] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
   const [result, setResult] = useState<{ name: string; config: string } | null>(null);
   const keygenProblem = keygenUnavailable();
   const chosen = regions.data?.find((r) => r.code === (region || regions.data?.[0]?.code));
@@ -201,18 +201,12 @@ function AddDeviceModal({ onClose, onChanged }: { onClose: () => void; onChanged
   const submit = async (e: React.FormEvent) => {
     e.preventDefault();
     if (!chosen) return;
-    setBusy(true);
-    setError(null);
-    try {
+    await run(async () => {
       const keys = await generateKeyPair();
       const created = await api.createDevice(name.trim(), keys.publicKey, chosen.code);
       setResult({ name: created.device.name, config: renderConfig(created.config, keys.privateKey) });
       onChanged();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
   return (
@@ -293,22 +287,15 @@ function AddDeviceModal({ onClose, onChanged }: { onClose: () => void; onChanged
 }
 
 function RotateModal({ device, onClose, onChanged }: { device: Device; onClose: () => void; onChanged: () => void }) {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
   const [result, setResult] = useState<{ config: string; ack: NodeAck } | null>(null);
   const rotate = async () => {
-    setBusy(true);
-    setError(null);
-    try {
+    await run(async () => {
       const keys = await generateKeyPair();
       const r = await api.rotateDevice(device.id, keys.publicKey);
       setResult({ config: renderConfig(r.config, keys.privateKey), ack: r.node_ack });
       onChanged();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+    });
   };
   return (
     <Modal show onHide={() => !busy && onClose()} size="lg" centered backdrop="static" fullscreen="sm-down">

@@ -4,13 +4,13 @@ import { useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { ErrorAlert } from "../components/common";
 import { announceSessionChange } from "../session";
+import { useAction } from "../action";
 
 export function LoginPage() {
   const qc = useQueryClient();
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
   const secure = window.isSecureContext;
   return (
     <div className="login-wrap d-flex align-items-center justify-content-center px-3">
@@ -27,18 +27,12 @@ export function LoginPage() {
           <Form
             onSubmit={async (e) => {
               e.preventDefault();
-              setBusy(true);
-              setError(null);
-              try {
+              await run(async () => {
                 const r = await api.login(email.trim(), password);
                 setPassword("");
                 qc.setQueryData(["me"], r.user);
                 announceSessionChange();
-              } catch (err) {
-                setError(err);
-              } finally {
-                setBusy(false);
-              }
+              });
             }}
           >
             <Form.Group className="mb-3" controlId="email">

@@ -8,6 +8,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { ErrorAlert } from "../components/common";
 import { announceSessionChange } from "../session";
+import { useAction } from "../action";
 
 function tokenFromFragment(): string {
   const token = new URLSearchParams(window.location.hash.slice(1)).get("token") ?? "";
@@ -21,8 +22,7 @@ export function SetupPage() {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [again, setAgain] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
   const mismatch = again.length > 0 && again !== password;
   return (
     <div className="login-wrap d-flex align-items-center justify-content-center px-3">
@@ -39,18 +39,12 @@ export function SetupPage() {
             onSubmit={async (e) => {
               e.preventDefault();
               if (mismatch) return;
-              setBusy(true);
-              setError(null);
-              try {
+              await run(async () => {
                 const r = await api.setup(token.trim(), email.trim(), password);
                 window.history.replaceState(null, "", "/");
                 qc.setQueryData(["me"], r.user);
                 announceSessionChange();
-              } catch (err) {
-                setError(err);
-              } finally {
-                setBusy(false);
-              }
+              });
             }}
           >
             <Form.Group className="mb-3" controlId="setup-token">

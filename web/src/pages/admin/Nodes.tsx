@@ -8,6 +8,7 @@ import { CopyButton, Empty, ErrorAlert, Loading, PageHeader, StateBadge } from "
 import { ago, bytes, dateTime, rate } from "../../format";
 import type { NodeTokenResponse, NodeView } from "../../types";
 import { LIVE_MS } from "../../session";
+import { useAction } from "../../action";
 
 const SETTABLE = ["online", "maintenance", "draining", "experimental"] as const;
 
@@ -146,8 +147,7 @@ function JoinTokenModal({ regions, onClose }: { regions: string[]; onClose: () =
   const [region, setRegion] = useState(regions[0] ?? "");
   const [capacity, setCapacity] = useState("1000");
   const [hours, setHours] = useState("1");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
   const [token, setToken] = useState<NodeTokenResponse | null>(null);
   return (
     <Modal show onHide={onClose} centered size="lg" backdrop="static" fullscreen="sm-down">
@@ -172,15 +172,9 @@ function JoinTokenModal({ regions, onClose }: { regions: string[]; onClose: () =
             id="node-token"
             onSubmit={async (e) => {
               e.preventDefault();
-              setBusy(true);
-              setError(null);
-              try {
+              await run(async () => {
                 setToken(await api.createNodeToken(region, Number(capacity), Math.round(Number(hours) * 3600)));
-              } catch (err) {
-                setError(err);
-              } finally {
-                setBusy(false);
-              }
+              });
             }}
           >
             <Form.Group className="mb-3" controlId="token-region">

@@ -1,9 +1,11 @@
 // Regions: create and edit (name, DNS; pool and node prefix while the region has no nodes).
 
 import { useState } from "react";
-import { Button, Form, Modal, Table } from "react-bootstrap";
+import { Button, Form, Table } from "react-bootstrap";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../../api";
+import { useAction } from "../../action";
+import { FormModal } from "../../components/FormModal";
 import { Empty, ErrorAlert, Loading, PageHeader, StateBadge } from "../../components/common";
 import type { AdminRegion } from "../../types";
 
@@ -78,15 +80,11 @@ function RegionModal({ region, onClose }: { region: AdminRegion | null; onClose:
   const [cidr, setCidr] = useState(region?.cidr ?? "10.100.0.0/16");
   const [prefix, setPrefix] = useState(String(region?.node_prefix ?? 20));
   const [dns, setDns] = useState(region?.dns.join(", ") ?? "");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
   const hasNodes = (region?.health.total_nodes ?? 0) > 0;
 
-  const submit = async (e: React.FormEvent) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
+  const save = () =>
+    run(async () => {
       if (region) {
         const patch: { name?: string; dns?: string[]; cidr?: string; node_prefix?: number } = { name, dns: splitList(dns) };
         if (cidr !== region.cidr) patch.cidr = cidr;
@@ -97,55 +95,43 @@ function RegionModal({ region, onClose }: { region: AdminRegion | null; onClose:
       }
       await qc.invalidateQueries({ queryKey: ["admin-regions"] });
       onClose();
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
 
   return (
-    <Modal show onHide={onClose} centered>
-      <Modal.Header closeButton>
-        <Modal.Title>{region ? `Edit ${region.code}` : "Create a region"}</Modal.Title>
-      </Modal.Header>
-      <Modal.Body>
-        <Form id="region-form" onSubmit={submit}>
-          {!region && (
-            <Form.Group className="mb-3" controlId="region-code">
-              <Form.Label>Code</Form.Label>
-              <Form.Control value={code} onChange={(e) => setCode(e.target.value)} placeholder="eu" required />
-              <Form.Text>2–32 of a–z, 0–9 and “-”. Cannot change later.</Form.Text>
-            </Form.Group>
-          )}
-          <Form.Group className="mb-3" controlId="region-name">
-            <Form.Label>Name</Form.Label>
-            <Form.Control value={name} onChange={(e) => setName(e.target.value)} placeholder="Europe" required />
-          </Form.Group>
-          <Form.Group className="mb-3" controlId="region-cidr">
-            <Form.Label>Tunnel pool (IPv4)</Form.Label>
-            <Form.Control value={cidr} onChange={(e) => setCidr(e.target.value)} disabled={hasNodes} required />
-            {hasNodes && <Form.Text>The pool cannot change while the region has nodes.</Form.Text>}
-          </Form.Group>
-          <Form.Group className="mb-3" controlId="region-prefix">
-            <Form.Label>Node sub-pool prefix</Form.Label>
-            <Form.Control type="number" min={8} max={30} value={prefix} onChange={(e) => setPrefix(e.target.value)} disabled={hasNodes} />
-          </Form.Group>
-          <Form.Group className="mb-3" controlId="region-dns">
-            <Form.Label>DNS servers for device configs</Form.Label>
-            <Form.Control value={dns} onChange={(e) => setDns(e.target.value)} placeholder="1.1.1.1, 9.9.9.9" />
-          </Form.Group>
-          <ErrorAlert error={error} title="Not saved" />
-        </Form>
-      </Modal.Body>
-      <Modal.Footer>
-        <Button variant="secondary" onClick={onClose}>
-          Cancel
-        </Button>
-        <Button type="submit" form="region-form" disabled={busy} data-testid="save-region">
-          {busy ? "Saving…" : region ? "Save" : "Create region"}
-        </Button>
-      </Modal.Footer>
-    </Modal>
+    <FormModal
+      title={region ? `Edit ${region.code}` : "Create a region"}
+      id="region-form"
+      submitLabel={region ? "Save" : "Create region"}
+      submitTestId="save-region"
+      busy={busy}
+      error={error}
+      onSubmit={() => void save()}
+      onClose={onClose}
+    >
+      {!region && (
+        <Form.Group className="mb-3" controlId="region-code">
+          <Form.Label>Code</Form.Label>
+          <Form.Control value={code} onChange={(e) => setCode(e.target.value)} placeholder="eu" required />
+          <Form.Text>2–32 of a–z, 0–9 and “-”. Cannot change later.</Form.Text>
+        </Form.Group>
+      )}
+      <Form.Group className="mb-3" controlId="region-name">
+        <Form.Label>Name</Form.Label>
+        <Form.Control value={name} onChange={(e) => setName(e.target.value)} placeholder="Europe" required />
+      </Form.Group>
+      <Form.Group className="mb-3" controlId="region-cidr">
+        <Form.Label>Tunnel pool (IPv4)</Form.Label>
+        <Form.Control value={cidr} onChange={(e) => setCidr(e.target.value)} disabled={hasNodes} required />
+        {hasNodes && <Form.Text>The pool cannot change while the region has nodes.</Form.Text>}
+      </Form.Group>
+      <Form.Group className="mb-3" controlId="region-prefix">
+        <Form.Label>Node sub-pool prefix</Form.Label>
+        <Form.Control type="number" min={8} max={30} value={prefix} onChange={(e) => setPrefix(e.target.value)} disabled={hasNodes} />
+      </Form.Group>
+      <Form.Group className="mb-3" controlId="region-dns">
+        <Form.Label>DNS servers for device configs</Form.Label>
+        <Form.Control value={dns} onChange={(e) => setDns(e.target.value)} placeholder="1.1.1.1, 9.9.9.9" />
+      </Form.Group>
+    </FormModal>
   );
 }

@@ -1,9 +1,11 @@
 // Users: create, disable / enable, device slots, role, password reset.
 
 import { useState } from "react";
-import { Badge, Button, ButtonGroup, Form, Modal, Table } from "react-bootstrap";
+import { Badge, Button, ButtonGroup, Form, Table } from "react-bootstrap";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../../api";
+import { useAction } from "../../action";
+import { FormModal } from "../../components/FormModal";
 import { ConfirmModal } from "../../components/ConfirmModal";
 import { ErrorAlert, Loading, PageHeader } from "../../components/common";
 import { dateTime } from "../../format";
@@ -133,114 +135,79 @@ function UserModal({ user, onClose, onSaved }: { user?: User; onClose: () => voi
   const [password, setPassword] = useState("");
   const [role, setRole] = useState<string>(user?.role ?? "user");
   const [slots, setSlots] = useState(String(user?.device_slots ?? 1));
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
+  const save = () =>
+    run(async () => {
+      if (user) await api.updateUser(user.id, { role, device_slots: Number(slots) });
+      else await api.createUser({ email: email.trim(), password, role, device_slots: Number(slots) });
+      await onSaved();
+      onClose();
+    });
   return (
-    <Modal show onHide={onClose} centered>
-      <Modal.Header closeButton>
-        <Modal.Title>{user ? `Edit ${user.email}` : "Create a user"}</Modal.Title>
-      </Modal.Header>
-      <Modal.Body>
-        <Form
-          id="user-form"
-          onSubmit={async (e) => {
-            e.preventDefault();
-            setBusy(true);
-            setError(null);
-            try {
-              if (user) await api.updateUser(user.id, { role, device_slots: Number(slots) });
-              else await api.createUser({ email: email.trim(), password, role, device_slots: Number(slots) });
-              await onSaved();
-              onClose();
-            } catch (err) {
-              setError(err);
-            } finally {
-              setBusy(false);
-            }
-          }}
-        >
-          {!user && (
-            <>
-              <Form.Group className="mb-3" controlId="user-email">
-                <Form.Label>Email</Form.Label>
-                <Form.Control type="email" value={email} onChange={(e) => setEmail(e.target.value)} required />
-              </Form.Group>
-              <Form.Group className="mb-3" controlId="user-password">
-                <Form.Label>Initial password</Form.Label>
-                <Form.Control type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
-                <Form.Text>At least 10 characters. Tell the user over a safe channel.</Form.Text>
-              </Form.Group>
-            </>
-          )}
-          <Form.Group className="mb-3" controlId="user-role">
-            <Form.Label>Role</Form.Label>
-            <Form.Select value={role} onChange={(e) => setRole(e.target.value)}>
-              <option value="user">user</option>
-              <option value="admin">admin</option>
-            </Form.Select>
+    <FormModal
+      title={user ? `Edit ${user.email}` : "Create a user"}
+      id="user-form"
+      submitLabel={user ? "Save" : "Create user"}
+      submitTestId="save-user"
+      busy={busy}
+      error={error}
+      onSubmit={() => void save()}
+      onClose={onClose}
+    >
+      {!user && (
+        <>
+          <Form.Group className="mb-3" controlId="user-email">
+            <Form.Label>Email</Form.Label>
+            <Form.Control type="email" value={email} onChange={(e) => setEmail(e.target.value)} required />
           </Form.Group>
-          <Form.Group className="mb-3" controlId="user-slots">
-            <Form.Label>Device slots</Form.Label>
-            <Form.Control type="number" min={0} max={1000} value={slots} onChange={(e) => setSlots(e.target.value)} required />
+          <Form.Group className="mb-3" controlId="user-password">
+            <Form.Label>Initial password</Form.Label>
+            <Form.Control type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
+            <Form.Text>At least 10 characters. Tell the user over a safe channel.</Form.Text>
           </Form.Group>
-          <ErrorAlert error={error} title="Not saved" />
-        </Form>
-      </Modal.Body>
-      <Modal.Footer>
-        <Button variant="secondary" onClick={onClose}>
-          Cancel
-        </Button>
-        <Button type="submit" form="user-form" disabled={busy} data-testid="save-user">
-          {busy ? "Saving…" : user ? "Save" : "Create user"}
-        </Button>
-      </Modal.Footer>
-    </Modal>
+        </>
+      )}
+      <Form.Group className="mb-3" controlId="user-role">
+        <Form.Label>Role</Form.Label>
+        <Form.Select value={role} onChange={(e) => setRole(e.target.value)}>
+          <option value="user">user</option>
+          <option value="admin">admin</option>
+        </Form.Select>
+      </Form.Group>
+      <Form.Group className="mb-3" controlId="user-slots">
+        <Form.Label>Device slots</Form.Label>
+        <Form.Control type="number" min={0} max={1000} value={slots} onChange={(e) => setSlots(e.target.value)} required />
+      </Form.Group>
+    </FormModal>
   );
 }
 
 function PasswordModal({ user, onClose, onSaved }: { user: User; onClose: () => void; onSaved: () => void }) {
   const [password, setPassword] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const { busy, error, run } = useAction();
+  const save = () =>
+    run(async () => {
+      await api.resetPassword(user.id, password);
+      onSaved();
+      onClose();
+    });
   return (
-    <Modal show onHide={onClose} centered>
-      <Modal.Header closeButton>
-        <Modal.Title>Reset the password of {user.email}</Modal.Title>
-      </Modal.Header>
-      <Modal.Body>
-        <Form
-          id="password-form"
-          onSubmit={async (e) => {
-            e.preventDefault();
-            setBusy(true);
-            setError(null);
-            try {
-              await api.resetPassword(user.id, password);
-              onSaved();
-              onClose();
-            } catch (err) {
-              setError(err);
-            } finally {
-              setBusy(false);
-            }
-          }}
-        >
-          <Form.Group className="mb-3" controlId="new-password">
-            <Form.Label>New password</Form.Label>
-            <Form.Control type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
-            <Form.Text>At least 10 characters. Their sessions end.</Form.Text>
-          </Form.Group>
-          <ErrorAlert error={error} title="Not reset" />
-        </Form>
-      </Modal.Body>
-      <Modal.Footer>
-        <Button variant="secondary" onClick={onClose}>
-          Cancel
-        </Button>
-        <Button type="submit" form="password-form" disabled={busy} data-testid="save-password">
-          {busy ? "Saving…" : "Reset password"}
-        </Button>
-      </Modal.Footer>
-    </Modal>
+    <FormModal
+      title={`Reset the password of ${user.email}`}
+      id="password-form"
+      submitLabel="Reset password"
+      submitTestId="save-password"
+      busy={busy}
+      error={error}
+      errorTitle="Not reset"
+      onSubmit={() => void save()}
+      onClose={onClose}
+    >
+      <Form.Group className="mb-3" controlId="new-password">
+        <Form.Label>New password</Form.Label>
+        <Form.Control type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
+        <Form.Text>At least 10 characters. Their sessions end.</Form.Text>
+      </Form.Group>
+    </FormModal>
   );
 }
