@@ -55,7 +55,8 @@ pub fn serve(method: &Method, uri: &Uri) -> Option<Response> {
         None => return None,
     };
     // The full body for HEAD too: hyper drops it and keeps Content-Length as for GET.
-    let mut resp = Response::new(Body::from(file.data.into_owned()));
+    // Embedded files are borrowed from the binary, not copied per request.
+    let mut resp = Response::new(Body::from(file.data));
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(file.metadata.mimetype()) {
         h.insert(header::CONTENT_TYPE, v);
