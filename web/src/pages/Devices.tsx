@@ -6,7 +6,7 @@ import { Link } from "react-router";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { ConfigDelivery } from "../components/ConfigDelivery";
-import { ConfirmModal } from "../components/ConfirmModal";
+import { Notice, RevokeDialog, type NoticeText } from "../components/Revoke";
 import { Empty, ErrorAlert, Loading, PageHeader, StateBadge, TunnelBadge } from "../components/common";
 import { ago, bytes } from "../format";
 import { generateKeyPair, keygenUnavailable, renderConfig } from "../keys";
@@ -20,7 +20,7 @@ export function DevicesPage() {
   const [adding, setAdding] = useState(false);
   const [rotating, setRotating] = useState<Device | null>(null);
   const [revoking, setRevoking] = useState<Device | null>(null);
-  const [notice, setNotice] = useState<{ variant: string; text: string } | null>(null);
+  const [notice, setNotice] = useState<NoticeText | null>(null);
   const qc = useQueryClient();
   const refresh = () => {
     void qc.invalidateQueries({ queryKey: ["devices"] });
@@ -49,11 +49,7 @@ export function DevicesPage() {
           All your device slots are in use. Revoke a device to free one, or ask an administrator for more slots.
         </Alert>
       )}
-      {notice && (
-        <Alert variant={notice.variant} dismissible onClose={() => setNotice(null)} data-testid="notice">
-          {notice.text}
-        </Alert>
-      )}
+      <Notice notice={notice} onClose={() => setNotice(null)} />
       {devices.isPending && <Loading what="devices" />}
       <ErrorAlert error={devices.error} title="Devices could not be loaded" />
       {devices.data && devices.data.length === 0 && (
@@ -82,16 +78,13 @@ export function DevicesPage() {
       )}
       {adding && <AddDeviceModal onClose={() => setAdding(false)} onChanged={refresh} />}
       {rotating && <RotateModal device={rotating} onClose={() => setRotating(null)} onChanged={refresh} />}
-      <ConfirmModal
-        show={revoking !== null}
+      <RevokeDialog
+        device={revoking}
         title={`Revoke ${revoking?.name ?? ""}?`}
-        confirmLabel="Revoke device"
+        revoke={api.revokeDevice}
         onClose={() => setRevoking(null)}
-        onConfirm={async () => {
-          if (!revoking) return;
-          const r = await api.revokeDevice(revoking.id);
-          setRevoking(null);
-          setNotice(revokeNotice(revoking.name, r.node_ack));
+        onDone={(n) => {
+          setNotice(n);
           refresh();
         }}
       >
@@ -99,29 +92,9 @@ export function DevicesPage() {
           The device is cut off at its node at once and its slot is freed. This cannot be undone: to use the device
           again, add it as a new device.
         </p>
-      </ConfirmModal>
+      </RevokeDialog>
     </>
   );
-}
-
-/** What the node said about a revocation, in words. */
-export function revokeNotice(name: string, ack: NodeAck): { variant: string; text: string } {
-  switch (ack.status) {
-    case "acknowledged":
-      return { variant: "success", text: `${name} is revoked. The node confirmed the peer is removed (${ack.waited_ms} ms).` };
-    case "timeout":
-      return {
-        variant: "warning",
-        text: `${name} is revoked, but the node did not confirm within ${ack.waited_ms} ms. It removes the peer as soon as it processes the change.`,
-      };
-    case "offline":
-      return {
-        variant: "warning",
-        text: `${name} is revoked. Its node is offline now; it removes the peer when it reconnects (it cannot serve the key before that).`,
-      };
-    default:
-      return { variant: "success", text: `${name} is revoked (no live tunnel needed removing).` };
-  }
 }
 
 function DeviceCard({ device: d, onRotate, onRevoke }: { device: Device; onRotate?: () => void; onRevoke?: () => void }) {

@@ -1,15 +1,14 @@
 // Every user's devices (admin): filter and revoke.
 
 import { useState } from "react";
-import { Alert, Button, Form, Table } from "react-bootstrap";
+import { Button, Form, Table } from "react-bootstrap";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../../api";
-import { ConfirmModal } from "../../components/ConfirmModal";
+import { Notice, RevokeDialog, type NoticeText } from "../../components/Revoke";
 import { Empty, ErrorAlert, Loading, PageHeader, StateBadge, TunnelBadge } from "../../components/common";
 import { ago } from "../../format";
 import type { Device } from "../../types";
 import { LIVE_MS } from "../../session";
-import { revokeNotice } from "../Devices";
 
 export function AllDevicesPage() {
   const [state, setState] = useState("active");
@@ -18,7 +17,7 @@ export function AllDevicesPage() {
   const devices = useQuery({ queryKey: ["admin-devices", state], queryFn: () => api.adminDevices(state || undefined), refetchInterval: LIVE_MS });
   const qc = useQueryClient();
   const [revoking, setRevoking] = useState<Device | null>(null);
-  const [notice, setNotice] = useState<{ variant: string; text: string } | null>(null);
+  const [notice, setNotice] = useState<NoticeText | null>(null);
   const regions = [...new Set((devices.data ?? []).map((d) => d.region))].sort();
   const q = text.trim().toLowerCase();
   const shown = (devices.data ?? []).filter(
@@ -53,11 +52,7 @@ export function AllDevicesPage() {
           </Form.Select>
         </div>
       </Form>
-      {notice && (
-        <Alert variant={notice.variant} dismissible onClose={() => setNotice(null)} data-testid="notice">
-          {notice.text}
-        </Alert>
-      )}
+      <Notice notice={notice} onClose={() => setNotice(null)} />
       {devices.isPending && <Loading what="devices" />}
       <ErrorAlert error={devices.error} title="Devices could not be loaded" />
       {devices.data && shown.length === 0 && <Empty title="No devices match" />}
@@ -103,21 +98,18 @@ export function AllDevicesPage() {
           </Table>
         </div>
       )}
-      <ConfirmModal
-        show={revoking !== null}
+      <RevokeDialog
+        device={revoking}
         title={`Revoke ${revoking?.name ?? ""} of ${revoking?.owner_email ?? ""}?`}
-        confirmLabel="Revoke device"
+        revoke={api.adminRevokeDevice}
         onClose={() => setRevoking(null)}
-        onConfirm={async () => {
-          if (!revoking) return;
-          const r = await api.adminRevokeDevice(revoking.id);
-          setRevoking(null);
-          setNotice(revokeNotice(revoking.name, r.node_ack));
-          await qc.invalidateQueries({ queryKey: ["admin-devices"] });
+        onDone={(n) => {
+          setNotice(n);
+          void qc.invalidateQueries({ queryKey: ["admin-devices"] });
         }}
       >
         The device is cut off at its node at once. The owner is not asked; the action is audited under your name.
-      </ConfirmModal>
+      </RevokeDialog>
     </>
   );
 }
