@@ -299,7 +299,7 @@ pub enum NodeCommand {
         #[arg(value_parser = node_state_parser())]
         state: NodeState,
     },
-    /// Change a node's name, capacity or state
+    /// Change a node's name, capacity, state or link capacity
     Update {
         /// Node id or name
         node: String,
@@ -312,6 +312,9 @@ pub enum NodeCommand {
         /// New state
         #[arg(long, value_parser = node_state_parser())]
         state: Option<NodeState>,
+        /// Link capacity in Mbit/s (bandwidth utilisation in the load score)
+        #[arg(long)]
+        link_mbps: Option<u64>,
     },
     /// Remove a node
     Remove {

@@ -197,6 +197,13 @@ mod tests {
             revoked_at: None,
             owner_id: None,
             owner_email: None,
+            placement: "unassigned".into(),
+            class: "standard".into(),
+            moved_at: None,
+            moved_reason: None,
+            quarantined: false,
+            quarantine_reason: None,
+            idle_flagged_at: None,
         }
     }
 

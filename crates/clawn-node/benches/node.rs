@@ -183,6 +183,7 @@ fn full_sync(n: usize, backend: &'static str) {
             public_key: WgKeyPair::generate().public(),
             allowed_ips: vec![format!("{}/32", peer_ip(i))],
             device_id: Uuid::new_v4(),
+            class: Default::default(),
         })
         .collect();
     let mut cmd = String::from("set=1\n");

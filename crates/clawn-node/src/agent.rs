@@ -389,6 +389,13 @@ impl Agent {
                 for p in &d.add {
                     self.specs.insert(p.public_key, p.clone());
                 }
+                // A class change: the spec is recorded (and saved with the snapshot); the
+                // WireGuard peer is not touched, so its session stays up.
+                for p in &d.update {
+                    if let Some(have) = self.specs.get_mut(&p.public_key) {
+                        have.class = p.class;
+                    }
+                }
                 metrics::gauge!("clawn_node_peers").set(self.mirror.len() as f64);
                 d.to_version
             }

@@ -228,6 +228,7 @@ mod tests {
             public_key: k,
             allowed_ips: vec![ip.to_string()],
             device_id: Uuid::nil(),
+            class: Default::default(),
         }
     }
 
@@ -281,6 +282,7 @@ mod tests {
             issued_at: 0,
             remove: vec![],
             add: vec![spec(b, "10.100.0.2/32")],
+            update: vec![],
         };
         let caps = Caps {
             update_in_place: true,
@@ -369,8 +371,10 @@ mod tests {
                         public_key: *k,
                         allowed_ips: v.iter().map(ToString::to_string).collect(),
                         device_id: Uuid::nil(),
+                        class: Default::default(),
                     })
                     .collect(),
+                update: vec![],
             };
             let ops = plan_delta(&current, &d, pool(), caps).expect("valid delta");
             prop_assert_eq!(simulate(&current, &ops), desired.clone());

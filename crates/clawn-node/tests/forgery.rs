@@ -26,6 +26,7 @@ fn peer(n: u8) -> (PeerSpec, WgPublicKey) {
             public_key: k,
             allowed_ips: vec![format!("10.100.0.{n}/32")],
             device_id: Uuid::new_v4(),
+            class: Default::default(),
         },
         k,
     )
@@ -127,6 +128,7 @@ fn forged_replayed_and_foreign_snapshots_are_rejected() {
                     issued_at: 1,
                     remove: vec![],
                     add: vec![p4],
+                    update: vec![],
                 }),
             )))
             .await
@@ -161,6 +163,7 @@ fn forged_replayed_and_foreign_snapshots_are_rejected() {
                     issued_at: 1,
                     remove: vec![k1],
                     add: vec![p5],
+                    update: vec![],
                 }),
             )))
             .await

@@ -408,6 +408,25 @@ pub struct DeviceView {
     /// Owner email (admin views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_email: Option<String>,
+    /// `assigned` (a live peer on a node), `waiting_for_capacity` (its node failed or
+    /// drains and no node of the region has room; it stays where it is meanwhile) or
+    /// `unassigned` (no peer; fetching the config places it again).
+    pub placement: String,
+    /// `priority` while the owner holds a valid priority token for the region.
+    pub class: String,
+    /// When the system last moved it to another node (failover, drain, region move); its
+    /// config changed then and must be fetched again.
+    pub moved_at: Option<UnixMillis>,
+    /// Why: `failover`, `drain` or `reassign`.
+    pub moved_reason: Option<String>,
+    /// Whether it is quarantined (region moves blocked, priority suspended).
+    pub quarantined: bool,
+    /// Why (admin views only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_reason: Option<String>,
+    /// When its peer was flagged idle (admin views only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_flagged_at: Option<UnixMillis>,
 }
 
 /// Whether the owning node confirmed a change.
@@ -641,6 +660,194 @@ pub struct NodeView {
     pub capabilities: Vec<String>,
     /// Enrollment time.
     pub created_at: UnixMillis,
+    /// Link capacity used for bandwidth utilisation, Mbit/s.
+    pub link_mbps: u64,
+    /// The load score now and its parts (lower is better).
+    pub score: ScoreParts,
+    /// Whether placement would pick this node for a new device now, and why not.
+    pub eligible: bool,
+    /// Why it is not eligible, if it is not (`state:degraded`, `heartbeat_stale`, `full`).
+    pub ineligible_reason: Option<String>,
+    /// Health measurements and verdict.
+    pub health: NodeHealth,
+    /// Since when the node is offline, if it is.
+    pub offline_since: Option<UnixMillis>,
+}
+
+/// The load score of a node, lower is better: `total` is the weighted mean of the parts,
+/// each within 0..=1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScoreParts {
+    /// Weighted total.
+    pub total: f64,
+    /// Live peers / capacity.
+    pub peers: f64,
+    /// (rx + tx rate) / link capacity.
+    pub bandwidth: f64,
+    /// CPU / 100.
+    pub cpu: f64,
+    /// Latency band / number of bands.
+    pub latency: f64,
+    /// The latency band (0 = best).
+    pub latency_band: u32,
+}
+
+/// A node's health: the control plane's probe measurements and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeHealth {
+    /// Median probe round trip over the recent probes, ms.
+    pub rtt_ms: Option<f64>,
+    /// The node's latency baseline, ms.
+    pub baseline_rtt_ms: Option<f64>,
+    /// Share of probes in the window that went unanswered.
+    pub loss_ratio: Option<f64>,
+    /// Probes in the window.
+    pub probes: u32,
+    /// Since when CPU is above the threshold.
+    pub cpu_high_since: Option<UnixMillis>,
+    /// Alert conditions holding now: `cpu_high`, `packet_loss`, `latency_high`,
+    /// `over_capacity` (any of them makes an online node degraded).
+    pub alerts: Vec<String>,
+    /// Human-readable reason, e.g. "packet loss 6.7% > 2%".
+    pub reason: Option<String>,
+    /// When this was measured.
+    pub at: Option<UnixMillis>,
+}
+
+/// `POST /api/v1/devices/{id}/region`: move a device to another region.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReassignDeviceRequest {
+    /// Target region code.
+    pub region: String,
+}
+
+/// `POST /api/v1/admin/priority-tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GrantPriorityTokenRequest {
+    /// The user (id or email; one of the two).
+    #[serde(default)]
+    pub user_id: Option<Uuid>,
+    /// The user's email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Region code.
+    pub region: String,
+    /// Start of the window, Unix ms [default: now].
+    #[serde(default)]
+    pub starts_at: Option<UnixMillis>,
+    /// End of the window, Unix ms (or `duration_secs`).
+    #[serde(default)]
+    pub expires_at: Option<UnixMillis>,
+    /// Length of the window from its start, seconds (or `expires_at`).
+    #[serde(default)]
+    pub duration_secs: Option<u64>,
+    /// Why it was granted.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A priority access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PriorityTokenView {
+    /// Id.
+    pub id: Uuid,
+    /// Holder.
+    pub user_id: Uuid,
+    /// Holder's email.
+    pub email: String,
+    /// Region code.
+    pub region: String,
+    /// Window start.
+    pub starts_at: UnixMillis,
+    /// Window end.
+    pub expires_at: UnixMillis,
+    /// Note.
+    pub note: String,
+    /// Granting admin.
+    pub granted_by: Option<Uuid>,
+    /// Grant time.
+    pub created_at: UnixMillis,
+    /// Revocation time.
+    pub revoked_at: Option<UnixMillis>,
+    /// `scheduled`, `active`, `expired` or `revoked`.
+    pub status: String,
+    /// Whether it is suspended because a device of the holder is quarantined.
+    pub suspended: bool,
+}
+
+/// Admin diagnostics of one device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceDiagnostics {
+    /// The device (node, exit IP, tunnel status, bytes).
+    pub device: DeviceView,
+    /// Time since the last handshake, ms.
+    pub handshake_age_ms: Option<i64>,
+    /// Recent moves (failover, drain, reassignment, waiting), newest first.
+    pub moves: Vec<AuditEventView>,
+    /// Abuse signals counted in the current window.
+    pub signals: AbuseSignals,
+}
+
+/// Per-device abuse signals over the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AbuseSignals {
+    /// Endpoint changes the node saw.
+    pub endpoint_changes: u32,
+    /// Region moves asked for.
+    pub region_switches: u32,
+    /// Telemetry intervals above the burst rate.
+    pub bursts: u32,
+}
+
+/// Admin diagnostics of one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeDiagnostics {
+    /// The node (state, score, health).
+    pub node: NodeView,
+    /// Recent state changes (offline, online, degraded, recovered, admin changes), newest first.
+    pub state_changes: Vec<AuditEventView>,
+    /// Devices whose peer is on this node and that wait for capacity elsewhere.
+    pub waiting_devices: u32,
+}
+
+/// `GET /api/v1/admin/diagnostics`: the region view.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DiagnosticsOverview {
+    /// Per region: current load, p95 over the window, scale-out signal.
+    pub regions: Vec<RegionLoad>,
+    /// Nodes with their recent state changes.
+    pub nodes: Vec<NodeDiagnostics>,
+    /// Devices waiting for capacity.
+    pub waiting: Vec<DeviceView>,
+    /// Quarantined devices, for review.
+    pub quarantined: Vec<DeviceView>,
+}
+
+/// A region's load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegionLoad {
+    /// Region code.
+    pub region: String,
+    /// Live peers / capacity of its serving nodes, now.
+    pub load: f64,
+    /// 95th percentile of the load samples in the window.
+    pub load_p95: f64,
+    /// Samples in the window.
+    pub samples: u32,
+    /// Whether the p95 is above the scale-out threshold (add a node).
+    pub scale_out: bool,
 }
 
 /// `PATCH /api/v1/admin/nodes/{id}`.
@@ -657,6 +864,9 @@ pub struct UpdateNodeRequest {
     /// Name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Link capacity, Mbit/s (for bandwidth utilisation in the load score).
+    #[serde(default)]
+    pub link_mbps: Option<u64>,
 }
 
 /// An audit event.

@@ -119,6 +119,37 @@ pub struct PeerSpec {
     pub allowed_ips: Vec<String>,
     /// The device this peer belongs to (for telemetry correlation; never a user id).
     pub device_id: Uuid,
+    /// Service class: `priority` while the owner holds a valid priority access token for
+    /// the node's region, otherwise `standard`. A class change never re-adds the peer
+    /// (its session stays up); it arrives in [`Delta::update`].
+    #[serde(default, skip_serializing_if = "PeerClass::is_standard")]
+    pub class: PeerClass,
+}
+
+/// A peer's service class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PeerClass {
+    /// Ordinary routing.
+    #[default]
+    Standard,
+    /// Fast lane: placed on the best node with headroom.
+    Priority,
+}
+
+impl PeerClass {
+    /// Whether this is the default class (omitted on the wire).
+    pub fn is_standard(&self) -> bool {
+        matches!(self, Self::Standard)
+    }
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Priority => "priority",
+        }
+    }
 }
 
 /// A full desired state for one node at one version.
@@ -155,6 +186,10 @@ pub struct Delta {
     pub remove: Vec<WgPublicKey>,
     /// Peers to add or update.
     pub add: Vec<PeerSpec>,
+    /// Peers that stay, with a changed attribute (their class). The node records the new
+    /// spec without touching the WireGuard peer, so the session is not interrupted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub update: Vec<PeerSpec>,
 }
 
 /// What a signed payload carries.

@@ -234,6 +234,7 @@ mod tests {
             issued_at: 1,
             remove: vec![],
             add: vec![],
+            update: vec![],
         })
     }
 

@@ -28,6 +28,8 @@ pub struct App {
     pub dummy_hash: String,
     /// Prometheus renderer.
     pub metrics: PrometheusHandle,
+    /// Health, failover, hygiene and abuse state.
+    pub monitor: crate::monitor::MonitorState,
     /// Flips to `true` on shutdown; long-lived tasks (node streams) watch it.
     pub shutdown: watch::Receiver<bool>,
 }

@@ -89,6 +89,13 @@ pub struct Cli {
     /// All-in-one node: interface name [default: clawn0].
     #[arg(long, env = "CLAWN_NODE_INTERFACE")]
     pub node_interface: Option<String>,
+    /// A node with no heartbeat for this long is offline, seconds [default: 15].
+    #[arg(long, env = "CLAWN_OFFLINE_GRACE_SECS")]
+    pub offline_grace_secs: Option<u64>,
+    /// An offline node's peers move to other nodes of its region after this long,
+    /// seconds [default: 30].
+    #[arg(long, env = "CLAWN_FAILOVER_DELAY_SECS")]
+    pub failover_delay_secs: Option<u64>,
 }
 
 /// The TOML file: every key optional, same names as the flags.
@@ -116,6 +123,168 @@ struct FileConfig {
     node_endpoint: Option<String>,
     node_listen_port: Option<u16>,
     node_interface: Option<String>,
+    offline_grace_secs: Option<u64>,
+    failover_delay_secs: Option<u64>,
+    #[serde(default)]
+    placement: PlacementConfig,
+    #[serde(default)]
+    health: HealthConfig,
+    #[serde(default)]
+    hygiene: HygieneConfig,
+    #[serde(default)]
+    abuse: AbuseConfig,
+}
+
+/// `[placement]`: the load score and its use.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementConfig {
+    /// Weight of live peers / capacity.
+    pub weight_peers: f64,
+    /// Weight of bandwidth utilisation (rx + tx rate against the link capacity).
+    pub weight_bandwidth: f64,
+    /// Weight of CPU use.
+    pub weight_cpu: f64,
+    /// Weight of the latency band.
+    pub weight_latency: f64,
+    /// Link capacity of a node whose admin set none, Mbit/s.
+    pub link_mbps: u64,
+    /// Upper bounds of the latency bands, ms, ascending: band i is `rtt <= bands[i]`, the
+    /// last band is anything above. The band's share of the score is `i / bands.len()`.
+    pub latency_bands_ms: Vec<f64>,
+    /// Share of each node's capacity (rounded down) kept for devices of users with a
+    /// valid priority access token, percent.
+    pub priority_reserve_percent: u32,
+    /// Region moves a device may make per hour.
+    pub reassign_per_hour: u32,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        Self {
+            weight_peers: 0.5,
+            weight_bandwidth: 0.25,
+            weight_cpu: 0.15,
+            weight_latency: 0.10,
+            link_mbps: 1000,
+            latency_bands_ms: vec![20.0, 50.0, 100.0, 200.0],
+            priority_reserve_percent: 10,
+            reassign_per_hour: 3,
+        }
+    }
+}
+
+/// `[health]`: when a node is offline or degraded, and when its peers move.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// No heartbeat for this long: offline, seconds (the `offline_grace_secs` key/flag).
+    #[serde(skip)]
+    pub offline_grace_secs: u64,
+    /// Offline this long: peers move, seconds (the `failover_delay_secs` key/flag).
+    #[serde(skip)]
+    pub failover_delay_secs: u64,
+    /// CPU above this, percent...
+    pub cpu_percent: f64,
+    /// ...for this long, seconds: degraded.
+    pub cpu_sustain_secs: u64,
+    /// Probe loss above this over the probe window, percent: degraded.
+    pub loss_percent: f64,
+    /// Probe round trip above this many times the node's baseline: degraded...
+    pub latency_factor: f64,
+    /// ...and at least this many ms above it (keeps sub-millisecond jitter on a LAN
+    /// from tripping the ratio).
+    pub latency_floor_ms: f64,
+    /// How often the control plane probes each node over its stream (WebSocket ping), ms.
+    pub probe_interval_ms: u64,
+    /// A probe not answered within this is lost, ms.
+    pub probe_timeout_ms: u64,
+    /// Probes in the loss / latency window.
+    pub probe_window: usize,
+    /// A region whose load p95 over the window is above this, percent, signals scale-out.
+    pub scale_out_load_percent: f64,
+    /// The scale-out window, seconds.
+    pub scale_out_window_secs: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            offline_grace_secs: 15,
+            failover_delay_secs: 30,
+            cpu_percent: 75.0,
+            cpu_sustain_secs: 60,
+            loss_percent: 2.0,
+            latency_factor: 2.0,
+            latency_floor_ms: 5.0,
+            probe_interval_ms: 1000,
+            probe_timeout_ms: 2000,
+            probe_window: 60,
+            scale_out_load_percent: 70.0,
+            scale_out_window_secs: 3600,
+        }
+    }
+}
+
+/// What the idle-peer policy does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleAction {
+    /// Flag the peer (admins see it); nothing else.
+    Flag,
+    /// Remove the peer from its node; the device stays and gets a peer again when its
+    /// config is fetched.
+    Remove,
+}
+
+/// `[hygiene]`: idle peers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HygieneConfig {
+    /// A peer with no handshake (or never one since it was created) for this many days is idle.
+    pub idle_peer_days: f64,
+    /// `flag` or `remove`.
+    pub idle_action: IdleAction,
+    /// How often idle peers are looked for, seconds.
+    pub sweep_interval_secs: u64,
+}
+
+impl Default for HygieneConfig {
+    fn default() -> Self {
+        Self {
+            idle_peer_days: 30.0,
+            idle_action: IdleAction::Flag,
+            sweep_interval_secs: 300,
+        }
+    }
+}
+
+/// `[abuse]`: per-device signals and the thresholds that quarantine a device.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AbuseConfig {
+    /// The window every signal is counted over, seconds.
+    pub window_secs: u64,
+    /// Endpoint changes seen by the node within the window.
+    pub endpoint_changes: u32,
+    /// Region moves asked for (granted or refused) within the window.
+    pub region_switches: u32,
+    /// A telemetry interval in which the device moved more than this, bytes/s, is a burst...
+    pub burst_bytes_per_sec: u64,
+    /// ...and this many bursts within the window quarantine it.
+    pub bursts: u32,
+}
+
+impl Default for AbuseConfig {
+    fn default() -> Self {
+        Self {
+            window_secs: 3600,
+            endpoint_changes: 30,
+            region_switches: 6,
+            burst_bytes_per_sec: 50_000_000,
+            bursts: 30,
+        }
+    }
 }
 
 /// Log output format.
@@ -172,6 +341,14 @@ pub struct Config {
     pub node_listen_port: u16,
     /// The in-process node's interface name.
     pub node_interface: String,
+    /// `[placement]`.
+    pub placement: PlacementConfig,
+    /// `[health]`.
+    pub health: HealthConfig,
+    /// `[hygiene]`.
+    pub hygiene: HygieneConfig,
+    /// `[abuse]`.
+    pub abuse: AbuseConfig,
 }
 
 /// A configuration problem, with what to do about it.
@@ -301,6 +478,20 @@ impl Config {
                 .node_interface
                 .or(file.node_interface)
                 .unwrap_or_else(|| "clawn0".into()),
+            health: HealthConfig {
+                offline_grace_secs: cli
+                    .offline_grace_secs
+                    .or(file.offline_grace_secs)
+                    .unwrap_or(15),
+                failover_delay_secs: cli
+                    .failover_delay_secs
+                    .or(file.failover_delay_secs)
+                    .unwrap_or(30),
+                ..file.health
+            },
+            placement: file.placement,
+            hygiene: file.hygiene,
+            abuse: file.abuse,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -328,6 +519,70 @@ impl Config {
         }
         if self.default_device_slots > 1000 {
             return bad("default_device_slots", "must be 0..=1000");
+        }
+        let p = &self.placement;
+        let weights = [
+            p.weight_peers,
+            p.weight_bandwidth,
+            p.weight_cpu,
+            p.weight_latency,
+        ];
+        if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || weights.iter().sum::<f64>() <= 0.0
+        {
+            return bad(
+                "placement.weight_*",
+                "weights must be finite, not negative, and not all zero",
+            );
+        }
+        if p.link_mbps == 0 {
+            return bad("placement.link_mbps", "must be at least 1");
+        }
+        if p.latency_bands_ms.windows(2).any(|w| w[0] >= w[1])
+            || p.latency_bands_ms
+                .iter()
+                .any(|b| !b.is_finite() || *b < 0.0)
+        {
+            return bad(
+                "placement.latency_bands_ms",
+                "must be ascending, finite and not negative",
+            );
+        }
+        if p.priority_reserve_percent > 90 {
+            return bad("placement.priority_reserve_percent", "must be 0..=90");
+        }
+        let h = &self.health;
+        if h.offline_grace_secs == 0 || h.probe_interval_ms == 0 || h.probe_window == 0 {
+            return bad(
+                "health",
+                "offline_grace_secs, probe_interval_ms and probe_window must be above 0",
+            );
+        }
+        if h.probe_timeout_ms < h.probe_interval_ms / 2 {
+            return bad(
+                "health.probe_timeout_ms",
+                "must be at least half of probe_interval_ms",
+            );
+        }
+        if !h.latency_factor.is_finite()
+            || h.latency_factor <= 1.0
+            || !(0.0..=100.0).contains(&h.cpu_percent)
+        {
+            return bad(
+                "health",
+                "latency_factor must be above 1 and cpu_percent within 0..=100",
+            );
+        }
+        if !self.hygiene.idle_peer_days.is_finite()
+            || self.hygiene.idle_peer_days <= 0.0
+            || self.hygiene.sweep_interval_secs == 0
+        {
+            return bad(
+                "hygiene",
+                "idle_peer_days and sweep_interval_secs must be above 0",
+            );
+        }
+        if self.abuse.window_secs == 0 {
+            return bad("abuse.window_secs", "must be above 0");
         }
         for ip in &self.client_allowed_ips {
             if ip.parse::<ipnet::IpNet>().is_err() {

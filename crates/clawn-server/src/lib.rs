@@ -10,9 +10,12 @@ pub mod allinone;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod hub;
 pub mod ippool;
+pub mod monitor;
+pub mod placement;
 pub mod policy;
 pub mod store;
 
@@ -87,7 +90,12 @@ pub async fn build_app(
         path: dir.display().to_string(),
         source,
     })?;
-    let store = Store::open(&config.database_url).await?;
+    let store = Store::open(&config.database_url)
+        .await?
+        .with_tuning(store::Tuning {
+            placement: config.placement.clone(),
+            health: config.health.clone(),
+        });
     if config.is_sqlite() {
         restrict_sqlite_files(&config.database_url);
     }
@@ -103,6 +111,7 @@ pub async fn build_app(
         signer,
         dummy_hash,
         metrics: metrics_handle(),
+        monitor: monitor::MonitorState::default(),
         shutdown,
     });
     bootstrap(&app).await?;
@@ -203,6 +212,7 @@ pub async fn serve_app(
     let (router, _doc) = http::router(app.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = ?app.store.kind(), "clawn-server listening");
+    let monitor = tokio::spawn(monitor::run(app.clone()));
     #[cfg(feature = "with-node")]
     let node = app
         .config
@@ -228,6 +238,7 @@ pub async fn serve_app(
     if let Some(node) = node {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), node).await;
     }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), monitor).await;
     app.store.close().await;
     Ok(())
 }

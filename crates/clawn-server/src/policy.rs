@@ -73,6 +73,12 @@ impl AdminActor {
 pub struct Scope(Option<Uuid>);
 
 impl Scope {
+    /// Every user's data, for the server's own background jobs (failover, drain, hygiene),
+    /// which act as the audited `system` actor. Not reachable from a request.
+    pub(crate) fn system() -> Self {
+        Self(None)
+    }
+
     /// The owner as a SQL parameter; `NULL` means every owner (`COALESCE($n, user_id) = user_id`).
     pub fn owner_param(&self) -> Option<String> {
         self.0.map(|u| u.to_string())

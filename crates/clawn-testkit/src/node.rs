@@ -20,6 +20,23 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Sink = futures_util::stream::SplitSink<Ws, Message>;
+
+/// The open stream: the write half, and the messages a reader task took off the read
+/// half. The reader keeps reading (so pings are answered, as a real node's are) until
+/// paused or the stream closes.
+struct Conn {
+    sink: Sink,
+    inbox: tokio::sync::mpsc::UnboundedReceiver<anyhow::Result<Message>>,
+    paused: tokio::sync::watch::Sender<bool>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
 
 /// What the last accepted message changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +82,7 @@ pub struct ProtoNode {
     /// Acknowledge automatically after applying.
     pub auto_ack: bool,
     url: String,
-    ws: Option<Ws>,
+    ws: Option<Conn>,
 }
 
 impl ProtoNode {
@@ -159,23 +176,56 @@ impl ProtoNode {
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .context("connect node stream")?;
-        self.ws = Some(ws);
+        let (sink, mut stream) = ws.split();
+        let (tx, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (paused, mut paused_rx) = tokio::sync::watch::channel(false);
+        let reader = tokio::spawn(async move {
+            loop {
+                if paused_rx.wait_for(|p| !*p).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = paused_rx.changed() => continue,
+                    msg = stream.next() => {
+                        let Some(msg) = msg else { return };
+                        let done = matches!(msg, Err(_) | Ok(Message::Close(_)));
+                        if tx.send(msg.map_err(anyhow::Error::from)).is_err() || done {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        self.ws = Some(Conn {
+            sink,
+            inbox,
+            paused,
+            reader,
+        });
         Ok(())
+    }
+
+    /// Stops (or resumes) reading the stream: while paused the server's pings go
+    /// unanswered, like a node that hangs or a path that drops everything.
+    pub fn pause_reading(&self, paused: bool) {
+        if let Some(c) = &self.ws {
+            c.paused.send_replace(paused);
+        }
     }
 
     /// Closes the stream.
     pub async fn disconnect(&mut self) {
-        if let Some(mut ws) = self.ws.take() {
-            let _ = ws.close(None).await;
+        if let Some(mut c) = self.ws.take() {
+            let _ = c.sink.close().await;
         }
     }
 
     /// Waits for the next signed state message, without verifying it.
     pub async fn recv_signed(&mut self, timeout: Duration) -> anyhow::Result<Signed> {
-        let ws = self.ws.as_mut().context("not connected")?;
+        let c = self.ws.as_mut().context("not connected")?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let msg = tokio::time::timeout_at(deadline, ws.next())
+            let msg = tokio::time::timeout_at(deadline, c.inbox.recv())
                 .await
                 .context("timed out waiting for state")?;
             match msg.context("stream closed")?? {
@@ -228,6 +278,11 @@ impl ProtoNode {
                 for p in d.add {
                     self.peers.insert(p.public_key, p);
                 }
+                for p in d.update {
+                    if let Some(have) = self.peers.get_mut(&p.public_key) {
+                        *have = p;
+                    }
+                }
                 self.applied = Some(d.to_version);
                 Applied::Delta {
                     from: d.from_version,
@@ -241,8 +296,9 @@ impl ProtoNode {
 
     /// Sends a message up the stream.
     pub async fn send(&mut self, msg: &NodeMessage) -> anyhow::Result<()> {
-        let ws = self.ws.as_mut().context("not connected")?;
-        ws.send(Message::Text(serde_json::to_string(msg)?.into()))
+        let c = self.ws.as_mut().context("not connected")?;
+        c.sink
+            .send(Message::Text(serde_json::to_string(msg)?.into()))
             .await?;
         Ok(())
     }

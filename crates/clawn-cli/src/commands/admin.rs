@@ -267,11 +267,12 @@ async fn node(client: &Client, cmd: NodeCommand) -> Result<(), CliError> {
             name,
             capacity,
             state,
+            link_mbps,
         } => {
-            if name.is_none() && capacity.is_none() && state.is_none() {
+            if name.is_none() && capacity.is_none() && state.is_none() && link_mbps.is_none() {
                 return Err(CliError::input_with_hint(
                     "nothing to change",
-                    "pass --name, --capacity or --state",
+                    "pass --name, --capacity, --state or --link-mbps",
                 ));
             }
             let n = find_node(client, &node).await?;
@@ -282,6 +283,7 @@ async fn node(client: &Client, cmd: NodeCommand) -> Result<(), CliError> {
                         state,
                         capacity,
                         name,
+                        link_mbps,
                     },
                 )
                 .await?;

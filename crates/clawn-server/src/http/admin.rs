@@ -315,8 +315,14 @@ pub async fn update_node(
             "node names are 1 to 64 characters",
         ));
     }
+    if req.link_mbps.is_some_and(|l| l == 0 || l > 10_000_000) {
+        return Err(ApiErr::bad_request(
+            "invalid_link_mbps",
+            "link_mbps must be 1 to 10000000 (Mbit/s)",
+        ));
+    }
     let mut w = app.store.write().await?;
-    if !nodes::update_node(&mut w.tx, id, req.state, req.capacity, name).await? {
+    if !nodes::update_node(&mut w.tx, id, req.state, req.capacity, name, req.link_mbps).await? {
         return Err(ApiErr::not_found("node"));
     }
     audit::record(
@@ -325,7 +331,7 @@ pub async fn update_node(
         "node.update",
         "node",
         Some(id.to_string()),
-        json!({"state": req.state, "capacity": req.capacity, "name": name}),
+        json!({"state": req.state, "capacity": req.capacity, "name": name, "link_mbps": req.link_mbps}),
     )
     .await?;
     w.commit().await?;
@@ -503,7 +509,8 @@ pub async fn update_user(
         users::revoke_all_api_tokens(&mut w.tx, id, now).await?;
         changes = devices::suspend_user(&mut w.tx, id, now).await?;
     } else if flipped && req.disabled == Some(false) {
-        (changes, without_room) = devices::restore_user(&mut w.tx, id, now).await?;
+        (changes, without_room) =
+            devices::restore_user(&mut w.tx, app.store.tuning(), id, now).await?;
     }
     audit::record(&mut w.tx, &admin.audit(), "user.update", "user", Some(id.to_string()),
         json!({"disabled": req.disabled, "device_slots": req.device_slots, "role": req.role,
@@ -557,6 +564,12 @@ pub struct AdminDeviceQuery {
     pub user_id: Option<Uuid>,
     /// Only devices in this state.
     pub state: Option<DeviceState>,
+    /// Only quarantined devices (for review).
+    #[serde(default)]
+    pub quarantined: bool,
+    /// Only devices waiting for capacity.
+    #[serde(default)]
+    pub waiting: bool,
 }
 
 /// Everyone's devices.
@@ -571,6 +584,8 @@ pub async fn list_devices(
         id: None,
         user_id: q.user_id,
         state: q.state,
+        waiting: q.waiting,
+        quarantined: q.quarantined,
     };
     Ok(Json(app.store.devices(&admin.all(), &f).await?))
 }

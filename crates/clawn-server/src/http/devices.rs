@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use clawn_proto::api::{
     ApiError, CreateDeviceRequest, DeviceConfigResponse, DeviceView, DeviceWithConfig, NodeAck,
-    RegionView, RenameDeviceRequest, RevokeResponse, RotateDeviceRequest,
+    ReassignDeviceRequest, RegionView, RenameDeviceRequest, RevokeResponse, RotateDeviceRequest,
 };
 use clawn_proto::config::ConfigTemplate;
 use uuid::Uuid;
@@ -303,9 +303,88 @@ pub async fn device_config(
     actor: Actor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<DeviceConfigResponse>> {
+    // A device whose idle peer was removed (or that found no room earlier) is placed
+    // again now: fetching the config is how its user reconnects.
+    let (scope, audit) = (actor.own(), actor.audit());
+    let placed = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let r = crate::store::routing::ensure_placed(&app.store, &scope, id, &audit).await;
+            if let Ok(Some(c)) = &r {
+                app.hub.notify(c.node_id, c.version);
+            }
+            r
+        }
+    })
+    .await
+    .map_err(|e| ApiErr::internal(&e))?;
+    placed?;
     let config = config_for(&app, &actor.own(), id).await?;
     Ok(Json(DeviceConfigResponse {
         config_text: config.render(None),
         config,
     }))
+}
+
+/// Move one of my devices to another region: a new node there by load score, the old peer
+/// retired, audited. At most `placement.reassign_per_hour` moves per device per hour.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/region", tag = "devices", params(("id" = Uuid, Path)), request_body = ReassignDeviceRequest,
+    responses((status = 200, body = DeviceWithConfig), (status = 404, body = ApiError), (status = 409, body = ApiError),
+              (status = 429, body = ApiError), (status = 503, body = ApiError)))]
+pub async fn reassign_device(
+    State(app): State<AppState>,
+    actor: Actor,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<ReassignDeviceRequest>,
+) -> ApiResult<Json<DeviceWithConfig>> {
+    let scope = actor.own();
+    // Only an existing device of the caller counts toward the abuse signal.
+    if app.store.device(&scope, id).await?.is_none() {
+        return Err(ApiErr::not_found("device"));
+    }
+    let region = app
+        .store
+        .region_by_code(req.region.trim())
+        .await?
+        .ok_or_else(|| ApiErr::from(devices::DeviceError::RegionNotFound))?;
+    let now = clawn_proto::time::now_millis();
+    if let Some(reason) = app.monitor.abuse.record(
+        &app.config.abuse,
+        id,
+        crate::monitor::Signal::RegionSwitch,
+        now,
+    ) {
+        crate::monitor::quarantine(&app, id, &reason).await;
+    }
+    let (task_scope, audit) = (scope.clone(), actor.audit());
+    let outcome = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let r = crate::store::routing::move_device(
+                &app.store,
+                &task_scope,
+                id,
+                None,
+                Some((region.id, region.code.clone())),
+                crate::store::routing::MoveReason::Reassign,
+                &audit,
+            )
+            .await;
+            if let Ok(crate::store::routing::MoveOutcome::Moved { changes, .. }) = &r {
+                crate::monitor::push(&app, changes);
+            }
+            r
+        }
+    })
+    .await
+    .map_err(|e| ApiErr::internal(&e))??;
+    let change = match outcome {
+        crate::store::routing::MoveOutcome::Moved { changes, .. } => changes.last().copied(),
+        _ => None,
+    };
+    let changed = DeviceChanged {
+        device_id: id,
+        change,
+    };
+    Ok(Json(with_config(&app, &scope, &changed, true).await?))
 }

@@ -144,6 +144,37 @@ impl From<DeviceError> for ApiErr {
     }
 }
 
+impl From<crate::store::routing::ReassignError> for ApiErr {
+    fn from(e: crate::store::routing::ReassignError) -> Self {
+        use crate::store::routing::ReassignError as R;
+        match e {
+            R::Quarantined => Self::conflict(
+                "device_quarantined",
+                "this device is quarantined: region moves are blocked",
+            )
+            .hint("an admin reviews quarantined devices; ask yours to release it"),
+            R::SameRegion(r) => Self::conflict(
+                "same_region",
+                format!("the device is already in region {r}"),
+            ),
+            R::RateLimited {
+                limit,
+                retry_after_secs,
+            } => {
+                let mut err = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "reassign_rate_limited",
+                    format!("a device may move region at most {limit} times per hour"),
+                )
+                .hint(format!("try again in {retry_after_secs} s"));
+                err.retry_after = Some(retry_after_secs);
+                err
+            }
+            R::Device(d) => d.into(),
+        }
+    }
+}
+
 /// `Json<T>` whose rejections are API errors.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);

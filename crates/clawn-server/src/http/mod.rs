@@ -6,6 +6,7 @@ pub mod devices;
 pub mod error;
 pub mod extract;
 pub mod node;
+pub mod routing;
 pub mod web;
 
 use std::time::Instant;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(devices::revoke_device))
         .routes(routes!(devices::rotate_device))
         .routes(routes!(devices::device_config))
+        .routes(routes!(devices::reassign_device))
         .routes(routes!(admin::list_regions, admin::create_region))
         .routes(routes!(admin::update_region))
         .routes(routes!(admin::create_node_token))
@@ -68,6 +70,15 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::list_devices))
         .routes(routes!(admin::revoke_device))
         .routes(routes!(admin::audit_log))
+        .routes(routes!(
+            routing::list_priority_tokens,
+            routing::grant_priority_token
+        ))
+        .routes(routes!(routing::revoke_priority_token))
+        .routes(routes!(routing::release_device))
+        .routes(routes!(routing::diagnostics))
+        .routes(routes!(routing::device_diagnostics))
+        .routes(routes!(routing::node_diagnostics))
         .routes(routes!(node::enroll))
         .routes(routes!(node::stream))
         .routes(routes!(healthz))

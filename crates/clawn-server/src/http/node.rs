@@ -306,6 +306,10 @@ async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()>
     Ok(())
 }
 
+/// How often the stream compares its sent version with the stored one.
+const SAFETY_CHECK: Duration = Duration::from_secs(15);
+/// Pongs refresh the stored heartbeat at most this often (telemetry always does).
+const HEARTBEAT_WRITE: Duration = Duration::from_secs(5);
 /// A node that sends nothing (not even a pong) for this long is treated as gone.
 const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 /// Telemetry reports one stream may send in a burst; after that one per second, the rest
@@ -365,6 +369,7 @@ async fn send_delta(
         issued_at: now_millis(),
         remove: d.remove,
         add: d.add,
+        update: d.update,
     });
     send(socket, &ServerMessage::State(sign(&app.signer, &state))).await
 }
@@ -380,7 +385,22 @@ async fn stream_loop(
     let Some(mut sent) = send_snapshot(app, id, socket).await? else {
         return Ok(());
     };
-    let mut ping = tokio::time::interval(Duration::from_secs(15));
+    let hc = app.config.health.clone();
+    let mut ping = tokio::time::interval(Duration::from_millis(hc.probe_interval_ms));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probes =
+        crate::health::Probes::new(hc.probe_window, Duration::from_millis(hc.probe_timeout_ms));
+    let mut memory = app
+        .store
+        .node_view(id, |_| true)
+        .await?
+        .map(|n| crate::health::Memory {
+            baseline_ms: n.health.baseline_rtt_ms,
+            cpu_high_since: n.health.cpu_high_since,
+        })
+        .unwrap_or_default();
+    let mut last_safety_check = tokio::time::Instant::now();
+    let mut last_heartbeat_write = tokio::time::Instant::now();
     let mut last_heard = tokio::time::Instant::now();
     let telemetry_budget = governor::RateLimiter::direct(
         governor::Quota::per_second(std::num::NonZeroU32::MIN).allow_burst(
@@ -418,13 +438,17 @@ async fn stream_loop(
                     close_gracefully(socket).await;
                     return Ok(());
                 }
-                socket.send(Message::Ping(Vec::new().into())).await?;
+                let payload = probes.sent(std::time::Instant::now());
+                socket.send(Message::Ping(payload.to_vec().into())).await?;
                 // Safety net for a missed wake-up (another replica wrote, or a notify was
                 // lost): compare with the stored version. Pushes stay the normal path.
-                match app.store.node_version_state(id).await? {
-                    Some((v, removed)) if v > sent || removed => app.hub.wake(id),
-                    Some(_) => {}
-                    None => return Ok(()),
+                if last_safety_check.elapsed() >= SAFETY_CHECK {
+                    last_safety_check = tokio::time::Instant::now();
+                    match app.store.node_version_state(id).await? {
+                        Some((v, removed)) if v > sent || removed => app.hub.wake(id),
+                        Some(_) => {}
+                        None => return Ok(()),
+                    }
                 }
             }
             msg = socket.next() => {
@@ -432,8 +456,12 @@ async fn stream_loop(
                 last_heard = tokio::time::Instant::now();
                 let text = match msg? {
                     Message::Text(t) => t,
-                    Message::Pong(_) => {
-                        app.store.node_heartbeat(id, now_millis()).await?;
+                    Message::Pong(payload) => {
+                        probes.answered(&payload, std::time::Instant::now());
+                        if last_heartbeat_write.elapsed() >= HEARTBEAT_WRITE {
+                            last_heartbeat_write = tokio::time::Instant::now();
+                            app.store.node_heartbeat(id, now_millis()).await?;
+                        }
                         continue;
                     }
                     Message::Close(_) => return Ok(()),
@@ -464,7 +492,21 @@ async fn stream_loop(
                             send(socket, &reply).await?;
                             continue;
                         }
-                        app.store.record_telemetry(id, &t, now_millis()).await?;
+                        let now = now_millis();
+                        let signals = app.store.record_telemetry(id, &t, now).await?;
+                        last_heartbeat_write = tokio::time::Instant::now();
+                        crate::monitor::telemetry_signals(app, &signals).await;
+                        let Some(view) = app.store.node_view(id, |_| true).await? else { return Ok(()) };
+                        let health = crate::health::evaluate(&hc, &mut memory, crate::health::Inputs {
+                            now_ms: now,
+                            cpu_percent: t.host.cpu_percent,
+                            live_peers: view.live_peers,
+                            capacity: view.capacity,
+                            probes: probes.stats(std::time::Instant::now()),
+                        });
+                        if let Some(state) = app.store.record_health(id, &health, now).await? {
+                            tracing::info!(node = %id, state = state.as_str(), reason = ?health.reason, "node health changed");
+                        }
                     }
                     Err(e) => {
                         let reply = ServerMessage::Error { code: "invalid_message".into(), message: e.to_string() };

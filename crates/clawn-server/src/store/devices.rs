@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 use clawn_proto::WgPublicKey;
 use clawn_proto::api::{DeviceNodeView, DeviceState, DeviceView, TunnelStatus};
+use clawn_proto::node::PeerClass;
 use clawn_proto::time::now_millis;
 use serde_json::json;
 use sqlx::Row;
@@ -15,7 +16,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditActor};
 use super::regions::ELIGIBLE_NODE;
-use super::{Store, StoreError, StoreResult, uuid};
+use super::{Store, StoreError, StoreResult, Tuning, uuid};
 use crate::ippool::next_free;
 use crate::policy::Scope;
 
@@ -83,50 +84,102 @@ pub struct DeviceChanged {
     pub change: Option<NodeChange>,
 }
 
-fn version(v: i64) -> u64 {
+/// The class a device's peer gets.
+pub(crate) fn class_of(priority: bool) -> PeerClass {
+    if priority {
+        PeerClass::Priority
+    } else {
+        PeerClass::Standard
+    }
+}
+
+pub(crate) fn version(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// Picks the eligible node of a region with the fewest live peers (ties by id) and bumps
-/// its version and live-peer count; the conditional update is the capacity check.
-async fn claim_node(
+/// A node claimed for a new peer: id, the version carrying it, its address range.
+pub(crate) type Claimed = (Uuid, u64, i64, i64);
+
+/// Picks the best node of a region by load score (see [`crate::placement`]) and bumps its
+/// version and live-peer count. The conditional update is the capacity check: under
+/// concurrent creates a node that filled meanwhile is skipped for the next best.
+pub(crate) async fn claim_node(
     tx: &mut sqlx::AnyConnection,
+    tuning: &Tuning,
     region_id: Uuid,
     region_code: &str,
-) -> Result<(Uuid, u64, i64, i64), DeviceError> {
+    priority: bool,
+    exclude: Option<Uuid>,
+) -> Result<Claimed, DeviceError> {
+    let reserve = if priority {
+        0
+    } else {
+        i64::from(tuning.placement.priority_reserve_percent.min(100))
+    };
     for _ in 0..5 {
-        let sql = format!(
-            "SELECT n.id FROM nodes n WHERE n.region_id = $1 AND {ELIGIBLE_NODE} ORDER BY n.live_peers, n.id LIMIT 1"
-        );
-        let id: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        let now = now_millis();
+        let sql = format!("SELECT n.* FROM nodes n WHERE n.region_id = $1 AND {ELIGIBLE_NODE}");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(region_id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut cands = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let c = super::nodes::candidate_from_row(r, tuning, now)?;
+            if Some(c.id) != exclude {
+                cands.push(c);
+            }
+        }
+        let ranked = crate::placement::ranked(&cands, &tuning.placement, priority);
+        if ranked.is_empty() {
+            return Err(DeviceError::NoCapacity(region_code.to_string()));
+        }
+        for c in ranked.into_iter().take(3) {
+            let row = sqlx::query(
+                "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 \
+                 WHERE id = $1 AND live_peers < capacity - (capacity * $2) / 100 AND state = 'online' \
+                 AND removed_at IS NULL RETURNING version, pool_first, pool_last",
+            )
+            .bind(c.id.to_string())
+            .bind(reserve)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(id) = id else {
-            return Err(DeviceError::NoCapacity(region_code.to_string()));
-        };
-        let row = sqlx::query(
-            "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 \
-             WHERE id = $1 AND live_peers < capacity AND state = 'online' AND removed_at IS NULL \
-             RETURNING version, pool_first, pool_last",
-        )
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(r) = row {
-            return Ok((
-                uuid(&id, "nodes.id")?,
-                version(r.try_get("version")?),
-                r.try_get("pool_first")?,
-                r.try_get("pool_last")?,
-            ));
+            if let Some(r) = row {
+                return Ok((
+                    c.id,
+                    version(r.try_get("version")?),
+                    r.try_get("pool_first")?,
+                    r.try_get("pool_last")?,
+                ));
+            }
         }
     }
     Err(DeviceError::NoCapacity(region_code.to_string()))
 }
 
+/// Whether `user` holds a valid priority token for `region` now (and none of the user's
+/// devices is quarantined, which suspends it).
+pub(crate) async fn has_priority(
+    tx: &mut sqlx::AnyConnection,
+    user: Uuid,
+    region: Uuid,
+    now: i64,
+) -> Result<bool, DeviceError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM priority_tokens t WHERE t.user_id = $1 AND t.region_id = $2 \
+         AND t.revoked_at IS NULL AND t.starts_at <= $3 AND t.expires_at > $3 \
+         AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = t.user_id AND d.quarantined_at IS NOT NULL)",
+    )
+    .bind(user.to_string())
+    .bind(region.to_string())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(n > 0)
+}
+
 /// Chooses a free tunnel address on a node.
-async fn allocate_ip(
+pub(crate) async fn allocate_ip(
     tx: &mut sqlx::AnyConnection,
     node_id: Uuid,
     first: i64,
@@ -167,7 +220,7 @@ async fn allocate_ip(
     clippy::too_many_arguments,
     reason = "one column each; a struct would only rename them"
 )]
-async fn insert_peer(
+pub(crate) async fn insert_peer(
     tx: &mut sqlx::AnyConnection,
     device_id: Uuid,
     user_id: Uuid,
@@ -176,10 +229,11 @@ async fn insert_peer(
     ip: u32,
     version: u64,
     now: i64,
+    class: PeerClass,
 ) -> Result<(), DeviceError> {
     sqlx::query(
-        "INSERT INTO peers (id, device_id, user_id, node_id, public_key, tunnel_ip, tunnel_ip_int, created_at, created_version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO peers (id, device_id, user_id, node_id, public_key, tunnel_ip, tunnel_ip_int, created_at, created_version, class) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(Uuid::now_v7().to_string())
     .bind(device_id.to_string())
@@ -190,6 +244,7 @@ async fn insert_peer(
     .bind(i64::from(ip))
     .bind(now)
     .bind(i64::try_from(version).unwrap_or(i64::MAX))
+    .bind(class.as_str())
     .execute(tx)
     .await?;
     Ok(())
@@ -261,7 +316,9 @@ pub async fn create(
             slots: super::count(slots.unwrap_or(0)),
         });
     }
-    let (node_id, version, first, last) = claim_node(tx, region.id, &region.code).await?;
+    let priority = has_priority(tx, owner, region.id, now).await?;
+    let (node_id, version, first, last) =
+        claim_node(tx, store.tuning(), region.id, &region.code, priority, None).await?;
     let ip = allocate_ip(tx, node_id, first, last).await?;
     let device_id = Uuid::now_v7();
     sqlx::query(
@@ -276,7 +333,18 @@ pub async fn create(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    insert_peer(tx, device_id, owner, node_id, key, ip, version, now).await?;
+    insert_peer(
+        tx,
+        device_id,
+        owner,
+        node_id,
+        key,
+        ip,
+        version,
+        now,
+        class_of(priority),
+    )
+    .await?;
     audit::record(
         tx,
         actor,
@@ -284,7 +352,7 @@ pub async fn create(
         "device",
         Some(device_id.to_string()),
         json!({"name": name, "region": region.code, "node_id": node_id, "tunnel_ip": Ipv4Addr::from(ip).to_string(),
-               "public_key": key.to_base64(), "owner_id": owner}),
+               "public_key": key.to_base64(), "owner_id": owner, "class": class_of(priority).as_str()}),
     )
     .await?;
     w.commit().await?;
@@ -342,7 +410,7 @@ pub async fn revoke(
 }
 
 /// Retires the device's live peer (if any) and bumps its node's version.
-async fn retire_live_peer(
+pub(crate) async fn retire_live_peer(
     tx: &mut sqlx::AnyConnection,
     device_id: Uuid,
     reason: &str,
@@ -411,6 +479,8 @@ pub async fn rotate(
         return Err(not_active(tx, scope, id).await);
     };
     let owner = uuid(&dev.try_get::<String, _>("user_id")?, "devices.user_id")?;
+    let region_id = uuid(&dev.try_get::<String, _>("region_id")?, "devices.region_id")?;
+    let class = class_of(has_priority(tx, owner, region_id, now).await?);
     let old = sqlx::query(
         "SELECT p.id, p.node_id, p.tunnel_ip_int FROM peers p JOIN nodes n ON n.id = p.node_id \
          WHERE p.device_id = $1 AND p.retired_at IS NULL AND n.removed_at IS NULL",
@@ -425,18 +495,30 @@ pub async fn rotate(
                 .await?
                 .ok_or(DeviceError::NotFound)?;
             let ip = u32::try_from(old.try_get::<i64, _>("tunnel_ip_int")?).unwrap_or(0);
-            insert_peer(tx, id, owner, change.node_id, key, ip, change.version, now).await?;
+            insert_peer(
+                tx,
+                id,
+                owner,
+                change.node_id,
+                key,
+                ip,
+                change.version,
+                now,
+                class,
+            )
+            .await?;
             change
         }
         None => {
-            let region_id = uuid(&dev.try_get::<String, _>("region_id")?, "devices.region_id")?;
             let code: String = sqlx::query_scalar("SELECT code FROM regions WHERE id = $1")
                 .bind(region_id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
-            let (node_id, version, first, last) = claim_node(tx, region_id, &code).await?;
+            let priority = class == PeerClass::Priority;
+            let (node_id, version, first, last) =
+                claim_node(tx, store.tuning(), region_id, &code, priority, None).await?;
             let ip = allocate_ip(tx, node_id, first, last).await?;
-            insert_peer(tx, id, owner, node_id, key, ip, version, now).await?;
+            insert_peer(tx, id, owner, node_id, key, ip, version, now, class).await?;
             NodeChange { node_id, version }
         }
     };
@@ -519,6 +601,7 @@ pub async fn suspend_user(
 /// admin adds capacity and the user rotates). Returns the changes and how many found no room.
 pub async fn restore_user(
     tx: &mut sqlx::AnyConnection,
+    tuning: &Tuning,
     user_id: Uuid,
     now: i64,
 ) -> Result<(Vec<NodeChange>, u32), DeviceError> {
@@ -542,6 +625,8 @@ pub async fn restore_user(
             .map_err(|_| StoreError::Corrupt("devices.public_key"))?;
         let last_node: Option<String> = r.try_get("last_node")?;
         let last_ip: Option<i64> = r.try_get("last_ip")?;
+        let region_id = uuid(&r.try_get::<String, _>("region_id")?, "devices.region_id")?;
+        let priority = has_priority(tx, user_id, region_id, now).await?;
         let mut claimed = None;
         if let Some(n) = &last_node {
             let row = sqlx::query(
@@ -564,9 +649,8 @@ pub async fn restore_user(
         let (node_id, v, first, last) = match claimed {
             Some(c) => c,
             None => {
-                let region_id = uuid(&r.try_get::<String, _>("region_id")?, "devices.region_id")?;
                 let code: String = r.try_get("code")?;
-                match claim_node(tx, region_id, &code).await {
+                match claim_node(tx, tuning, region_id, &code, priority, None).await {
                     Ok(c) => c,
                     Err(DeviceError::NoCapacity(_)) => {
                         homeless += 1;
@@ -594,7 +678,18 @@ pub async fn restore_user(
             Some(ip) => ip,
             None => allocate_ip(tx, node_id, first, last).await?,
         };
-        insert_peer(tx, device_id, user_id, node_id, &key, ip, v, now).await?;
+        insert_peer(
+            tx,
+            device_id,
+            user_id,
+            node_id,
+            &key,
+            ip,
+            v,
+            now,
+            class_of(priority),
+        )
+        .await?;
         changes.push(NodeChange {
             node_id,
             version: v,
@@ -612,11 +707,16 @@ pub struct DeviceFilter {
     pub user_id: Option<Uuid>,
     /// Only this state.
     pub state: Option<DeviceState>,
+    /// Only devices waiting for capacity.
+    pub waiting: bool,
+    /// Only quarantined devices.
+    pub quarantined: bool,
 }
 
 const DEVICE_VIEW_SQL: &str = "SELECT d.id, d.name, d.state, d.public_key, d.created_at, d.revoked_at, d.user_id, \
      us.email AS owner_email, r.code AS region_code, p.tunnel_ip, n.id AS node_id, n.name AS node_name, \
-     n.endpoint AS node_endpoint, n.exit_ipv4, u.last_handshake, u.rx_bytes, u.tx_bytes, u.endpoint AS peer_endpoint \
+     n.endpoint AS node_endpoint, n.exit_ipv4, u.last_handshake, u.rx_bytes, u.tx_bytes, u.endpoint AS peer_endpoint, \
+     p.class, p.idle_flagged_at, d.waiting_since, d.moved_at, d.moved_reason, d.quarantined_at, d.quarantine_reason \
      FROM devices d JOIN regions r ON r.id = d.region_id JOIN users us ON us.id = d.user_id \
      LEFT JOIN peers p ON p.device_id = d.id AND p.retired_at IS NULL \
      LEFT JOIN nodes n ON n.id = p.node_id \
@@ -643,6 +743,7 @@ fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView>
     };
     let active =
         matches!(last_handshake, Some(h) if now - h < ACTIVE_HANDSHAKE_MS) && state == "active";
+    let node_present = node.is_some();
     Ok(DeviceView {
         id: uuid(&r.try_get::<String, _>("id")?, "devices.id")?,
         name: r.try_get("name")?,
@@ -673,6 +774,32 @@ fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView>
         } else {
             None
         },
+        placement: if state != "active" {
+            "unassigned"
+        } else if r.try_get::<Option<i64>, _>("waiting_since")?.is_some() {
+            "waiting_for_capacity"
+        } else if node_present {
+            "assigned"
+        } else {
+            "unassigned"
+        }
+        .into(),
+        class: r
+            .try_get::<Option<String>, _>("class")?
+            .unwrap_or_else(|| "standard".into()),
+        moved_at: r.try_get("moved_at")?,
+        moved_reason: r.try_get("moved_reason")?,
+        quarantined: r.try_get::<Option<i64>, _>("quarantined_at")?.is_some(),
+        quarantine_reason: if admin {
+            r.try_get("quarantine_reason")?
+        } else {
+            None
+        },
+        idle_flagged_at: if admin {
+            r.try_get("idle_flagged_at")?
+        } else {
+            None
+        },
     })
 }
 
@@ -697,6 +824,12 @@ impl Store {
                 binds.push(v);
                 sql.push_str(&format!(" AND {column} = ${}", binds.len()));
             }
+        }
+        if f.waiting {
+            sql.push_str(" AND d.waiting_since IS NOT NULL");
+        }
+        if f.quarantined {
+            sql.push_str(" AND d.quarantined_at IS NOT NULL");
         }
         sql.push_str(" ORDER BY d.created_at, d.id");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

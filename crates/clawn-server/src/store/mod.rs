@@ -12,6 +12,7 @@ pub mod audit;
 pub mod devices;
 pub mod nodes;
 pub mod regions;
+pub mod routing;
 pub mod users;
 
 use std::str::FromStr;
@@ -63,6 +64,16 @@ pub struct Store {
     pool: AnyPool,
     kind: DbKind,
     sqlite_writer: Option<Mutex<()>>,
+    tuning: Tuning,
+}
+
+/// The routing settings the store's placement decisions use.
+#[derive(Debug, Clone, Default)]
+pub struct Tuning {
+    /// Score weights, link default, reserve, reassignment limit.
+    pub placement: crate::config::PlacementConfig,
+    /// Health thresholds (the offline grace decides whether a heartbeat is fresh).
+    pub health: crate::config::HealthConfig,
 }
 
 /// A write transaction; on SQLite it also holds the in-process writer lock.
@@ -125,9 +136,21 @@ impl Store {
             pool,
             kind,
             sqlite_writer: (kind == DbKind::Sqlite).then(|| Mutex::new(())),
+            tuning: Tuning::default(),
         };
         store.install_append_only_guards().await?;
         Ok(store)
+    }
+
+    /// Sets the routing settings (before the store is shared).
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// The routing settings.
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
     }
 
     /// Database kind.

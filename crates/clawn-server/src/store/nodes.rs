@@ -3,15 +3,18 @@
 use std::collections::BTreeSet;
 
 use clawn_proto::WgPublicKey;
-use clawn_proto::api::{NodeState, NodeView};
-use clawn_proto::node::{HostMetrics, InterfaceSpec, PeerSpec, Telemetry};
+use clawn_proto::api::{NodeHealth, NodeState, NodeView};
+use clawn_proto::node::{HostMetrics, InterfaceSpec, PeerClass, PeerSpec, Telemetry};
 use ipnet::Ipv4Net;
+use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{Store, StoreError, StoreResult, count, uuid};
+use super::audit::{self, AuditActor};
+use super::{Store, StoreError, StoreResult, Tuning, count, uuid};
 use crate::ippool::{NodePool, free_node_pool};
+use crate::placement::{self, Candidate, Ineligible};
 
 /// Why a join token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +174,8 @@ pub struct DesiredDelta {
     pub remove: Vec<WgPublicKey>,
     /// Peers to add.
     pub add: Vec<PeerSpec>,
+    /// Peers whose class changed.
+    pub update: Vec<PeerSpec>,
 }
 
 fn peer_from_row(r: &AnyRow) -> StoreResult<PeerSpec> {
@@ -181,14 +186,68 @@ fn peer_from_row(r: &AnyRow) -> StoreResult<PeerSpec> {
             .map_err(|_| StoreError::Corrupt("peers.public_key"))?,
         allowed_ips: vec![format!("{ip}/32")],
         device_id: uuid(&r.try_get::<String, _>("device_id")?, "peers.device_id")?,
+        class: if r.try_get::<String, _>("class")? == "priority" {
+            PeerClass::Priority
+        } else {
+            PeerClass::Standard
+        },
     })
+}
+
+/// What placement knows of a node row (`SELECT n.*`).
+pub fn candidate_from_row(r: &AnyRow, tuning: &Tuning, now: i64) -> StoreResult<Candidate> {
+    let state: String = r.try_get("state")?;
+    let metrics: Option<String> = r.try_get("metrics")?;
+    let metrics = metrics.and_then(|m| serde_json::from_str::<HostMetrics>(&m).ok());
+    let health = node_health(r)?;
+    let heartbeat: Option<i64> = r.try_get("last_heartbeat")?;
+    let grace =
+        i64::try_from(tuning.health.offline_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let link: Option<i64> = r.try_get("link_mbps")?;
+    Ok(Candidate {
+        id: uuid(&r.try_get::<String, _>("id")?, "nodes.id")?,
+        state: NodeState::parse(&state).ok_or(StoreError::Corrupt("nodes.state"))?,
+        heartbeat_fresh: heartbeat.is_some_and(|h| now.saturating_sub(h) <= grace),
+        live_peers: count(r.try_get("live_peers")?),
+        capacity: count(r.try_get("capacity")?),
+        bytes_per_sec: metrics
+            .as_ref()
+            .map(|m| m.rx_bytes_per_sec.saturating_add(m.tx_bytes_per_sec)),
+        link_mbps: link
+            .and_then(|l| u64::try_from(l).ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(tuning.placement.link_mbps),
+        cpu_percent: metrics.as_ref().map(|m| m.cpu_percent),
+        rtt_ms: health.rtt_ms,
+    })
+}
+
+fn node_health(r: &AnyRow) -> StoreResult<NodeHealth> {
+    let h: Option<String> = r.try_get("health")?;
+    Ok(h.and_then(|h| serde_json::from_str(&h).ok())
+        .unwrap_or_default())
+}
+
+fn ineligible_reason(i: Ineligible) -> String {
+    match i {
+        Ineligible::State(s) => format!("state:{}", s.as_str()),
+        Ineligible::Stale => "heartbeat_stale".into(),
+        Ineligible::Full => "full".into(),
+    }
 }
 
 const NODE_VIEW_SQL: &str =
     "SELECT n.*, r.code AS region_code FROM nodes n JOIN regions r ON r.id = n.region_id";
 
-fn node_view_from_row(r: &AnyRow, connected: impl Fn(Uuid) -> bool) -> StoreResult<NodeView> {
+fn node_view_from_row(
+    r: &AnyRow,
+    tuning: &Tuning,
+    now: i64,
+    connected: impl Fn(Uuid) -> bool,
+) -> StoreResult<NodeView> {
     let id = uuid(&r.try_get::<String, _>("id")?, "nodes.id")?;
+    let cand = candidate_from_row(r, tuning, now)?;
+    let verdict = placement::eligible(&cand, &tuning.placement, false);
     let state: String = r.try_get("state")?;
     let key: String = r.try_get("wg_public_key")?;
     let caps: String = r.try_get("capabilities")?;
@@ -214,7 +273,24 @@ fn node_view_from_row(r: &AnyRow, connected: impl Fn(Uuid) -> bool) -> StoreResu
         metrics: metrics.and_then(|m| serde_json::from_str::<HostMetrics>(&m).ok()),
         capabilities: serde_json::from_str(&caps).unwrap_or_default(),
         created_at: r.try_get("created_at")?,
+        link_mbps: cand.link_mbps,
+        score: placement::score(&cand, &tuning.placement),
+        eligible: verdict.is_ok(),
+        ineligible_reason: verdict.err().map(ineligible_reason),
+        health: node_health(r)?,
+        offline_since: r.try_get("offline_since")?,
     })
+}
+
+/// What one telemetry report says about a device, for the abuse signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerSignal {
+    /// The device.
+    pub device_id: Uuid,
+    /// The node saw it at another endpoint than last time.
+    pub endpoint_changed: bool,
+    /// Its rx + tx rate since the last report, bytes/s.
+    pub bytes_per_sec: u64,
 }
 
 /// Peers written per telemetry transaction.
@@ -291,7 +367,7 @@ impl Store {
         let prefix = pool.rsplit('/').next().unwrap_or("32").to_string();
         let address: String = n.try_get("address")?;
         let rows = sqlx::query(
-            "SELECT public_key, tunnel_ip, device_id FROM peers WHERE node_id = $1 AND created_version <= $2 \
+            "SELECT public_key, tunnel_ip, device_id, class FROM peers WHERE node_id = $1 AND created_version <= $2 \
              AND (retired_version IS NULL OR retired_version > $2) ORDER BY tunnel_ip_int",
         )
         .bind(node_id.to_string())
@@ -327,7 +403,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         let added = sqlx::query(
-            "SELECT public_key, tunnel_ip, device_id FROM peers WHERE node_id = $1 AND created_version > $2 \
+            "SELECT public_key, tunnel_ip, device_id, class FROM peers WHERE node_id = $1 AND created_version > $2 \
              AND created_version <= $3 AND (retired_version IS NULL OR retired_version > $3) ORDER BY tunnel_ip_int",
         )
         .bind(node_id.to_string())
@@ -335,7 +411,21 @@ impl Store {
         .bind(to)
         .fetch_all(self.pool())
         .await?;
+        let updated = sqlx::query(
+            "SELECT public_key, tunnel_ip, device_id, class FROM peers WHERE node_id = $1 AND class_version > $2 \
+             AND class_version <= $3 AND created_version <= $2 AND (retired_version IS NULL OR retired_version > $3) \
+             ORDER BY tunnel_ip_int",
+        )
+        .bind(node_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?;
         Ok(DesiredDelta {
+            update: updated
+                .iter()
+                .map(peer_from_row)
+                .collect::<StoreResult<_>>()?,
             remove: removed
                 .iter()
                 .map(|k| WgPublicKey::parse(k).map_err(|_| StoreError::Corrupt("peers.public_key")))
@@ -366,15 +456,121 @@ impl Store {
     /// Marks a node connected: `pending`/`offline` become `online`; the heartbeat is set.
     pub async fn node_connected(&self, node_id: Uuid, now: i64) -> StoreResult<()> {
         let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE nodes SET state = CASE WHEN state IN ('pending', 'offline') THEN 'online' ELSE state END, \
-             last_heartbeat = $2 WHERE id = $1",
+        let row = sqlx::query(
+            "UPDATE nodes SET state = 'online', offline_since = NULL, state_changed_at = $2, last_heartbeat = $2 \
+             WHERE id = $1 AND state IN ('pending', 'offline') RETURNING name",
         )
         .bind(node_id.to_string())
         .bind(now)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        if let Some(r) = row {
+            audit::record(
+                &mut tx.tx,
+                &AuditActor::system(),
+                "node.online",
+                "node",
+                Some(node_id.to_string()),
+                json!({"name": r.try_get::<String, _>("name")?, "reason": "stream connected"}),
+            )
+            .await?;
+        } else {
+            sqlx::query("UPDATE nodes SET last_heartbeat = $2 WHERE id = $1")
+                .bind(node_id.to_string())
+                .bind(now)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Stores a health verdict and moves the node between `online` and `degraded` (or out
+    /// of `offline`: it reports, so it is back). Admin states are left alone. Each change
+    /// is audited as a system action.
+    pub async fn record_health(
+        &self,
+        node_id: Uuid,
+        health: &NodeHealth,
+        now: i64,
+    ) -> StoreResult<Option<NodeState>> {
+        let mut tx = self.write().await?;
+        let Some(row) =
+            sqlx::query("SELECT state, name FROM nodes WHERE id = $1 AND removed_at IS NULL")
+                .bind(node_id.to_string())
+                .fetch_optional(&mut *tx.tx)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let state: String = row.try_get("state")?;
+        let name: String = row.try_get("name")?;
+        let sick = !health.alerts.is_empty();
+        let next = match state.as_str() {
+            "online" | "offline" if sick => Some("degraded"),
+            "degraded" | "offline" if !sick => Some("online"),
+            _ => None,
+        };
+        sqlx::query(
+            "UPDATE nodes SET health = $2, health_reason = $3, state = COALESCE($4, state), \
+             state_changed_at = CASE WHEN $4 IS NULL THEN state_changed_at ELSE $5 END, \
+             offline_since = CASE WHEN $4 IS NULL THEN offline_since ELSE NULL END WHERE id = $1",
+        )
+        .bind(node_id.to_string())
+        .bind(serde_json::to_string(health).unwrap_or_default())
+        .bind(health.reason.clone())
+        .bind(next)
+        .bind(now)
         .execute(&mut *tx.tx)
         .await?;
-        tx.commit().await
+        if let Some(next) = next {
+            let action = match (state.as_str(), next) {
+                (_, "degraded") => "node.degraded",
+                ("degraded", _) => "node.recovered",
+                _ => "node.online",
+            };
+            audit::record(
+                &mut tx.tx,
+                &AuditActor::system(),
+                action,
+                "node",
+                Some(node_id.to_string()),
+                json!({"name": name, "from": state, "to": next, "reason": health.reason, "alerts": health.alerts}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(next.and_then(NodeState::parse))
+    }
+
+    /// Nodes that are `online` or `degraded` with no heartbeat within `grace_ms` become
+    /// `offline` (audited). Returns their ids.
+    pub async fn mark_silent_offline(&self, now: i64, grace_ms: i64) -> StoreResult<Vec<Uuid>> {
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(
+            "UPDATE nodes SET state = 'offline', offline_since = $1, state_changed_at = $1 \
+             WHERE removed_at IS NULL AND state IN ('online', 'degraded') \
+             AND (last_heartbeat IS NULL OR last_heartbeat < $2) RETURNING id, name",
+        )
+        .bind(now)
+        .bind(now.saturating_sub(grace_ms))
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            audit::record(
+                &mut tx.tx,
+                &AuditActor::system(),
+                "node.offline",
+                "node",
+                Some(id.clone()),
+                json!({"name": r.try_get::<String, _>("name")?, "reason": format!("no heartbeat for {} s", grace_ms / 1000)}),
+            )
+            .await?;
+            ids.push(uuid(&id, "nodes.id")?);
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     /// Stores telemetry: host metrics on the node, per-peer usage for the node's own live
@@ -385,7 +581,7 @@ impl Store {
         node_id: Uuid,
         t: &Telemetry,
         now: i64,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<PeerSignal>> {
         let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE nodes SET metrics = $2, last_heartbeat = $3, exit_ipv4 = COALESCE($4, exit_ipv4) WHERE id = $1",
@@ -397,11 +593,14 @@ impl Store {
         .execute(&mut *tx.tx)
         .await?;
         tx.commit().await?;
+        let mut signals = Vec::new();
         for chunk in t.peers.chunks(TELEMETRY_CHUNK) {
             let mut tx = self.write().await?;
             for p in chunk {
                 let Some(row) = sqlx::query(
-                    "SELECT id, user_id FROM peers WHERE node_id = $1 AND public_key = $2 AND retired_at IS NULL",
+                    "SELECT p.id, p.user_id, p.device_id, u.endpoint, u.rx_bytes, u.tx_bytes, u.updated_at FROM peers p \
+                     LEFT JOIN peer_usage u ON u.peer_id = p.id \
+                     WHERE p.node_id = $1 AND p.public_key = $2 AND p.retired_at IS NULL",
                 )
                 .bind(node_id.to_string())
                 .bind(p.public_key.to_base64())
@@ -418,6 +617,32 @@ impl Store {
                     .as_deref()
                     .and_then(|e| e.parse::<std::net::SocketAddr>().ok())
                     .map(|e| e.to_string());
+                let old_endpoint: Option<String> = row.try_get("endpoint")?;
+                let old_bytes = row
+                    .try_get::<Option<i64>, _>("rx_bytes")?
+                    .zip(row.try_get::<Option<i64>, _>("tx_bytes")?)
+                    .map(|(r, t)| r.saturating_add(t));
+                let old_at: Option<i64> = row.try_get("updated_at")?;
+                let new_bytes = to_i64(p.rx_bytes).saturating_add(to_i64(p.tx_bytes));
+                let bytes_per_sec = match (old_bytes, old_at) {
+                    (Some(b), Some(at)) if now > at && new_bytes >= b => {
+                        u64::try_from((new_bytes - b).saturating_mul(1000) / (now - at))
+                            .unwrap_or(0)
+                    }
+                    _ => 0,
+                };
+                let endpoint_changed =
+                    matches!((&old_endpoint, &endpoint), (Some(a), Some(b)) if a != b);
+                if endpoint_changed || bytes_per_sec > 0 {
+                    signals.push(PeerSignal {
+                        device_id: uuid(
+                            &row.try_get::<String, _>("device_id")?,
+                            "peers.device_id",
+                        )?,
+                        endpoint_changed,
+                        bytes_per_sec,
+                    });
+                }
                 sqlx::query(
                     "INSERT INTO peer_usage (peer_id, user_id, last_handshake, rx_bytes, tx_bytes, endpoint, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (peer_id) DO UPDATE SET \
@@ -436,7 +661,7 @@ impl Store {
             }
             tx.commit().await?;
         }
-        Ok(())
+        Ok(signals)
     }
 
     /// The node's version and whether it was removed (streams send the final delta, then close).
@@ -464,14 +689,30 @@ impl Store {
         tx.commit().await
     }
 
-    /// The node's stream ended with no replacement: an `online` node becomes `offline`
-    /// and stops receiving new devices until it reconnects.
+    /// The node's stream ended with no replacement: an `online` or `degraded` node
+    /// becomes `offline` and stops receiving new devices until it reconnects.
     pub async fn node_disconnected(&self, node_id: Uuid) -> StoreResult<()> {
+        let now = clawn_proto::time::now_millis();
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE nodes SET state = 'offline' WHERE id = $1 AND state = 'online'")
-            .bind(node_id.to_string())
-            .execute(&mut *tx.tx)
+        let row = sqlx::query(
+            "UPDATE nodes SET state = 'offline', offline_since = $2, state_changed_at = $2 \
+             WHERE id = $1 AND state IN ('online', 'degraded') RETURNING name",
+        )
+        .bind(node_id.to_string())
+        .bind(now)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        if let Some(r) = row {
+            audit::record(
+                &mut tx.tx,
+                &AuditActor::system(),
+                "node.offline",
+                "node",
+                Some(node_id.to_string()),
+                json!({"name": r.try_get::<String, _>("name")?, "reason": "stream closed"}),
+            )
             .await?;
+        }
         tx.commit().await
     }
 
@@ -481,8 +722,9 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
             .await?;
+        let now = clawn_proto::time::now_millis();
         rows.iter()
-            .map(|r| node_view_from_row(r, &connected))
+            .map(|r| node_view_from_row(r, &self.tuning, now, &connected))
             .collect()
     }
 
@@ -497,8 +739,9 @@ impl Store {
             .bind(id.to_string())
             .fetch_optional(self.pool())
             .await?;
+        let now = clawn_proto::time::now_millis();
         row.as_ref()
-            .map(|r| node_view_from_row(r, &connected))
+            .map(|r| node_view_from_row(r, &self.tuning, now, &connected))
             .transpose()
     }
 
@@ -515,22 +758,28 @@ impl Store {
     }
 }
 
-/// Updates state / capacity / name inside `tx`; false if no live node.
+/// Updates state / capacity / name / link inside `tx`; false if no live node.
 pub async fn update_node(
     tx: &mut sqlx::AnyConnection,
     id: Uuid,
     state: Option<NodeState>,
     capacity: Option<u32>,
     name: Option<&str>,
+    link_mbps: Option<u64>,
 ) -> StoreResult<bool> {
     let r = sqlx::query(
-        "UPDATE nodes SET state = COALESCE($2, state), capacity = COALESCE($3, capacity), name = COALESCE($4, name) \
+        "UPDATE nodes SET state = COALESCE($2, state), capacity = COALESCE($3, capacity), name = COALESCE($4, name), \
+         link_mbps = COALESCE($5, link_mbps), \
+         offline_since = CASE WHEN $2 IS NULL THEN offline_since WHEN $2 = 'offline' THEN COALESCE(offline_since, $6) ELSE NULL END, \
+         state_changed_at = CASE WHEN $2 IS NULL THEN state_changed_at ELSE $6 END \
          WHERE id = $1 AND removed_at IS NULL",
     )
     .bind(id.to_string())
     .bind(state.map(NodeState::as_str))
     .bind(capacity.map(i64::from))
     .bind(name)
+    .bind(link_mbps.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
+    .bind(clawn_proto::time::now_millis())
     .execute(tx)
     .await?;
     Ok(r.rows_affected() == 1)

@@ -1,0 +1,406 @@
+//! The control plane's watch over its nodes and devices, once a second:
+//!
+//! - nodes with no heartbeat for the offline grace become `offline`;
+//! - nodes offline beyond the failover delay, and draining nodes, have their live peers
+//!   moved to the best eligible nodes of the same region (priority class first); devices
+//!   that find no room wait, marked, and are retried every tick;
+//! - peer classes follow priority tokens (start, expiry, revocation, quarantine);
+//! - idle peers are flagged or removed by policy (every `sweep_interval_secs`);
+//! - region load is sampled for the p95 scale-out signal, and the Prometheus gauges are set.
+//!
+//! Abuse signals are counted as they arrive (telemetry, region moves) by [`Abuse`].
+//! Revocation never waits for this loop: it pushes at once (ARCHITECTURE §4).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clawn_proto::api::{AbuseSignals, NodeState, RegionLoad};
+use clawn_proto::time::now_millis;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::config::{AbuseConfig, HealthConfig};
+use crate::policy::Scope;
+use crate::store::audit::AuditActor;
+use crate::store::devices::NodeChange;
+use crate::store::nodes::PeerSignal;
+use crate::store::routing::{MoveOutcome, move_device};
+
+/// Shared monitor state.
+#[derive(Debug, Default)]
+pub struct MonitorState {
+    /// Abuse counters.
+    pub abuse: Abuse,
+    loads: Mutex<HashMap<String, VecDeque<(i64, f64)>>>,
+}
+
+/// Per-device abuse counters over a sliding window (in memory: a restart forgets them,
+/// which errs on the side of the user).
+#[derive(Debug, Default)]
+pub struct Abuse {
+    devices: Mutex<HashMap<Uuid, Counters>>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    endpoint_changes: VecDeque<i64>,
+    region_switches: VecDeque<i64>,
+    bursts: VecDeque<i64>,
+}
+
+/// A signal kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// The node saw the device at a new endpoint.
+    EndpointChange,
+    /// The device asked to move region.
+    RegionSwitch,
+    /// A telemetry interval above the burst rate.
+    Burst,
+}
+
+impl Abuse {
+    /// Counts a signal; returns the quarantine reason if a threshold is now crossed.
+    pub fn record(&self, cfg: &AbuseConfig, device: Uuid, s: Signal, now: i64) -> Option<String> {
+        let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let c = map.entry(device).or_default();
+        let window = i64::try_from(cfg.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let (q, limit, what) = match s {
+            Signal::EndpointChange => (
+                &mut c.endpoint_changes,
+                cfg.endpoint_changes,
+                "endpoint changes",
+            ),
+            Signal::RegionSwitch => (
+                &mut c.region_switches,
+                cfg.region_switches,
+                "region switches",
+            ),
+            Signal::Burst => (&mut c.bursts, cfg.bursts, "byte bursts"),
+        };
+        q.push_back(now);
+        while q.front().is_some_and(|t| *t <= now - window) {
+            q.pop_front();
+        }
+        (limit > 0 && q.len() >= limit as usize).then(|| {
+            format!(
+                "{} {what} within {} s (threshold {limit})",
+                q.len(),
+                cfg.window_secs
+            )
+        })
+    }
+
+    /// The counts within the window now.
+    pub fn signals(&self, cfg: &AbuseConfig, device: Uuid, now: i64) -> AbuseSignals {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let window = i64::try_from(cfg.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let n = |q: &VecDeque<i64>| {
+            u32::try_from(q.iter().filter(|t| **t > now - window).count()).unwrap_or(u32::MAX)
+        };
+        map.get(&device)
+            .map(|c| AbuseSignals {
+                endpoint_changes: n(&c.endpoint_changes),
+                region_switches: n(&c.region_switches),
+                bursts: n(&c.bursts),
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl MonitorState {
+    /// Region loads now and their p95 over the window.
+    pub fn region_loads(&self, cfg: &HealthConfig) -> Vec<RegionLoad> {
+        let loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<RegionLoad> = loads
+            .iter()
+            .map(|(region, samples)| {
+                let mut v: Vec<f64> = samples.iter().map(|(_, l)| *l).collect();
+                v.sort_by(f64::total_cmp);
+                let p95 = percentile(&v, 0.95);
+                let window_ms = cfg.scale_out_window_secs.saturating_mul(1000) as f64;
+                let covered = match (samples.front(), samples.back()) {
+                    (Some(a), Some(b)) => (b.0 - a.0) as f64,
+                    _ => 0.0,
+                };
+                RegionLoad {
+                    region: region.clone(),
+                    load: samples.back().map(|(_, l)| *l).unwrap_or(0.0),
+                    load_p95: p95,
+                    samples: u32::try_from(v.len()).unwrap_or(u32::MAX),
+                    // "Sustained": the samples must span at least half the window.
+                    scale_out: p95 * 100.0 > cfg.scale_out_load_percent
+                        && covered >= window_ms / 2.0,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.region.cmp(&b.region));
+        out
+    }
+
+    fn sample(&self, cfg: &HealthConfig, region: &str, load: f64, now: i64) {
+        let mut loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
+        let q = loads.entry(region.to_string()).or_default();
+        q.push_back((now, load));
+        let window =
+            i64::try_from(cfg.scale_out_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        while q.front().is_some_and(|(t, _)| *t < now - window) {
+            q.pop_front();
+        }
+    }
+}
+
+/// The nearest-rank percentile of sorted values (0 for none).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Pushes committed node changes.
+pub fn push(app: &AppState, changes: &[NodeChange]) {
+    for c in changes {
+        app.hub.notify(c.node_id, c.version);
+    }
+}
+
+/// Handles the abuse signals of one telemetry report.
+pub async fn telemetry_signals(app: &AppState, signals: &[PeerSignal]) {
+    let cfg = &app.config.abuse;
+    let now = now_millis();
+    for s in signals {
+        let mut reasons = Vec::new();
+        if s.endpoint_changed
+            && let Some(r) = app
+                .monitor
+                .abuse
+                .record(cfg, s.device_id, Signal::EndpointChange, now)
+        {
+            reasons.push(r);
+        }
+        if s.bytes_per_sec > cfg.burst_bytes_per_sec
+            && let Some(r) = app
+                .monitor
+                .abuse
+                .record(cfg, s.device_id, Signal::Burst, now)
+        {
+            reasons.push(r);
+        }
+        if let Some(reason) = reasons.first() {
+            quarantine(app, s.device_id, reason).await;
+        }
+    }
+}
+
+/// Quarantines a device (its owner's priority class is dropped on the next tick).
+pub async fn quarantine(app: &AppState, device: Uuid, reason: &str) {
+    match app.store.quarantine(device, reason).await {
+        Ok(true) => {
+            metrics::counter!("clawn_quarantines_total").increment(1);
+            tracing::warn!(device = %device, reason, "device quarantined");
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(device = %device, error = %e, "quarantine failed"),
+    }
+}
+
+/// Runs until shutdown.
+pub async fn run(app: AppState) {
+    let mut shutdown = app.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep = 0i64;
+    let mut last_sample = 0i64;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let now = now_millis();
+        if let Err(e) = step(&app, now).await {
+            tracing::warn!(error = %e, "monitor step failed; retrying next tick");
+        }
+        let sweep_ms = i64::try_from(app.config.hygiene.sweep_interval_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        if now - last_sweep >= sweep_ms {
+            last_sweep = now;
+            if let Err(e) = idle_sweep(&app, now).await {
+                tracing::warn!(error = %e, "idle sweep failed");
+            }
+        }
+        let sample_ms = i64::try_from(
+            (app.config.health.scale_out_window_secs * 1000 / 360).clamp(1000, 10_000),
+        )
+        .unwrap_or(10_000);
+        if now - last_sample >= sample_ms {
+            last_sample = now;
+            if let Err(e) = sample_and_export(&app, now).await {
+                tracing::warn!(error = %e, "metrics sample failed");
+            }
+        }
+    }
+}
+
+/// One pass: offline marking, evacuations, waiting retries, classes.
+pub async fn step(app: &AppState, now: i64) -> anyhow::Result<()> {
+    let h = &app.config.health;
+    let grace = i64::try_from(h.offline_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    for id in app.store.mark_silent_offline(now, grace).await? {
+        tracing::warn!(node = %id, "node silent beyond the grace; marked offline");
+    }
+    let delay = i64::try_from(h.failover_delay_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    for ev in app.store.evacuations(now, delay).await? {
+        for device in app.store.devices_on_node(ev.node_id).await? {
+            let out = move_device(
+                &app.store,
+                &Scope::system(),
+                device,
+                Some(ev.node_id),
+                None,
+                ev.reason,
+                &AuditActor::system(),
+            )
+            .await;
+            match out {
+                Ok(MoveOutcome::Moved { changes, to_node }) => {
+                    push(app, &changes);
+                    metrics::counter!("clawn_failovers_total", "reason" => ev.reason.as_str())
+                        .increment(1);
+                    tracing::info!(device = %device, from = %ev.node_id, to = %to_node, reason = ev.reason.as_str(), "device moved");
+                }
+                // No room in the region: the rest of this node's devices would not fit either.
+                Ok(MoveOutcome::Waiting { newly }) => {
+                    if newly {
+                        tracing::warn!(device = %device, node = %ev.node_id, "no capacity to move device; waiting");
+                    }
+                    break;
+                }
+                Ok(MoveOutcome::Nothing) => {}
+                Err(e) => tracing::warn!(device = %device, error = %e, "device move failed"),
+            }
+        }
+    }
+    app.store.clear_recovered_waiting().await?;
+    let changes = app.store.sync_peer_classes(now).await?;
+    push(app, &changes);
+    Ok(())
+}
+
+async fn idle_sweep(app: &AppState, now: i64) -> anyhow::Result<()> {
+    let hy = &app.config.hygiene;
+    let idle_ms = (hy.idle_peer_days * 86_400_000.0) as i64;
+    let (flagged, changes) = app.store.idle_sweep(now, idle_ms, hy.idle_action).await?;
+    if flagged > 0 {
+        tracing::info!(flagged, removed = changes.len(), "idle peers");
+    }
+    push(app, &changes);
+    Ok(())
+}
+
+async fn sample_and_export(app: &AppState, now: i64) -> anyhow::Result<()> {
+    let h = &app.config.health;
+    for (region, load) in app.store.region_loads().await? {
+        app.monitor.sample(h, &region, load, now);
+    }
+    for r in app.monitor.region_loads(h) {
+        let labels = [("region", r.region.clone())];
+        metrics::gauge!("clawn_region_load_ratio", &labels).set(r.load);
+        metrics::gauge!("clawn_region_load_p95_ratio", &labels).set(r.load_p95);
+        metrics::gauge!("clawn_region_scale_out_needed", &labels).set(if r.scale_out {
+            1.0
+        } else {
+            0.0
+        });
+    }
+    let nodes = app.store.list_nodes(|n| app.hub.is_connected(n)).await?;
+    for n in &nodes {
+        let labels = [
+            ("node", n.name.clone()),
+            ("node_id", n.id.to_string()),
+            ("region", n.region.clone()),
+        ];
+        for s in NodeState::ALL {
+            let mut l = labels.to_vec();
+            l.push(("state", s.as_str().to_string()));
+            metrics::gauge!("clawn_node_state", &l).set(if n.state == s { 1.0 } else { 0.0 });
+        }
+        metrics::gauge!("clawn_node_up", &labels).set(if n.connected { 1.0 } else { 0.0 });
+        metrics::gauge!("clawn_node_score", &labels).set(n.score.total);
+        metrics::gauge!("clawn_node_live_peers", &labels).set(f64::from(n.live_peers));
+        metrics::gauge!("clawn_node_capacity", &labels).set(f64::from(n.capacity));
+        metrics::gauge!("clawn_node_eligible", &labels).set(if n.eligible { 1.0 } else { 0.0 });
+        let m = n.metrics.clone().unwrap_or_default();
+        metrics::gauge!("clawn_node_cpu_percent", &labels).set(m.cpu_percent);
+        let mut rx = labels.to_vec();
+        rx.push(("direction", "rx".into()));
+        metrics::gauge!("clawn_node_bandwidth_bytes_per_second", &rx)
+            .set(m.rx_bytes_per_sec as f64);
+        let mut tx = labels.to_vec();
+        tx.push(("direction", "tx".into()));
+        metrics::gauge!("clawn_node_bandwidth_bytes_per_second", &tx)
+            .set(m.tx_bytes_per_sec as f64);
+        metrics::gauge!("clawn_node_bandwidth_utilisation_ratio", &labels).set(n.score.bandwidth);
+        metrics::gauge!("clawn_node_link_capacity_mbps", &labels).set(n.link_mbps as f64);
+        if let Some(l) = n.health.loss_ratio {
+            metrics::gauge!("clawn_node_packet_loss_ratio", &labels).set(l);
+        }
+        if let Some(r) = n.health.rtt_ms {
+            metrics::gauge!("clawn_node_latency_ms", &labels).set(r);
+        }
+        if let Some(b) = n.health.baseline_rtt_ms {
+            metrics::gauge!("clawn_node_latency_baseline_ms", &labels).set(b);
+        }
+        for alert in ["cpu_high", "packet_loss", "latency_high", "over_capacity"] {
+            let mut l = labels.to_vec();
+            l.push(("alert", alert.to_string()));
+            let firing = n.health.alerts.iter().any(|a| a == alert)
+                && matches!(n.state, NodeState::Online | NodeState::Degraded);
+            metrics::gauge!("clawn_node_alert", &l).set(if firing { 1.0 } else { 0.0 });
+        }
+    }
+    let (waiting, quarantined, idle) = app.store.hygiene_counts().await?;
+    metrics::gauge!("clawn_devices_waiting_for_capacity").set(waiting as f64);
+    metrics::gauge!("clawn_devices_quarantined").set(quarantined as f64);
+    metrics::gauge!("clawn_peers_idle_flagged").set(idle as f64);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.95), 95.0);
+        assert_eq!(percentile(&[0.5], 0.95), 0.5);
+        assert_eq!(percentile(&[], 0.95), 0.0);
+    }
+
+    #[test]
+    fn abuse_thresholds_within_the_window() {
+        let cfg = AbuseConfig {
+            window_secs: 10,
+            endpoint_changes: 3,
+            ..AbuseConfig::default()
+        };
+        let a = Abuse::default();
+        let d = Uuid::new_v4();
+        assert!(a.record(&cfg, d, Signal::EndpointChange, 0).is_none());
+        assert!(a.record(&cfg, d, Signal::EndpointChange, 1_000).is_none());
+        // The first falls out of the window: still two.
+        assert!(a.record(&cfg, d, Signal::EndpointChange, 10_500).is_none());
+        assert!(a.record(&cfg, d, Signal::EndpointChange, 10_800).is_some());
+        assert_eq!(a.signals(&cfg, d, 10_800).endpoint_changes, 3);
+        assert_eq!(
+            a.signals(&cfg, Uuid::new_v4(), 11_000),
+            AbuseSignals::default()
+        );
+    }
+}
