@@ -28,6 +28,12 @@ ALTER TABLE peers ADD COLUMN class_version BIGINT;
 -- Set when the idle policy flagged this peer.
 ALTER TABLE peers ADD COLUMN idle_flagged_at BIGINT;
 CREATE INDEX peers_node_class ON peers (node_id, class_version);
+-- The monitor's once-a-second passes read only these small sets, never every peer.
+CREATE INDEX peers_live_priority ON peers (user_id) WHERE class = 'priority' AND retired_at IS NULL;
+CREATE INDEX peers_live_user ON peers (user_id) WHERE retired_at IS NULL;
+CREATE INDEX peers_idle_flagged ON peers (idle_flagged_at) WHERE idle_flagged_at IS NOT NULL;
+CREATE INDEX devices_waiting ON devices (waiting_since) WHERE waiting_since IS NOT NULL;
+CREATE INDEX devices_quarantined ON devices (quarantined_at) WHERE quarantined_at IS NOT NULL;
 
 CREATE TABLE priority_tokens (
     id          TEXT PRIMARY KEY,

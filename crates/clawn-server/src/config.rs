@@ -216,7 +216,7 @@ impl Default for HealthConfig {
             cpu_sustain_secs: 60,
             loss_percent: 2.0,
             latency_factor: 2.0,
-            latency_floor_ms: 5.0,
+            latency_floor_ms: 10.0,
             probe_interval_ms: 1000,
             probe_timeout_ms: 2000,
             probe_window: 60,

@@ -406,18 +406,25 @@ impl Store {
     /// started, expired, revoked, suspended by quarantine). Each node with changes gets
     /// one version bump; the changes travel as delta `update`s, never as re-adds.
     pub async fn sync_peer_classes(&self, now: i64) -> StoreResult<Vec<NodeChange>> {
-        let rows = sqlx::query(
-            "SELECT p.id, p.node_id, p.class, \
-             (SELECT COUNT(*) FROM priority_tokens t WHERE t.user_id = p.user_id AND t.region_id = d.region_id \
-               AND t.revoked_at IS NULL AND t.starts_at <= $1 AND t.expires_at > $1 \
-               AND NOT EXISTS (SELECT 1 FROM devices q WHERE q.user_id = t.user_id AND q.quarantined_at IS NOT NULL)) AS valid \
-             FROM peers p JOIN devices d ON d.id = p.device_id WHERE p.retired_at IS NULL AND \
-             (p.class = 'priority' OR p.user_id IN (SELECT user_id FROM priority_tokens WHERE revoked_at IS NULL \
-               AND starts_at <= $1 AND expires_at > $1)) ORDER BY p.node_id",
-        )
-        .bind(now)
-        .fetch_all(self.pool())
-        .await?;
+        // Two small sets, each from its own index: peers that have the class, and live
+        // peers of users holding a token valid now.
+        const VALID: &str = "(SELECT COUNT(*) FROM priority_tokens t WHERE t.user_id = p.user_id AND t.region_id = d.region_id \
+             AND t.revoked_at IS NULL AND t.starts_at <= $1 AND t.expires_at > $1 \
+             AND NOT EXISTS (SELECT 1 FROM devices q WHERE q.user_id = t.user_id AND q.quarantined_at IS NOT NULL)) AS valid";
+        let mut rows = Vec::new();
+        for from in [
+            "FROM peers p JOIN devices d ON d.id = p.device_id WHERE p.class = 'priority' AND p.retired_at IS NULL",
+            "FROM peers p JOIN devices d ON d.id = p.device_id WHERE p.retired_at IS NULL AND p.class = 'standard' \
+             AND p.user_id IN (SELECT user_id FROM priority_tokens WHERE revoked_at IS NULL AND starts_at <= $1 AND expires_at > $1)",
+        ] {
+            let sql = format!("SELECT p.id, p.node_id, p.class, {VALID} {from}");
+            rows.extend(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(now)
+                    .fetch_all(self.pool())
+                    .await?,
+            );
+        }
         let mut by_node: std::collections::BTreeMap<String, Vec<(String, &'static str)>> =
             std::collections::BTreeMap::new();
         for r in &rows {
