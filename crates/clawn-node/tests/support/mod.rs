@@ -303,7 +303,18 @@ impl Lab {
 
     /// Starts (or restarts, same data) the control plane in the hub.
     pub fn start_server(&mut self, extra: &[&str]) {
+        // Real nodes report the host's CPU, and every test of a parallel suite on two
+        // cores shares it; probe round trips on a loaded box are scheduling noise. Health
+        // alerts are tested with controlled inputs in clawn-testkit; here they would only
+        // make placement depend on what else the machine runs.
+        let health = self.dir.join("server-health.toml");
+        std::fs::write(
+            &health,
+            "[health]\ncpu_percent = 100.0\nlatency_floor_ms = 1000.0\n",
+        )
+        .expect("write server config");
         let mut c = self.cmd("hub", bin("clawn-server"));
+        c.arg("--config").arg(&health);
         c.args(["--listen", &format!("{HUB_IP}:{SERVER_PORT}")])
             .arg("--data-dir")
             .arg(self.dir.join("server"))
