@@ -54,14 +54,8 @@ async fn report(node: &mut ProtoNode, cpu: f64, rx: u64, peers: Vec<PeerStats>) 
 
 async fn node_view(admin: &Client, id: uuid::Uuid) -> Value {
     let (s, v) = admin.get(&format!("/api/v1/admin/nodes/{id}")).await;
-    if s == StatusCode::OK {
-        return v;
-    }
-    // Older API shape: find it in the list.
-    let (_, all) = admin.get("/api/v1/admin/nodes").await;
-    all.as_array()
-        .and_then(|a| a.iter().find(|n| n["id"] == id.to_string()).cloned())
-        .unwrap_or(Value::Null)
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v
 }
 
 async fn wait_node(admin: &Client, id: uuid::Uuid, done: impl Fn(&Value) -> bool) -> Value {

@@ -279,7 +279,22 @@ pub async fn list_nodes(
     ))
 }
 
-/// Set a node's state, capacity or name.
+/// One node: state, score and its parts, eligibility, health.
+#[utoipa::path(get, path = "/api/v1/admin/nodes/{id}", tag = "admin", params(("id" = Uuid, Path)),
+    responses((status = 200, body = NodeView), (status = 404, body = ApiError)))]
+pub async fn get_node(
+    State(app): State<AppState>,
+    _admin: AdminActor,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<NodeView>> {
+    app.store
+        .node_view(id, |n| app.hub.is_connected(n))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiErr::not_found("node"))
+}
+
+/// Set a node's state, capacity, name or link capacity.
 #[utoipa::path(patch, path = "/api/v1/admin/nodes/{id}", tag = "admin", params(("id" = Uuid, Path)), request_body = UpdateNodeRequest,
     responses((status = 200, body = NodeView), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 pub async fn update_node(

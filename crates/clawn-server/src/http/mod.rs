@@ -63,7 +63,11 @@ pub fn router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::update_region))
         .routes(routes!(admin::create_node_token))
         .routes(routes!(admin::list_nodes))
-        .routes(routes!(admin::update_node, admin::remove_node))
+        .routes(routes!(
+            admin::get_node,
+            admin::update_node,
+            admin::remove_node
+        ))
         .routes(routes!(admin::list_users, admin::create_user))
         .routes(routes!(admin::update_user))
         .routes(routes!(admin::reset_password))
