@@ -62,7 +62,14 @@ fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Gauges are re-set every <= 10 s by the monitor (and at each scrape for the
+            // totals); one not set for 2 minutes belongs to a removed node and is dropped.
+            let recorder = PrometheusBuilder::new()
+                .idle_timeout(
+                    metrics_util::MetricKindMask::GAUGE,
+                    Some(std::time::Duration::from_secs(120)),
+                )
+                .build_recorder();
             let handle = recorder.handle();
             // Only the first server in a process installs the global recorder; later ones
             // (tests) share it.

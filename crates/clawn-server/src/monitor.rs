@@ -212,6 +212,11 @@ pub async fn run(app: AppState) {
     let mut shutdown = app.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Counters exist from the start (at 0), so `increase()` sees their first event.
+    for reason in ["failover", "drain"] {
+        metrics::counter!("clawn_failovers_total", "reason" => reason).increment(0);
+    }
+    metrics::counter!("clawn_quarantines_total").increment(0);
     let mut last_sweep = 0i64;
     let mut last_sample = 0i64;
     loop {
