@@ -6,7 +6,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand};
 use clawn_proto::api::{NodeState, Role};
 
-use crate::time::{TimeSpec, parse_duration_secs, parse_time_spec};
+use crate::time::{FutureSpec, TimeSpec, parse_duration_secs, parse_future_spec, parse_time_spec};
 
 /// clawn: sign in to a Clawn control plane and manage WireGuard devices.
 ///
@@ -168,6 +168,20 @@ pub enum DeviceCommand {
         #[command(flatten)]
         output: ConfigOutput,
     },
+    /// Move a device to another region: same key pair, a new node and address there
+    ///
+    /// Writes the new config (the old one stops working). A device may move region a few
+    /// times per hour (the server's limit, 3 by default).
+    Move {
+        /// Device id or name
+        device: String,
+        /// The region to move to (see `clawn regions`)
+        #[arg(long, short)]
+        region: String,
+        /// Where the new config goes [default: ./NAME.conf]
+        #[command(flatten)]
+        output: ConfigOutput,
+    },
     /// Rename a device
     Rename {
         /// Device id or name
@@ -195,8 +209,80 @@ pub enum AdminCommand {
     /// Every user's devices
     #[command(subcommand)]
     Device(AdminDeviceCommand),
+    /// Priority access tokens: a user's devices in a region get reserved capacity for a while
+    #[command(subcommand)]
+    Priority(PriorityCommand),
+    /// Diagnostics: region load, node health and state changes, waiting and quarantined devices
+    Diag(DiagArgs),
     /// Read the audit log, newest first
     Audit(AuditArgs),
+}
+
+/// `clawn admin priority ...`.
+#[derive(Debug, Subcommand)]
+pub enum PriorityCommand {
+    /// Grant a user a priority token for one region and a time window
+    Grant {
+        /// The user's email (or id)
+        #[arg(long, visible_alias = "user", value_name = "EMAIL")]
+        email: String,
+        /// Region code
+        #[arg(long, short)]
+        region: String,
+        /// Length of the window: seconds, or 30m, 2h, 1d, 1w
+        #[arg(
+            long,
+            value_name = "DURATION",
+            value_parser = parse_duration_secs,
+            required_unless_present = "until",
+            conflicts_with = "until"
+        )]
+        duration: Option<u64>,
+        /// End of the window instead of --duration: YYYY-MM-DD[THH:MM[:SS]] (UTC), Unix ms, or a duration from now
+        #[arg(long, value_name = "TIME", value_parser = parse_future_spec)]
+        until: Option<FutureSpec>,
+        /// Start of the window [default: now]; same forms as --until
+        #[arg(long, value_name = "TIME", value_parser = parse_future_spec)]
+        start: Option<FutureSpec>,
+        /// Why it was granted (at most 200 characters)
+        #[arg(long)]
+        note: Option<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// List priority tokens, newest first
+    #[command(alias = "ls")]
+    List {
+        /// Only this user's tokens (id or email)
+        #[arg(long, short)]
+        user: Option<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a priority token; the holder's devices lose priority at once
+    Revoke {
+        /// Token id (see `clawn admin priority list`)
+        id: uuid::Uuid,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `clawn admin diag`.
+#[derive(Debug, Args)]
+pub struct DiagArgs {
+    /// One device instead of the overview: its node, exit IP, handshake, bytes, moves and signals (id or name)
+    #[arg(long, conflicts_with = "node")]
+    pub device: Option<String>,
+    /// One node instead of the overview: state, score, health and recent state changes (id or name)
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `clawn admin region ...`.
@@ -395,6 +481,20 @@ pub enum AdminDeviceCommand {
         /// Only devices in this state
         #[arg(long, value_parser = ["active", "revoked"])]
         state: Option<String>,
+        /// Only quarantined devices (for review)
+        #[arg(long)]
+        quarantined: bool,
+        /// Only devices waiting for capacity
+        #[arg(long)]
+        waiting: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a quarantined device: region moves and its owner's priority work again
+    Release {
+        /// Device id (or a name that is unique across all users)
+        device: String,
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
@@ -489,6 +589,61 @@ mod tests {
                 ..
             }))
         ));
+        let cli = Cli::try_parse_from([
+            "clawn",
+            "admin",
+            "priority",
+            "grant",
+            "--email",
+            "a@b.c",
+            "--region",
+            "eu",
+            "--duration",
+            "2h",
+        ])
+        .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Admin(AdminCommand::Priority(PriorityCommand::Grant {
+                duration: Some(7200),
+                until: None,
+                ..
+            }))
+        ));
+        // A window needs an end, and only one.
+        assert!(
+            Cli::try_parse_from([
+                "clawn", "admin", "priority", "grant", "--email", "a@b.c", "--region", "eu"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "clawn",
+                "admin",
+                "priority",
+                "grant",
+                "--email",
+                "a@b.c",
+                "--region",
+                "eu",
+                "--duration",
+                "2h",
+                "--until",
+                "3h"
+            ])
+            .is_err()
+        );
+        let cli = Cli::try_parse_from(["clawn", "device", "move", "laptop", "--region", "sg"])
+            .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Device(DeviceCommand::Move { ref region, .. }) if region == "sg"
+        ));
+        assert!(
+            Cli::try_parse_from(["clawn", "admin", "diag", "--device", "a", "--node", "b"])
+                .is_err()
+        );
         let cli =
             Cli::try_parse_from(["clawn", "admin", "audit", "--since", "1d", "--limit", "10"])
                 .expect("parse");

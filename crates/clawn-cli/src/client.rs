@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use clawn_proto::api::{
     AdminRegionView, ApiError, AuditEventView, CreateDeviceRequest, CreateNodeTokenRequest,
-    CreateRegionRequest, CreateUserRequest, DeviceConfigResponse, DeviceView, DeviceWithConfig,
-    LoginRequest, LoginResponse, NodeTokenResponse, NodeView, Page, RegionView,
-    RenameDeviceRequest, ResetPasswordRequest, RevokeResponse, RotateDeviceRequest, SetupRequest,
-    UpdateNodeRequest, UpdateRegionRequest, UpdateUserRequest, UserView,
+    CreateRegionRequest, CreateUserRequest, DeviceConfigResponse, DeviceDiagnostics, DeviceView,
+    DeviceWithConfig, DiagnosticsOverview, GrantPriorityTokenRequest, LoginRequest, LoginResponse,
+    NodeDiagnostics, NodeTokenResponse, NodeView, Page, PriorityTokenView, ReassignDeviceRequest,
+    RegionView, RenameDeviceRequest, ResetPasswordRequest, RevokeResponse, RotateDeviceRequest,
+    SetupRequest, UpdateNodeRequest, UpdateRegionRequest, UpdateUserRequest, UserView,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
@@ -38,6 +39,8 @@ pub enum ClientError {
         status: StatusCode,
         /// The server's error body.
         error: ApiError,
+        /// The `Retry-After` of the answer, seconds (rate limits).
+        retry_after: Option<u64>,
     },
     /// The server answered with an error status and a body that is not an API error (a proxy,
     /// or not a Clawn server at all).
@@ -88,7 +91,7 @@ impl ClientError {
         match self {
             // The server's generic hint for a missing session speaks of headers and cookies;
             // a CLI user needs the command instead.
-            Self::Api { status, error }
+            Self::Api { status, error, .. }
                 if *status == StatusCode::UNAUTHORIZED && error.code == "unauthenticated" =>
             {
                 Some("the session has ended or the token is not valid; run `clawn login`".into())
@@ -201,6 +204,18 @@ pub struct AdminDeviceQuery {
     /// `active` or `revoked`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// Only quarantined devices.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
+    /// Only devices waiting for capacity.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
+}
+
+#[derive(Serialize)]
+struct UserQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<Uuid>,
 }
 
 #[derive(Serialize)]
@@ -289,9 +304,18 @@ impl Client {
         if status.is_success() {
             return Ok((shown, resp));
         }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let bytes = resp.bytes().await.map_err(|e| transport(&shown, &e))?;
         if let Ok(error) = serde_json::from_slice::<ApiError>(&bytes) {
-            return Err(ClientError::Api { status, error });
+            return Err(ClientError::Api {
+                status,
+                error,
+                retry_after,
+            });
         }
         let text = String::from_utf8_lossy(&bytes);
         let snippet = text.trim();
@@ -447,6 +471,16 @@ impl Client {
         self.get(&["devices", &id.to_string(), "config"]).await
     }
 
+    /// `POST /devices/{id}/region`: moves the device to another region (same key, new node).
+    pub async fn move_device(
+        &self,
+        id: Uuid,
+        req: &ReassignDeviceRequest,
+    ) -> Result<DeviceWithConfig, ClientError> {
+        self.post(&["devices", &id.to_string(), "region"], req)
+            .await
+    }
+
     // ------------------------------------------------------------ admin
 
     /// `GET /admin/regions`.
@@ -558,6 +592,62 @@ impl Client {
         .await
     }
 
+    /// `POST /admin/devices/{id}/release`: ends a device's quarantine.
+    pub async fn release_device(&self, id: Uuid) -> Result<DeviceView, ClientError> {
+        self.json(
+            Method::POST,
+            &["admin", "devices", &id.to_string(), "release"],
+            None::<&()>,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /admin/priority-tokens` (all, or one user's).
+    pub async fn priority_tokens(
+        &self,
+        user_id: Option<Uuid>,
+    ) -> Result<Vec<PriorityTokenView>, ClientError> {
+        self.get_query(&["admin", "priority-tokens"], &UserQuery { user_id })
+            .await
+    }
+
+    /// `POST /admin/priority-tokens`.
+    pub async fn grant_priority_token(
+        &self,
+        req: &GrantPriorityTokenRequest,
+    ) -> Result<PriorityTokenView, ClientError> {
+        self.post(&["admin", "priority-tokens"], req).await
+    }
+
+    /// `POST /admin/priority-tokens/{id}/revoke`.
+    pub async fn revoke_priority_token(&self, id: Uuid) -> Result<PriorityTokenView, ClientError> {
+        self.json(
+            Method::POST,
+            &["admin", "priority-tokens", &id.to_string(), "revoke"],
+            None::<&()>,
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `GET /admin/diagnostics`.
+    pub async fn diagnostics(&self) -> Result<DiagnosticsOverview, ClientError> {
+        self.get(&["admin", "diagnostics"]).await
+    }
+
+    /// `GET /admin/diagnostics/devices/{id}`.
+    pub async fn device_diagnostics(&self, id: Uuid) -> Result<DeviceDiagnostics, ClientError> {
+        self.get(&["admin", "diagnostics", "devices", &id.to_string()])
+            .await
+    }
+
+    /// `GET /admin/diagnostics/nodes/{id}`.
+    pub async fn node_diagnostics(&self, id: Uuid) -> Result<NodeDiagnostics, ClientError> {
+        self.get(&["admin", "diagnostics", "nodes", &id.to_string()])
+            .await
+    }
+
     /// `GET /admin/audit`.
     pub async fn audit(&self, q: &AuditQuery) -> Result<Page<AuditEventView>, ClientError> {
         self.get_query(&["admin", "audit"], q).await
@@ -646,6 +736,7 @@ mod tests {
                 message: "no free device slots".into(),
                 hint: Some("revoke a device or ask an admin for more slots".into()),
             },
+            retry_after: None,
         };
         assert_eq!(e.to_string(), "no free device slots (slots_exhausted)");
         assert_eq!(
@@ -660,6 +751,7 @@ mod tests {
                 message: "sign in first".into(),
                 hint: Some("send `Authorization: Bearer <token>`".into()),
             },
+            retry_after: None,
         };
         assert!(e.hint().is_some_and(|h| h.contains("clawn login")));
     }

@@ -130,6 +130,7 @@ mod tests {
                 message: "no free device slots".into(),
                 hint: Some("revoke a device or ask an admin for more slots".into()),
             },
+            retry_after: None,
         });
         assert_eq!(
             e.report(),

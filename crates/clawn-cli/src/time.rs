@@ -157,6 +157,74 @@ pub fn parse_time_spec(input: &str) -> Result<TimeSpec, String> {
     })
 }
 
+/// A point in time that is now or later, as typed: absolute, or a duration from now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FutureSpec {
+    /// Unix milliseconds.
+    At(UnixMillis),
+    /// This many seconds after now.
+    In(u64),
+}
+
+impl FutureSpec {
+    /// The Unix milliseconds it denotes, given `now`.
+    pub fn resolve(self, now: UnixMillis) -> UnixMillis {
+        match self {
+            Self::At(ms) => ms,
+            Self::In(secs) => now.saturating_add(
+                i64::try_from(secs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(MS_PER_SEC),
+            ),
+        }
+    }
+}
+
+/// Parses a time that lies ahead: Unix milliseconds, a UTC date or date-time as for
+/// [`parse_time_spec`], or a duration from now (`2h`, `1d`).
+pub fn parse_future_spec(input: &str) -> Result<FutureSpec, String> {
+    let s = input.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        // Plain seconds would be ambiguous with Unix ms: a bare number is Unix ms here too.
+        return Ok(FutureSpec::At(ms));
+    }
+    if s.len() >= 10 && s.as_bytes().get(4) == Some(&b'-') {
+        return parse_datetime(s).map(FutureSpec::At).ok_or_else(|| {
+            format!("invalid time {input:?}: use YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z] (UTC), Unix ms, or a duration from now like 2h")
+        });
+    }
+    parse_duration_secs(s).map(FutureSpec::In).map_err(|e| {
+        format!(
+            "{e}; a time is Unix ms, YYYY-MM-DD[THH:MM[:SS]] (UTC) or a duration from now like 2h or 1d"
+        )
+    })
+}
+
+/// A length of time in the largest two units: `45s`, `12m`, `1h30m`, `2d3h`.
+pub fn format_duration_secs(secs: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    let mut parts = 0;
+    for (size, unit) in UNITS {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+            parts += 1;
+        } else if parts > 0 {
+            // The two units shown must be adjacent (`1h5s` reads as a typo): stop.
+            parts += 1;
+        }
+        if parts == 2 {
+            break;
+        }
+    }
+    out
+}
+
 fn parse_datetime(s: &str) -> Option<UnixMillis> {
     let s = s
         .strip_suffix('Z')
@@ -270,6 +338,33 @@ mod tests {
         ] {
             assert!(parse_time_spec(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parses_future_specs() {
+        assert_eq!(parse_future_spec("2h"), Ok(FutureSpec::In(7200)));
+        assert_eq!(
+            parse_future_spec("2025-03-01T12:00"),
+            Ok(FutureSpec::At(1_740_830_400_000))
+        );
+        assert_eq!(
+            parse_future_spec("1740830400000"),
+            Ok(FutureSpec::At(1_740_830_400_000))
+        );
+        assert_eq!(FutureSpec::In(60).resolve(1_000), 61_000);
+        assert!(parse_future_spec("tomorrow").is_err());
+        assert!(parse_future_spec("2025-02-30").is_err());
+    }
+
+    #[test]
+    fn formats_durations() {
+        assert_eq!(format_duration_secs(0), "0s");
+        assert_eq!(format_duration_secs(45), "45s");
+        assert_eq!(format_duration_secs(7200), "2h");
+        assert_eq!(format_duration_secs(5400), "1h30m");
+        assert_eq!(format_duration_secs(3605), "1h");
+        assert_eq!(format_duration_secs(2 * 86_400 + 3 * 3600 + 59), "2d3h");
+        assert_eq!(format_duration_secs(3599), "59m59s");
     }
 
     #[test]

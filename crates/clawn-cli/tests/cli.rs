@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use clawn_proto::api::{AuditEventView, DeviceView, Page, UserView};
+use clawn_proto::api::{
+    AuditEventView, DeviceView, DiagnosticsOverview, NodeView, Page, PriorityTokenView, UserView,
+};
 use clawn_proto::{WgKeyPair, WgPublicKey};
 use clawn_testkit::node::Applied;
-use clawn_testkit::{ADMIN_EMAIL, ADMIN_PASSWORD, Db, TempDir, TestServer};
+use clawn_testkit::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Db, ProtoNode, TempDir, TestServer, USER_PASSWORD,
+};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
@@ -764,4 +768,512 @@ async fn unreachable_server_names_the_url() {
 
     let err = user.run(&["device", "list"]).await.err();
     assert!(err.starts_with("error: not logged in"), "{err}");
+}
+
+// ---------------------------------------------------------------- routing and operations
+
+clawn_testkit::both_dbs!(
+    device_moves_between_regions_until_the_limit,
+    priority_tokens_round_trip,
+    diagnostics_and_a_drained_node,
+);
+
+/// Keeps a node applying and acknowledging in the background; reports what it applied.
+fn drive(
+    mut node: ProtoNode,
+) -> (
+    mpsc::UnboundedReceiver<Applied>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Ok(applied) = node.next_state(Duration::from_secs(600)).await {
+            if tx.send(applied).is_err() {
+                break;
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// The line of a wg-quick file that starts with `key = `, without the key.
+fn conf_value<'a>(conf: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key} = ");
+    conf.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {key} in\n{conf}"))
+}
+
+/// The admin's view of the nodes, through the CLI.
+async fn node_views(admin: &User) -> Vec<NodeView> {
+    serde_json::from_str(&admin.run(&["admin", "node", "list", "--json"]).await.out())
+        .expect("node list JSON")
+}
+
+/// Signs the admin in with the CLI and creates Alice (through the API) with `slots`.
+async fn admin_and_alice(srv: &TestServer, slots: u32) -> (User, User) {
+    let api = srv.admin().await;
+    srv.user(&api, ALICE, slots).await;
+    let admin = User::new(&srv.url);
+    admin.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let alice = User::new(&srv.url);
+    alice.login(ALICE, USER_PASSWORD).await;
+    (admin, alice)
+}
+
+async fn device_moves_between_regions_until_the_limit(db: Db) {
+    // Pinned so the test does not drift with the defaults: 3 moves an hour, and the sixth
+    // move asked for within the window quarantines the device.
+    let srv = TestServer::start_with(db, |c| {
+        c.placement.reassign_per_hour = 3;
+        c.abuse.region_switches = 6;
+    })
+    .await;
+    let api = srv.admin().await;
+    let eu = srv.region_with_node(&api, "eu", "10.100.0.0/16").await;
+    let sg = srv.region_with_node(&api, "sg", "10.200.0.0/16").await;
+    let (eu_key, sg_key) = (eu.wg.public(), sg.wg.public());
+    let (mut eu_applied, eu_task) = drive(eu);
+    let (mut sg_applied, sg_task) = drive(sg);
+    let (admin, alice) = admin_and_alice(&srv, 1).await;
+
+    alice
+        .run(&["device", "add", "laptop", "--region", "eu"])
+        .await
+        .out();
+    let first = std::fs::read_to_string(alice.file("laptop.conf")).expect("laptop.conf");
+    assert_eq!(conf_value(&first, "PublicKey"), eu_key.to_string());
+    let laptop_key = public_key_of(&first);
+    assert_eq!(
+        next_delta(&mut eu_applied).await,
+        (vec![laptop_key], vec![])
+    );
+
+    // Move 1: the config written names the Singapore node and its pool, same private key.
+    let out = alice
+        .run(&["device", "move", "laptop", "--region", "sg"])
+        .await
+        .out();
+    assert!(
+        out.contains("from region eu to sg") && out.contains("node acknowledged"),
+        "{out}"
+    );
+    assert!(out.contains("config: laptop.conf"), "{out}");
+    let moved = std::fs::read_to_string(alice.file("laptop.conf")).expect("laptop.conf");
+    assert_eq!(
+        conf_value(&moved, "PublicKey"),
+        sg_key.to_string(),
+        "{moved}"
+    );
+    assert_eq!(conf_value(&moved, "Address"), "10.200.0.2/32", "{moved}");
+    assert_eq!(conf_value(&moved, "Endpoint"), "192.0.2.10:51820");
+    assert_eq!(public_key_of(&moved), laptop_key);
+    assert_eq!(
+        next_delta(&mut sg_applied).await,
+        (vec![laptop_key], vec![])
+    );
+    assert_eq!(
+        next_delta(&mut eu_applied).await,
+        (vec![], vec![laptop_key])
+    );
+    // `device config` returns the same new config; show and list say it changed.
+    assert_eq!(
+        alice.run(&["device", "config", "laptop"]).await.out(),
+        moved
+    );
+    let shown = alice.run(&["device", "show", "laptop"]).await.out();
+    assert!(
+        shown.contains("region:       sg") && shown.contains("placement:    assigned"),
+        "{shown}"
+    );
+    // "just now" unless the machine is very slow: the time is not the point here.
+    let notice = shown
+        .lines()
+        .find(|l| l.starts_with("config changed "))
+        .unwrap_or_else(|| panic!("no notice in\n{shown}"));
+    assert!(
+        notice.ends_with(" (reassign): run `clawn device config laptop` to get the new one"),
+        "{shown}"
+    );
+    let list = alice.run(&["device", "list"]).await;
+    assert!(
+        list.stderr
+            .lines()
+            .any(|l| l.starts_with("laptop: config changed ")
+                && l.ends_with(" (reassign): run `clawn device config laptop` to get the new one")),
+        "{}",
+        list.stderr
+    );
+    assert!(
+        list.out()
+            .lines()
+            .any(|l| l.contains("laptop") && l.contains(" sg ") && l.contains("assigned")),
+    );
+
+    // Refusals that never reach the rate limit: same region, unknown region.
+    let err = alice
+        .run(&["device", "move", "laptop", "--region", "sg"])
+        .await
+        .err();
+    assert!(
+        err.contains("error: device laptop is already in region sg (same_region)"),
+        "{err}"
+    );
+    let err = alice
+        .run(&["device", "move", "laptop", "--region", "nowhere"])
+        .await
+        .err();
+    assert!(
+        err.contains("error: there is no region \"nowhere\"") && err.contains("clawn regions"),
+        "{err}"
+    );
+
+    // Moves 2 and 3 go through; the 4th within the hour is refused with the wait.
+    for (to, key) in [("eu", eu_key), ("sg", sg_key)] {
+        alice
+            .run(&["device", "move", "laptop", "--region", to])
+            .await
+            .out();
+        let conf = std::fs::read_to_string(alice.file("laptop.conf")).expect("laptop.conf");
+        assert_eq!(conf_value(&conf, "PublicKey"), key.to_string(), "{conf}");
+    }
+    let before = std::fs::read_to_string(alice.file("laptop.conf")).expect("laptop.conf");
+    let err = alice
+        .run(&["device", "move", "laptop", "--region", "eu"])
+        .await
+        .err();
+    assert!(
+        err.starts_with(
+            "error: device laptop cannot move region again yet: a device may move region at most 3 times per hour (reassign_rate_limited)\nhint: try again in "
+        ),
+        "{err}"
+    );
+    assert!(err.contains(" UTC)"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(alice.file("laptop.conf")).expect("laptop.conf"),
+        before,
+        "a refused move leaves the config alone"
+    );
+
+    // Asking again and again trips the abuse signal: the 6th request quarantines it.
+    alice
+        .run(&["device", "move", "laptop", "--region", "eu"])
+        .await
+        .err();
+    let err = alice
+        .run(&["device", "move", "laptop", "--region", "eu"])
+        .await
+        .err();
+    assert!(
+        err.contains(
+            "error: device laptop is quarantined: region moves are blocked (device_quarantined)"
+        ),
+        "{err}"
+    );
+    assert!(
+        alice
+            .run(&["device", "show", "laptop"])
+            .await
+            .out()
+            .contains("quarantined:  yes"),
+    );
+
+    // The admin reviews and releases it.
+    let out = admin
+        .run(&["admin", "device", "list", "--quarantined"])
+        .await
+        .out();
+    assert!(
+        out.lines()
+            .next()
+            .is_some_and(|h| h.ends_with("QUARANTINE"))
+            && out.lines().any(|l| l.contains("laptop")
+                && l.contains("quarantined")
+                && l.contains("region switches")),
+        "{out}"
+    );
+    let out = admin
+        .run(&["admin", "device", "release", "laptop"])
+        .await
+        .out();
+    assert!(
+        out.starts_with("released device laptop (") && out.contains(&format!("of {ALICE}")),
+        "{out}"
+    );
+    let run = admin
+        .run(&["admin", "device", "list", "--quarantined"])
+        .await;
+    assert!(run.stderr.contains("no devices match"), "{}", run.stderr);
+    let err = admin
+        .run(&["admin", "device", "release", "laptop"])
+        .await
+        .err();
+    assert!(err.contains("(not_quarantined)"), "{err}");
+
+    srv.stop().await;
+    eu_task.abort();
+    sg_task.abort();
+}
+
+async fn priority_tokens_round_trip(db: Db) {
+    let srv = TestServer::start(db).await;
+    let api = srv.admin().await;
+    let node = srv.region_with_node(&api, "eu", "10.100.0.0/16").await;
+    let (_applied, task) = drive(node);
+    let (admin, alice) = admin_and_alice(&srv, 1).await;
+    alice
+        .run(&["device", "add", "laptop", "--region", "eu"])
+        .await
+        .out();
+    assert!(
+        alice
+            .run(&["device", "show", "laptop"])
+            .await
+            .out()
+            .contains("class:        standard")
+    );
+
+    let run = admin.run(&["admin", "priority", "list"]).await;
+    assert!(run.stderr.contains("no priority tokens"), "{}", run.stderr);
+    let out = admin
+        .run(&[
+            "admin",
+            "priority",
+            "grant",
+            "--email",
+            ALICE,
+            "--region",
+            "eu",
+            "--duration",
+            "2h",
+            "--note",
+            "on call this week",
+        ])
+        .await
+        .out();
+    assert!(
+        out.starts_with(&format!("granted {ALICE} priority in region eu from ")),
+        "{out}"
+    );
+    assert!(
+        out.contains("(active)") && out.contains("on call this week"),
+        "{out}"
+    );
+
+    // Listed, also filtered by the user; the window is the 2 hours asked for.
+    let tokens: Vec<PriorityTokenView> = serde_json::from_str(
+        &admin
+            .run(&["admin", "priority", "list", "--user", ALICE, "--json"])
+            .await
+            .out(),
+    )
+    .expect("priority JSON");
+    assert_eq!(tokens.len(), 1);
+    let t = &tokens[0];
+    assert_eq!(
+        (t.email.as_str(), t.region.as_str(), t.status.as_str()),
+        (ALICE, "eu", "active")
+    );
+    assert_eq!(t.expires_at - t.starts_at, 2 * 3_600_000);
+    assert_eq!(t.note, "on call this week");
+    let table = admin.run(&["admin", "priority", "list"]).await.out();
+    assert!(
+        table.lines().any(|l| l.starts_with(&t.id.to_string())
+            && l.contains(ALICE)
+            && l.contains("active, ends in 1h")),
+        "{table}"
+    );
+    let run = admin
+        .run(&["admin", "priority", "list", "--user", ADMIN_EMAIL])
+        .await;
+    assert!(run.stderr.contains("no priority tokens"), "{}", run.stderr);
+    // Alice's device in the region is priority class now.
+    let shown = alice.run(&["device", "show", "laptop"]).await.out();
+    assert!(shown.contains("class:        priority"), "{shown}");
+
+    // Revoke: the token says so, the device is standard again; twice is a conflict.
+    let id = t.id.to_string();
+    let out = admin.run(&["admin", "priority", "revoke", &id]).await.out();
+    assert!(
+        out.contains(&format!(
+            "revoked priority token {id} of {ALICE} in region eu"
+        )),
+        "{out}"
+    );
+    let table = admin.run(&["admin", "priority", "list"]).await.out();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("revoked")),
+        "{table}"
+    );
+    assert!(
+        alice
+            .run(&["device", "show", "laptop"])
+            .await
+            .out()
+            .contains("class:        standard")
+    );
+    let err = admin.run(&["admin", "priority", "revoke", &id]).await.err();
+    assert!(err.contains("(already_revoked)"), "{err}");
+    // Bad input is refused before (or by) the server, clearly.
+    let err = admin
+        .run(&[
+            "admin",
+            "priority",
+            "grant",
+            "--email",
+            "nobody@example.com",
+            "--region",
+            "eu",
+            "--duration",
+            "1h",
+        ])
+        .await
+        .err();
+    assert!(err.contains("(not_found)"), "{err}");
+    let err = admin
+        .run(&[
+            "admin",
+            "priority",
+            "grant",
+            "--email",
+            ALICE,
+            "--region",
+            "eu",
+            "--duration",
+            "soon",
+        ])
+        .await
+        .err();
+    assert!(err.contains("invalid duration"), "{err}");
+
+    srv.stop().await;
+    task.abort();
+}
+
+async fn diagnostics_and_a_drained_node(db: Db) {
+    let srv = TestServer::start(db).await;
+    let api = srv.admin().await;
+    let n1 = srv.region_with_node(&api, "eu", "10.100.0.0/16").await;
+    let n1_id = n1.node_id;
+    let (_a1, t1) = drive(n1);
+    let (admin, alice) = admin_and_alice(&srv, 1).await;
+    // The device lands on the only node; a second node joins afterwards.
+    alice
+        .run(&["device", "add", "laptop", "--region", "eu"])
+        .await
+        .out();
+    let n2 = srv.node(&api, "eu", 1000).await;
+    let (n2_id, n2_key) = (n2.node_id, n2.wg.public());
+    let (_a2, t2) = drive(n2);
+    let nodes = node_views(&admin).await;
+    let name_of = |id| {
+        nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.name.clone())
+            .expect("node listed")
+    };
+    let (n1_name, n2_name) = (name_of(n1_id), name_of(n2_id));
+
+    // The node table has the score and health columns.
+    let table = admin.run(&["admin", "node", "list"]).await.out();
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("SCORE") && header.ends_with("HEALTH"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&n1_name) && l.ends_with(" ok")),
+        "{table}"
+    );
+
+    // Draining the first node moves the device; its config now names the second node.
+    admin
+        .run(&["admin", "node", "set-state", &n1_name, "draining"])
+        .await
+        .out();
+    let alice_api = srv.login(ALICE, USER_PASSWORD).await;
+    alice_api
+        .get_until("/api/v1/devices", Duration::from_secs(15), |l| {
+            l[0]["node"]["id"] == n2_id.to_string()
+        })
+        .await;
+    let shown = alice.run(&["device", "show", "laptop"]).await.out();
+    assert!(
+        shown.contains("(drain): run `clawn device config laptop` to get the new one"),
+        "{shown}"
+    );
+    let conf = alice.run(&["device", "config", "laptop"]).await.out();
+    assert_eq!(conf_value(&conf, "PublicKey"), n2_key.to_string(), "{conf}");
+    assert!(!conf.contains(clawn_proto::config::PRIVATE_KEY_PLACEHOLDER));
+
+    // The overview: regions, both nodes by name with state and health, state changes.
+    let out = admin.run(&["admin", "diag"]).await.out();
+    for section in [
+        "REGIONS\n",
+        "\nNODES\n",
+        "\nRECENT NODE STATE CHANGES\n",
+        "\nWAITING FOR CAPACITY (0)\n",
+        "\nQUARANTINED (0)\n",
+    ] {
+        assert!(out.contains(section), "{section:?} missing:\n{out}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&n1_name) && l.contains("draining")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&n2_name) && l.contains("online")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&n1_name) && l.contains("node.update")),
+        "{out}"
+    );
+    let overview: DiagnosticsOverview =
+        serde_json::from_str(&admin.run(&["admin", "diag", "--json"]).await.out())
+            .expect("diagnostics JSON");
+    assert_eq!(overview.nodes.len(), 2);
+
+    // One node, one device.
+    let out = admin
+        .run(&["admin", "diag", "--node", &n1_name])
+        .await
+        .out();
+    assert!(
+        out.contains(&format!("name:       {n1_name}"))
+            && out.contains("state:      draining")
+            && out.contains("eligible:   no")
+            && out.contains("RECENT STATE CHANGES"),
+        "{out}"
+    );
+    let out = admin
+        .run(&["admin", "diag", "--device", "laptop"])
+        .await
+        .out();
+    assert!(
+        out.contains("owner:") && out.contains(ALICE) && out.contains("signals:"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("laptop") && l.contains("device.drain")),
+        "{out}"
+    );
+    let err = admin
+        .run(&["admin", "diag", "--node", "nowhere"])
+        .await
+        .err();
+    assert!(err.contains("no node \"nowhere\""), "{err}");
+
+    srv.stop().await;
+    t1.abort();
+    t2.abort();
 }

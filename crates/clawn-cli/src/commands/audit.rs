@@ -52,35 +52,44 @@ pub async fn run(client: &Client, args: AuditArgs) -> Result<(), CliError> {
 fn audit_table(events: &[AuditEventView]) -> String {
     let mut t = Table::new(&["TIME (UTC)", "ACTOR", "ACTION", "TARGET", "DETAILS"]);
     for e in events {
-        let actor = match (&e.actor_label, e.actor_id) {
-            (Some(l), _) => format!("{}:{l}", e.actor_kind),
-            (None, Some(id)) => format!("{}:{id}", e.actor_kind),
-            (None, None) => e.actor_kind.clone(),
-        };
         let target = match &e.target_id {
             Some(id) => format!("{}:{id}", e.target_kind),
             None => e.target_kind.clone(),
         };
-        let mut details = match &e.metadata {
-            serde_json::Value::Null => String::new(),
-            serde_json::Value::Object(m) if m.is_empty() => String::new(),
-            v => v.to_string(),
-        };
-        if let Some(addr) = &e.client_addr {
-            if !details.is_empty() {
-                details.push(' ');
-            }
-            details.push_str(&format!("from {addr}"));
-        }
         t.row(vec![
             format_utc(e.at),
-            actor,
+            actor_cell(e),
             e.action.clone(),
             target,
-            details,
+            details_cell(e),
         ]);
     }
     t.render()
+}
+
+/// Who did it: `admin:root@example.com`, `node:<id>`, `system`.
+pub(crate) fn actor_cell(e: &AuditEventView) -> String {
+    match (&e.actor_label, e.actor_id) {
+        (Some(l), _) => format!("{}:{l}", e.actor_kind),
+        (None, Some(id)) => format!("{}:{id}", e.actor_kind),
+        (None, None) => e.actor_kind.clone(),
+    }
+}
+
+/// The event's facts as compact JSON, and where the request came from.
+pub(crate) fn details_cell(e: &AuditEventView) -> String {
+    let mut details = match &e.metadata {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::Object(m) if m.is_empty() => String::new(),
+        v => v.to_string(),
+    };
+    if let Some(addr) = &e.client_addr {
+        if !details.is_empty() {
+            details.push(' ');
+        }
+        details.push_str(&format!("from {addr}"));
+    }
+    details
 }
 
 /// The command that fetches the next page with the same filters. Relative times are pinned to

@@ -8,8 +8,12 @@
 use std::path::{Path, PathBuf};
 
 use clawn_proto::WgKeyPair;
-use clawn_proto::api::{CreateDeviceRequest, DeviceState, DeviceView, RotateDeviceRequest};
-use clawn_proto::time::now_millis;
+use clawn_proto::api::{
+    CreateDeviceRequest, DeviceState, DeviceView, ReassignDeviceRequest, RotateDeviceRequest,
+};
+use clawn_proto::config::ConfigTemplate;
+use clawn_proto::time::{UnixMillis, now_millis};
+use reqwest::StatusCode;
 
 use super::Context;
 use crate::cli::{ConfigOutput, DeviceCommand};
@@ -20,7 +24,7 @@ use crate::output::{
 };
 use crate::resolve::{as_id, resolve};
 use crate::store::{KeyLookup, PendingKey, write_private_file};
-use crate::time::{format_ago, format_utc};
+use crate::time::{format_ago, format_duration_secs, format_utc};
 
 /// Runs a `clawn device` subcommand.
 pub async fn run(ctx: &Context, cmd: DeviceCommand) -> Result<(), CliError> {
@@ -36,6 +40,11 @@ pub async fn run(ctx: &Context, cmd: DeviceCommand) -> Result<(), CliError> {
         DeviceCommand::Config { device, output } => config(ctx, &device, output).await,
         DeviceCommand::Revoke { device, json } => revoke(ctx, &device, json).await,
         DeviceCommand::Rotate { device, output } => rotate(ctx, &device, output).await,
+        DeviceCommand::Move {
+            device,
+            region,
+            output,
+        } => move_region(ctx, &device, &region, output).await,
         DeviceCommand::Rename { device, new_name } => rename(ctx, &device, &new_name).await,
     }
 }
@@ -246,7 +255,49 @@ async fn list(ctx: &Context, json: bool) -> Result<(), CliError> {
         &devices,
         false,
         Some(&|id| ctx.store.has_key(id)),
+    ))?;
+    let now = now_millis();
+    for d in &devices {
+        if let Some(n) = moved_notice(d, now) {
+            note(&format!("{}: {n}", d.name));
+        }
+    }
+    Ok(())
+}
+
+/// For a device the system moved to another node (failover, drain, region move): when and
+/// why its config changed, and how to get the new one. `None` if it never moved.
+pub(crate) fn moved_notice(d: &DeviceView, now: UnixMillis) -> Option<String> {
+    if d.state != DeviceState::Active {
+        return None;
+    }
+    let at = d.moved_at?;
+    let reason = d.moved_reason.as_deref().unwrap_or("moved");
+    Some(format!(
+        "config changed {} ({reason}): run `clawn device config {}` to get the new one",
+        format_ago(now, at),
+        d.name
     ))
+}
+
+/// A device's placement in a few words (a table cell).
+fn placement_cell(d: &DeviceView) -> &str {
+    match d.placement.as_str() {
+        "waiting_for_capacity" => "waiting",
+        other => other,
+    }
+}
+
+/// A device's placement in a sentence.
+fn placement_text(d: &DeviceView) -> String {
+    match d.placement.as_str() {
+        "assigned" => "assigned".into(),
+        "waiting_for_capacity" => "waiting for capacity: its node failed or drains and no node of the region has room; it stays where it is meanwhile".into(),
+        "unassigned" if d.state == DeviceState::Active => {
+            format!("unassigned: no node yet; `clawn device config {}` places it again", d.name)
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Devices as a table. `owner` adds an OWNER column (admin lists); `key_here`, when given,
@@ -267,11 +318,18 @@ pub(crate) fn device_table(
         "STATE",
         "ADDRESS",
         "NODE",
+        "PLACEMENT",
+        "CLASS",
         "TUNNEL",
         "HANDSHAKE",
     ]);
     if key_here.is_some() {
         header.push("KEY");
+    }
+    // Admins see why a device is quarantined.
+    let quarantine = owner && devices.iter().any(|d| d.quarantined);
+    if quarantine {
+        header.push("QUARANTINE");
     }
     let mut t = Table::new(&header);
     for d in devices {
@@ -284,15 +342,28 @@ pub(crate) fn device_table(
         row.extend([
             d.name.clone(),
             d.region.clone(),
-            state_str(d.state).into(),
+            if d.quarantined && d.state == DeviceState::Active {
+                "quarantined".into()
+            } else {
+                state_str(d.state).into()
+            },
             or_dash(d.tunnel_ip.as_deref()),
             or_dash(d.node.as_ref().map(|n| n.name.as_str())),
+            placement_cell(d).to_string(),
+            d.class.clone(),
             d.tunnel.status.clone(),
             or_dash(d.tunnel.last_handshake.map(|h| format_ago(now, h))),
         ]);
         if let Some(here) = key_here {
             row.push(if here(d.id) {
                 "here".into()
+            } else {
+                "-".into()
+            });
+        }
+        if quarantine {
+            row.push(if d.quarantined {
+                d.quarantine_reason.clone().unwrap_or_else(|| "yes".into())
             } else {
                 "-".into()
             });
@@ -310,10 +381,25 @@ pub(crate) fn state_str(s: DeviceState) -> &'static str {
     }
 }
 
-/// Multi-line description of a device; `key` says where its private key is.
-fn describe_device(d: &DeviceView, key: &str) -> String {
+/// Multi-line description of a device; `key` says where its private key is (left out of
+/// admin views, which are about someone else's device).
+pub(crate) fn describe_device(d: &DeviceView, key: Option<&str>) -> String {
+    key_values(&device_rows(d, key))
+}
+
+/// `key:  value` lines, the values aligned.
+pub(crate) fn key_values(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("{:width$}  {v}", format!("{k}:"), width = width + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The facts [`describe_device`] shows, as label and value.
+pub(crate) fn device_rows(d: &DeviceView, key: Option<&str>) -> Vec<(&'static str, String)> {
     let now = now_millis();
-    let mut rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&'static str, String)> = vec![
         ("id", d.id.to_string()),
         ("name", d.name.clone()),
         (
@@ -348,6 +434,45 @@ fn describe_device(d: &DeviceView, key: &str) -> String {
         tunnel.push_str(&format!(", from {ep}"));
     }
     rows.push(("tunnel", tunnel));
+    if d.state == DeviceState::Active {
+        rows.push(("placement", placement_text(d)));
+        rows.push((
+            "class",
+            if d.class == "priority" {
+                "priority (a priority token for this region holds)".into()
+            } else {
+                d.class.clone()
+            },
+        ));
+    }
+    if let Some(at) = d.moved_at {
+        rows.push((
+            "moved",
+            format!(
+                "{} UTC, {} ({})",
+                format_utc(at),
+                format_ago(now, at),
+                d.moved_reason.as_deref().unwrap_or("moved")
+            ),
+        ));
+    }
+    if d.quarantined {
+        let why = d
+            .quarantine_reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        rows.push((
+            "quarantined",
+            format!("yes{why}: region moves are blocked and priority is suspended until an admin releases it"),
+        ));
+    }
+    if let Some(at) = d.idle_flagged_at {
+        rows.push((
+            "idle",
+            format!("flagged {} UTC ({})", format_utc(at), format_ago(now, at)),
+        ));
+    }
     rows.push(("created", format!("{} UTC", format_utc(d.created_at))));
     if let Some(owner) = d
         .owner_email
@@ -357,12 +482,10 @@ fn describe_device(d: &DeviceView, key: &str) -> String {
     {
         rows.push(("owner", owner));
     }
-    rows.push(("private key", key.to_string()));
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(k, v)| format!("{:width$}  {v}", format!("{k}:"), width = width + 1))
-        .collect::<Vec<_>>()
-        .join("\n")
+    if let Some(key) = key {
+        rows.push(("private key", key.to_string()));
+    }
+    rows
 }
 
 /// `clawn device show`.
@@ -376,7 +499,11 @@ async fn show(ctx: &Context, query: &str, json: bool) -> Result<(), CliError> {
     } else {
         "not on this machine".to_string()
     };
-    emit(&describe_device(&d, &key))
+    let mut text = describe_device(&d, Some(&key));
+    if let Some(n) = moved_notice(&d, now_millis()) {
+        text.push_str(&format!("\n\n{n}"));
+    }
+    emit(&text)
 }
 
 /// `clawn device config`.
@@ -390,27 +517,7 @@ async fn config(ctx: &Context, query: &str, output: ConfigOutput) -> Result<(), 
         )));
     }
     let cfg = client.device_config(device.id).await?;
-    let (text, complete) = match ctx.store.find_key(device.id, &device.public_key)? {
-        KeyLookup::Found(key) => (cfg.config.render(Some(&key.private_base64())), true),
-        KeyLookup::Stale(path) => {
-            warn(&format!(
-                "the private key stored at {} belongs to an older key pair of device {} (rotated on another machine?)",
-                path.display(),
-                device.name
-            ));
-            missing_key_note(&device);
-            (cfg.config.render(None), false)
-        }
-        KeyLookup::Missing(path) => {
-            warn(&format!(
-                "the private key of device {} is not stored on this machine (looked for {})",
-                device.name,
-                path.display()
-            ));
-            missing_key_note(&device);
-            (cfg.config.render(None), false)
-        }
-    };
+    let (text, complete) = render_with_stored_key(ctx, &device, &cfg.config)?;
 
     match (&output.out, output.qr) {
         (Some(out), _) => {
@@ -430,6 +537,37 @@ async fn config(ctx: &Context, query: &str, output: ConfigOutput) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Completes a config template with the device's private key from the store. Without the key
+/// (not on this machine, or an older key pair), warns and leaves the placeholder; the flag
+/// says whether the config is complete.
+fn render_with_stored_key(
+    ctx: &Context,
+    device: &DeviceView,
+    template: &ConfigTemplate,
+) -> Result<(String, bool), CliError> {
+    Ok(match ctx.store.find_key(device.id, &device.public_key)? {
+        KeyLookup::Found(key) => (template.render(Some(&key.private_base64())), true),
+        KeyLookup::Stale(path) => {
+            warn(&format!(
+                "the private key stored at {} belongs to an older key pair of device {} (rotated on another machine?)",
+                path.display(),
+                device.name
+            ));
+            missing_key_note(device);
+            (template.render(None), false)
+        }
+        KeyLookup::Missing(path) => {
+            warn(&format!(
+                "the private key of device {} is not stored on this machine (looked for {})",
+                device.name,
+                path.display()
+            ));
+            missing_key_note(device);
+            (template.render(None), false)
+        }
+    })
 }
 
 fn missing_key_note(device: &DeviceView) {
@@ -526,6 +664,146 @@ async fn rotate(ctx: &Context, query: &str, output: ConfigOutput) -> Result<(), 
     Ok(())
 }
 
+/// `clawn device move`.
+async fn move_region(
+    ctx: &Context,
+    query: &str,
+    region: &str,
+    output: ConfigOutput,
+) -> Result<(), CliError> {
+    let client = ctx.client()?;
+    let device = find(&client, query).await?;
+    if device.state == DeviceState::Revoked {
+        return Err(CliError::input(format!(
+            "device {} is revoked; add a new device instead",
+            device.name
+        )));
+    }
+    let region = region.trim();
+    // Refused moves count towards the server's abuse signals too: do not ask for the
+    // ones that cannot succeed.
+    if device.region == region {
+        return Err(same_region(&device));
+    }
+    if device.quarantined {
+        return Err(quarantined(&device));
+    }
+    let moved = client
+        .move_device(
+            device.id,
+            &ReassignDeviceRequest {
+                region: region.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| move_failed(e, &device, region))?;
+    let d = &moved.device;
+    let (text, complete) = render_with_stored_key(ctx, d, &moved.config)?;
+    let out = output.out.unwrap_or_else(|| default_conf_path(&d.name));
+    write_config(&out, &text).map_err(|e| {
+        e.after(format!(
+            "the device was moved to region {}; write its new config with `clawn device config {} --out FILE`",
+            d.region, d.id
+        ))
+    })?;
+    let mut lines = vec![format!(
+        "moved device {} ({}) from region {} to {}; its old config no longer works",
+        d.name, d.id, device.region, d.region
+    )];
+    if let Some(node) = &d.node {
+        lines.push(format!(
+            "node: {} ({}), tunnel address {}",
+            node.name,
+            node.endpoint,
+            d.tunnel_ip.as_deref().unwrap_or(&moved.config.address)
+        ));
+    }
+    lines.push(describe_ack(&moved.node_ack));
+    if !is_stdout(&out) {
+        lines.push(format!("config: {}", out.display()));
+        if complete && let Some(h) = usage_hint(&out) {
+            lines.push(h);
+        }
+    }
+    say(&out, &lines.join("\n"))?;
+    if output.qr {
+        if complete {
+            emit_qr(&text)?;
+        } else {
+            warn("no QR code: a config without its private key cannot be imported");
+        }
+    }
+    Ok(())
+}
+
+fn same_region(device: &DeviceView) -> CliError {
+    CliError::input_with_hint(
+        format!(
+            "device {} is already in region {} (same_region)",
+            device.name, device.region
+        ),
+        "choose another region; `clawn regions` lists them",
+    )
+}
+
+fn quarantined(device: &DeviceView) -> CliError {
+    CliError::input_with_hint(
+        format!(
+            "device {} is quarantined: region moves are blocked (device_quarantined)",
+            device.name
+        ),
+        "an admin reviews quarantined devices and can release it with `clawn admin device release`; ask yours",
+    )
+}
+
+/// The region move was refused: say why in terms of this device and what to do.
+fn move_failed(e: ClientError, device: &DeviceView, region: &str) -> CliError {
+    let ClientError::Api {
+        status,
+        error,
+        retry_after,
+    } = &e
+    else {
+        return e.into();
+    };
+    match error.code.as_str() {
+        "reassign_rate_limited" => {
+            let mut hint = "try again later".to_string();
+            if let Some(secs) = retry_after.or_else(|| retry_secs_from_hint(error.hint.as_deref()))
+            {
+                let at = now_millis().saturating_add(i64::try_from(secs).unwrap_or(0) * 1000);
+                hint = format!(
+                    "try again in {} (after {} UTC)",
+                    format_duration_secs(secs),
+                    format_utc(at)
+                );
+            }
+            CliError::input_with_hint(
+                format!(
+                    "device {} cannot move region again yet: {} (reassign_rate_limited)",
+                    device.name, error.message
+                ),
+                hint,
+            )
+        }
+        "device_quarantined" => quarantined(device),
+        "same_region" => same_region(device),
+        "not_found" if *status == StatusCode::NOT_FOUND && error.message.contains("region") => {
+            CliError::input_with_hint(
+                format!("there is no region {region:?} (not_found)"),
+                "`clawn regions` lists the regions",
+            )
+        }
+        _ => e.into(),
+    }
+}
+
+/// `try again in 42 s` → 42 (for a server answer without `Retry-After`).
+fn retry_secs_from_hint(hint: Option<&str>) -> Option<u64> {
+    let rest = hint?.split("try again in ").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 /// `clawn device rename`.
 async fn rename(ctx: &Context, query: &str, new_name: &str) -> Result<(), CliError> {
     let client = ctx.client()?;
@@ -570,6 +848,170 @@ mod tests {
         );
         assert!(usage_hint(Path::new("a-very-long-device-name.conf")).is_none());
         assert!(usage_hint(Path::new("laptop.txt")).is_none());
+    }
+
+    fn sample_device() -> DeviceView {
+        DeviceView {
+            id: uuid::Uuid::new_v4(),
+            name: "laptop".into(),
+            state: DeviceState::Active,
+            region: "eu".into(),
+            public_key: WgKeyPair::generate().public(),
+            tunnel_ip: Some("10.100.0.2".into()),
+            node: None,
+            tunnel: clawn_proto::api::TunnelStatus {
+                status: "inactive".into(),
+                last_handshake: None,
+                rx_bytes: 0,
+                tx_bytes: 0,
+                endpoint: None,
+            },
+            created_at: 0,
+            revoked_at: None,
+            owner_id: None,
+            owner_email: None,
+            placement: "assigned".into(),
+            class: "standard".into(),
+            moved_at: None,
+            moved_reason: None,
+            quarantined: false,
+            quarantine_reason: None,
+            idle_flagged_at: None,
+        }
+    }
+
+    #[test]
+    fn a_moved_device_says_to_fetch_its_config() {
+        let mut d = sample_device();
+        assert_eq!(moved_notice(&d, 1_000_000), None);
+        d.moved_at = Some(1_000_000 - 5 * 60_000);
+        d.moved_reason = Some("failover".into());
+        assert_eq!(
+            moved_notice(&d, 1_000_000).as_deref(),
+            Some(
+                "config changed 5m ago (failover): run `clawn device config laptop` to get the new one"
+            )
+        );
+        let text = describe_device(&d, None);
+        assert!(
+            text.contains("(failover)") && !text.contains("private key"),
+            "{text}"
+        );
+        d.state = DeviceState::Revoked;
+        assert_eq!(moved_notice(&d, 1_000_000), None);
+    }
+
+    #[test]
+    fn tables_show_placement_class_and_quarantine() {
+        let mut a = sample_device();
+        a.class = "priority".into();
+        let mut b = sample_device();
+        b.name = "phone".into();
+        b.placement = "waiting_for_capacity".into();
+        b.quarantined = true;
+        b.quarantine_reason = Some("6 region switches within 3600 s (threshold 6)".into());
+        let user = device_table(&[a.clone(), b.clone()], false, None);
+        let header = user.lines().next().unwrap_or_default();
+        assert!(
+            header.contains("PLACEMENT")
+                && header.contains("CLASS")
+                && !header.contains("QUARANTINE"),
+            "{user}"
+        );
+        assert!(
+            user.lines()
+                .any(|l| l.contains("laptop") && l.contains("assigned") && l.contains("priority")),
+            "{user}"
+        );
+        assert!(
+            user.lines()
+                .any(|l| l.contains("phone") && l.contains("quarantined") && l.contains("waiting")),
+            "{user}"
+        );
+        let admin = device_table(&[a, b], true, None);
+        assert!(
+            admin
+                .lines()
+                .any(|l| l.contains("phone") && l.ends_with("(threshold 6)")),
+            "{admin}"
+        );
+    }
+
+    #[test]
+    fn rate_limit_hints_yield_the_wait() {
+        assert_eq!(retry_secs_from_hint(Some("try again in 42 s")), Some(42));
+        assert_eq!(retry_secs_from_hint(Some("later")), None);
+        assert_eq!(retry_secs_from_hint(None), None);
+    }
+
+    #[test]
+    fn refused_moves_read_in_terms_of_the_device() {
+        let d = sample_device();
+        let api =
+            |status, code: &str, message: &str, hint: Option<&str>, retry_after| ClientError::Api {
+                status,
+                error: clawn_proto::api::ApiError {
+                    code: code.into(),
+                    message: message.into(),
+                    hint: hint.map(str::to_string),
+                },
+                retry_after,
+            };
+        let e = move_failed(
+            api(
+                StatusCode::TOO_MANY_REQUESTS,
+                "reassign_rate_limited",
+                "a device may move region at most 3 times per hour",
+                Some("try again in 3599 s"),
+                Some(3599),
+            ),
+            &d,
+            "sg",
+        );
+        let report = e.report();
+        assert!(
+            report.starts_with("error: device laptop cannot move region again yet: a device may move region at most 3 times per hour (reassign_rate_limited)\nhint: try again in 59m59s (after "),
+            "{report}"
+        );
+        let e = move_failed(
+            api(StatusCode::CONFLICT, "device_quarantined", "q", None, None),
+            &d,
+            "sg",
+        );
+        assert!(
+            e.report().contains("laptop is quarantined"),
+            "{}",
+            e.report()
+        );
+        let e = move_failed(
+            api(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "region not found",
+                None,
+                None,
+            ),
+            &d,
+            "xx",
+        );
+        assert!(e.report().contains("no region \"xx\""), "{}", e.report());
+        let e = move_failed(
+            api(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_capacity",
+                "no node in region sg can take a new device right now",
+                Some("try another region or try again later"),
+                None,
+            ),
+            &d,
+            "sg",
+        );
+        assert!(
+            e.report()
+                .contains("(no_capacity)\nhint: try another region"),
+            "{}",
+            e.report()
+        );
     }
 
     #[test]
