@@ -17,6 +17,9 @@ import { RegionsPage } from "./pages/admin/Regions";
 import { UsersPage } from "./pages/admin/Users";
 import { AllDevicesPage } from "./pages/admin/AllDevices";
 import { AuditPage } from "./pages/admin/Audit";
+import { DiagnosticsPage } from "./pages/admin/Diagnostics";
+import { DeviceDiagnosticsPage } from "./pages/admin/DeviceDiagnostics";
+import { PriorityTokensPage } from "./pages/admin/PriorityTokens";
 import type { User } from "./types";
 
 export function App() {
@@ -112,6 +115,12 @@ function Shell({ user }: { user: User }) {
                   <NavDropdown.Item as={NavLink} to="/admin/devices" eventKey="all-devices">
                     All devices
                   </NavDropdown.Item>
+                  <NavDropdown.Item as={NavLink} to="/admin/diagnostics" eventKey="diagnostics">
+                    Diagnostics
+                  </NavDropdown.Item>
+                  <NavDropdown.Item as={NavLink} to="/admin/priority-tokens" eventKey="priority-tokens">
+                    Priority tokens
+                  </NavDropdown.Item>
                   <NavDropdown.Item as={NavLink} to="/admin/audit" eventKey="audit">
                     Audit log
                   </NavDropdown.Item>
@@ -141,6 +150,9 @@ function Shell({ user }: { user: User }) {
               <Route path="/admin/regions" element={<RegionsPage />} />
               <Route path="/admin/users" element={<UsersPage />} />
               <Route path="/admin/devices" element={<AllDevicesPage />} />
+              <Route path="/admin/diagnostics" element={<DiagnosticsPage />} />
+              <Route path="/admin/diagnostics/devices/:id" element={<DeviceDiagnosticsPage />} />
+              <Route path="/admin/priority-tokens" element={<PriorityTokensPage />} />
               <Route path="/admin/audit" element={<AuditPage />} />
             </>
           )}

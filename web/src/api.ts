@@ -7,11 +7,16 @@ import type {
   AuditEvent,
   Device,
   DeviceConfig,
+  DeviceDiagnostics,
   DeviceWithConfig,
+  DiagnosticsOverview,
+  GrantPriorityTokenRequest,
   LoginResponse,
   NodeTokenResponse,
+  NodeDiagnostics,
   NodeView,
   Page,
+  PriorityToken,
   Region,
   RevokeResponse,
   Session,
@@ -107,11 +112,14 @@ export const api = {
     request<DeviceWithConfig>("POST", `/devices/${enc(id)}/rotate`, { public_key: publicKey }),
   revokeDevice: (id: string) => request<RevokeResponse>("POST", `/devices/${enc(id)}/revoke`),
   renameDevice: (id: string, name: string) => request<Device>("PATCH", `/devices/${enc(id)}`, { name }),
+  /** Moves the device to another region (same key; the config changes). */
+  moveDevice: (id: string, region: string) =>
+    request<DeviceWithConfig>("POST", `/devices/${enc(id)}/region`, { region }),
 
   // admin
   adminNodes: () => request<NodeView[]>("GET", "/admin/nodes"),
   setNodeState: (id: string, state: string) => request<NodeView>("PATCH", `/admin/nodes/${enc(id)}`, { state }),
-  updateNode: (id: string, patch: { name?: string; capacity?: number }) =>
+  updateNode: (id: string, patch: { name?: string; capacity?: number; link_mbps?: number }) =>
     request<NodeView>("PATCH", `/admin/nodes/${enc(id)}`, patch),
   createNodeToken: (region: string, capacity?: number, expiresInSecs?: number) =>
     request<NodeTokenResponse>("POST", "/admin/node-tokens", {
@@ -131,9 +139,22 @@ export const api = {
     request<User>("PATCH", `/admin/users/${enc(id)}`, patch),
   resetPassword: (id: string, password: string) =>
     request<void>("POST", `/admin/users/${enc(id)}/password`, { password }),
-  adminDevices: (state?: string) =>
-    request<Device[]>("GET", `/admin/devices${state ? `?state=${enc(state)}` : ""}`),
+  adminDevices: (q: { state?: string; quarantined?: boolean; waiting?: boolean } = {}) => {
+    const params = new URLSearchParams();
+    if (q.state) params.set("state", q.state);
+    if (q.quarantined) params.set("quarantined", "true");
+    if (q.waiting) params.set("waiting", "true");
+    const qs = params.toString();
+    return request<Device[]>("GET", `/admin/devices${qs ? `?${qs}` : ""}`);
+  },
   adminRevokeDevice: (id: string) => request<RevokeResponse>("POST", `/admin/devices/${enc(id)}/revoke`),
+  releaseDevice: (id: string) => request<Device>("POST", `/admin/devices/${enc(id)}/release`),
+  priorityTokens: () => request<PriorityToken[]>("GET", "/admin/priority-tokens"),
+  grantPriorityToken: (req: GrantPriorityTokenRequest) => request<PriorityToken>("POST", "/admin/priority-tokens", req),
+  revokePriorityToken: (id: string) => request<PriorityToken>("POST", `/admin/priority-tokens/${enc(id)}/revoke`),
+  diagnostics: () => request<DiagnosticsOverview>("GET", "/admin/diagnostics"),
+  deviceDiagnostics: (id: string) => request<DeviceDiagnostics>("GET", `/admin/diagnostics/devices/${enc(id)}`),
+  nodeDiagnostics: (id: string) => request<NodeDiagnostics>("GET", `/admin/diagnostics/nodes/${enc(id)}`),
   audit: (q: Record<string, string | number | undefined>) => {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") params.set(k, String(v));

@@ -65,6 +65,10 @@ export interface DeviceNode {
   exit_ipv4: string | null;
 }
 
+export type Placement = "assigned" | "waiting_for_capacity" | "unassigned";
+export type DeviceClass = "standard" | "priority";
+export type MoveReason = "failover" | "drain" | "reassign";
+
 export interface Device {
   id: string;
   name: string;
@@ -78,6 +82,20 @@ export interface Device {
   revoked_at: number | null;
   owner_id?: string;
   owner_email?: string;
+  /** `assigned` (a live peer), `waiting_for_capacity` (its node failed or drains and no
+   * node of the region has room: it stays where it is meanwhile) or `unassigned`. */
+  placement: Placement | string;
+  /** `priority` while the owner holds a valid priority token for the region. */
+  class: DeviceClass | string;
+  /** When the system last moved it to another node: its config changed then. */
+  moved_at: number | null;
+  moved_reason: MoveReason | string | null;
+  /** Region moves blocked and priority suspended. */
+  quarantined: boolean;
+  /** Admin views only. */
+  quarantine_reason?: string;
+  /** Admin views only: when its peer was flagged idle. */
+  idle_flagged_at?: number;
 }
 
 /** Everything of a wg-quick config but the private key. */
@@ -144,6 +162,39 @@ export interface NodeView {
   metrics: HostMetrics | null;
   capabilities: string[];
   created_at: number;
+  /** Link capacity used for bandwidth utilisation, Mbit/s. */
+  link_mbps: number;
+  /** The load score now and its parts (lower is better). */
+  score: ScoreParts;
+  /** Whether placement would pick this node for a new device now. */
+  eligible: boolean;
+  /** Why not (`state:degraded`, `heartbeat_stale`, `full`, ...). */
+  ineligible_reason: string | null;
+  health: NodeHealth;
+  offline_since: number | null;
+}
+
+/** Each part within 0..=1; `total` is their weighted mean. Lower is better. */
+export interface ScoreParts {
+  total: number;
+  peers: number;
+  bandwidth: number;
+  cpu: number;
+  latency: number;
+  /** 0 = best. */
+  latency_band: number;
+}
+
+export interface NodeHealth {
+  rtt_ms: number | null;
+  baseline_rtt_ms: number | null;
+  loss_ratio: number | null;
+  probes: number;
+  cpu_high_since: number | null;
+  /** `cpu_high`, `packet_loss`, `latency_high`, `over_capacity`. */
+  alerts: string[];
+  reason: string | null;
+  at: number | null;
 }
 
 export interface NodeTokenResponse {
@@ -170,4 +221,67 @@ export interface AuditEvent {
 export interface Page<T> {
   items: T[];
   next_cursor: string | null;
+}
+
+export interface GrantPriorityTokenRequest {
+  user_id?: string;
+  email?: string;
+  region: string;
+  starts_at?: number;
+  expires_at?: number;
+  duration_secs?: number;
+  note?: string;
+}
+
+export type PriorityStatus = "scheduled" | "active" | "expired" | "revoked";
+
+export interface PriorityToken {
+  id: string;
+  user_id: string;
+  email: string;
+  region: string;
+  starts_at: number;
+  expires_at: number;
+  note: string;
+  granted_by: string | null;
+  created_at: number;
+  revoked_at: number | null;
+  status: PriorityStatus | string;
+  /** Suspended while a device of the holder is quarantined. */
+  suspended: boolean;
+}
+
+export interface RegionLoad {
+  region: string;
+  /** Live peers / capacity of its serving nodes, now (0..=1). */
+  load: number;
+  load_p95: number;
+  samples: number;
+  scale_out: boolean;
+}
+
+export interface NodeDiagnostics {
+  node: NodeView;
+  state_changes: AuditEvent[];
+  waiting_devices: number;
+}
+
+export interface DiagnosticsOverview {
+  regions: RegionLoad[];
+  nodes: NodeDiagnostics[];
+  waiting: Device[];
+  quarantined: Device[];
+}
+
+export interface AbuseSignals {
+  endpoint_changes: number;
+  region_switches: number;
+  bursts: number;
+}
+
+export interface DeviceDiagnostics {
+  device: Device;
+  handshake_age_ms: number | null;
+  moves: AuditEvent[];
+  signals: AbuseSignals;
 }

@@ -591,7 +591,7 @@ test('admin: node state, degraded regions in the picker, users, all devices, aud
 test('no page broke the CSP, threw, talked to another origin, or overflowed the phone width', async () => {
   const { page } = await session({ width: 390, height: 844 });
   await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
-  for (const route of ['/', '/sessions', '/admin/nodes', '/admin/regions', '/admin/users', '/admin/devices', '/admin/audit']) {
+  for (const route of ['/', '/sessions', '/admin/nodes', '/admin/regions', '/admin/users', '/admin/devices', '/admin/diagnostics', '/admin/priority-tokens', '/admin/audit']) {
     await page.goto(route);
     await page.locator('main h1').waitFor();
     await page.getByTestId('loading').waitFor({ state: 'detached' });

@@ -663,6 +663,15 @@ export class Lab {
    *   only: the lab has no IPv6); `args`: extra `clawn-server` flags.
    */
   async startServer({ clientAllowedIps = '0.0.0.0/0', args = [], env = {}, withinMs = 30000 } = {}) {
+    // Real nodes report the host's CPU, shared with the browser and everything else on a
+    // 2-core machine, and loopback probe round trips are scheduling noise: unless a test
+    // brings its own config, the CPU and latency alerts are out of reach so placement
+    // does not depend on machine load (health is tested with controlled inputs elsewhere).
+    if (!args.includes('--config')) {
+      const conf = path.join(this.dir, 'server-health.toml');
+      fs.writeFileSync(conf, '[health]\ncpu_percent = 100.0\nlatency_floor_ms = 1000.0\n');
+      args = ['--config', conf, ...args];
+    }
     this.spawn(
       'server',
       'hub',

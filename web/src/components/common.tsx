@@ -53,6 +53,8 @@ const stateVariant: Record<string, string> = {
   experimental: "secondary",
   timeout: "warning",
   disabled: "danger",
+  scheduled: "info",
+  expired: "secondary",
 };
 
 /** A coloured state; `data-state` carries the raw value for tests and styling. */
@@ -112,7 +114,7 @@ export function PageHeader({ title, children }: { title: string; children?: Reac
   return (
     <div className="d-flex flex-wrap align-items-center justify-content-between gap-2 mb-3">
       <h1 className="h3 mb-0">{title}</h1>
-      {children && <div className="d-flex flex-wrap gap-2">{children}</div>}
+      {children && <div className="d-flex flex-wrap align-items-center gap-2">{children}</div>}
     </div>
   );
 }

@@ -1,4 +1,5 @@
-// The signed-in user's devices: slots, live tunnel status, add / rotate / revoke.
+// The signed-in user's devices: slots, live tunnel status, add / rotate / move / revoke,
+// and the notices for a device the system moved or that waits for capacity.
 
 import { useState } from "react";
 import { Alert, Button, Card, Col, Form, Modal, Row } from "react-bootstrap";
@@ -6,11 +7,13 @@ import { Link } from "react-router";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../api";
 import { ConfigDelivery } from "../components/ConfigDelivery";
+import { acknowledgeMove, MovedNotice, MoveRegionModal, PlacementNotes, RotateModal } from "../components/DeviceActions";
+import { DeviceBadges } from "../components/status";
 import { Notice, RevokeDialog, type NoticeText } from "../components/Revoke";
 import { Empty, ErrorAlert, Loading, PageHeader, StateBadge, TunnelBadge } from "../components/common";
 import { ago, bytes } from "../format";
 import { generateKeyPair, keygenUnavailable, renderConfig } from "../keys";
-import type { Device, NodeAck, Region } from "../types";
+import type { Device, Region } from "../types";
 import { LIVE_MS, useMe } from "../session";
 import { useAction } from "../action";
 
@@ -18,7 +21,9 @@ export function DevicesPage() {
   const me = useMe();
   const devices = useQuery({ queryKey: ["devices"], queryFn: api.devices, refetchInterval: LIVE_MS });
   const [adding, setAdding] = useState(false);
-  const [rotating, setRotating] = useState<Device | null>(null);
+  const [rotating, setRotating] = useState<{ device: Device; moved: boolean } | null>(null);
+  const [moving, setMoving] = useState<Device | null>(null);
+  const [, setAcks] = useState(0);
   const [revoking, setRevoking] = useState<Device | null>(null);
   const [notice, setNotice] = useState<NoticeText | null>(null);
   const qc = useQueryClient();
@@ -60,7 +65,16 @@ export function DevicesPage() {
       <Row xs={1} lg={2} className="g-3" data-testid="device-list">
         {active.map((d) => (
           <Col key={d.id}>
-            <DeviceCard device={d} onRotate={() => setRotating(d)} onRevoke={() => setRevoking(d)} />
+            <DeviceCard
+              device={d}
+              onRotate={(moved) => setRotating({ device: d, moved })}
+              onMove={() => setMoving(d)}
+              onRevoke={() => setRevoking(d)}
+              onDismissMove={() => {
+                acknowledgeMove(d);
+                setAcks((n) => n + 1);
+              }}
+            />
           </Col>
         ))}
       </Row>
@@ -77,7 +91,10 @@ export function DevicesPage() {
         </>
       )}
       {adding && <AddDeviceModal onClose={() => setAdding(false)} onChanged={refresh} />}
-      {rotating && <RotateModal device={rotating} onClose={() => setRotating(null)} onChanged={refresh} />}
+      {rotating && (
+        <RotateModal device={rotating.device} moved={rotating.moved} onClose={() => setRotating(null)} onChanged={refresh} />
+      )}
+      {moving && <MoveRegionModal device={moving} onClose={() => setMoving(null)} onChanged={refresh} />}
       <RevokeDialog
         device={revoking}
         title={`Revoke ${revoking?.name ?? ""}?`}
@@ -97,9 +114,21 @@ export function DevicesPage() {
   );
 }
 
-function DeviceCard({ device: d, onRotate, onRevoke }: { device: Device; onRotate?: () => void; onRevoke?: () => void }) {
+function DeviceCard({
+  device: d,
+  onRotate,
+  onMove,
+  onRevoke,
+  onDismissMove,
+}: {
+  device: Device;
+  onRotate?: (moved: boolean) => void;
+  onMove?: () => void;
+  onRevoke?: () => void;
+  onDismissMove?: () => void;
+}) {
   return (
-    <Card data-testid="device" data-device-id={d.id} data-device-name={d.name}>
+    <Card data-testid="device" data-device-id={d.id} data-device-name={d.name} data-placement={d.placement} data-class={d.class}>
       <Card.Body>
         <div className="d-flex flex-wrap align-items-center gap-2 mb-2">
           <Card.Title className="mb-0 me-auto text-break">
@@ -107,15 +136,19 @@ function DeviceCard({ device: d, onRotate, onRevoke }: { device: Device; onRotat
               {d.name}
             </Link>
           </Card.Title>
+          <DeviceBadges d={d} />
           {d.state === "active" ? <TunnelBadge status={d.tunnel.status} /> : <StateBadge state={d.state} testId="device-state" />}
         </div>
+        {onRotate && <MovedNotice device={d} onRotate={() => onRotate(true)} onDismiss={() => onDismissMove?.()} />}
         <dl className="row small mb-2 device-facts">
           <dt className="col-5 col-sm-4">Region</dt>
           <dd className="col-7 col-sm-8" data-testid="device-region">
             {d.region}
           </dd>
           <dt className="col-5 col-sm-4">Node</dt>
-          <dd className="col-7 col-sm-8">{d.node ? `${d.node.name} (${d.node.endpoint})` : "–"}</dd>
+          <dd className="col-7 col-sm-8" data-testid="device-node">
+            {d.node ? `${d.node.name} (${d.node.endpoint})` : "–"}
+          </dd>
           <dt className="col-5 col-sm-4">Tunnel IP</dt>
           <dd className="col-7 col-sm-8 font-monospace" data-testid="tunnel-ip">
             {d.tunnel_ip ?? "–"}
@@ -133,16 +166,17 @@ function DeviceCard({ device: d, onRotate, onRevoke }: { device: Device; onRotat
             ↓ {bytes(d.tunnel.tx_bytes)} · ↑ {bytes(d.tunnel.rx_bytes)}
           </dd>
         </dl>
-        {d.state === "active" && !d.node && (
-          <Alert variant="warning" className="small py-1 px-2 mb-2">
-            No node serves this device right now.
-          </Alert>
-        )}
+        <PlacementNotes device={d} />
         {d.state === "active" && (onRotate || onRevoke) && (
           <div className="d-flex flex-wrap gap-2">
             {onRotate && (
-              <Button size="sm" variant="outline-primary" onClick={onRotate} data-testid="rotate">
+              <Button size="sm" variant="outline-primary" onClick={() => onRotate(false)} data-testid="rotate">
                 Rotate keys
+              </Button>
+            )}
+            {onMove && (
+              <Button size="sm" variant="outline-secondary" onClick={onMove} disabled={d.quarantined} data-testid="move-region">
+                Move to another region
               </Button>
             )}
             {onRevoke && (
@@ -251,64 +285,6 @@ function AddDeviceModal({ onClose, onChanged }: { onClose: () => void; onChanged
             </Button>
             <Button type="submit" form="add-device" disabled={busy || !chosen || !!keygenProblem} data-testid="create">
               {busy ? "Creating…" : "Create device"}
-            </Button>
-          </>
-        )}
-      </Modal.Footer>
-    </Modal>
-  );
-}
-
-function RotateModal({ device, onClose, onChanged }: { device: Device; onClose: () => void; onChanged: () => void }) {
-  const { busy, error, run } = useAction();
-  const [result, setResult] = useState<{ config: string; ack: NodeAck } | null>(null);
-  const rotate = async () => {
-    await run(async () => {
-      const keys = await generateKeyPair();
-      const r = await api.rotateDevice(device.id, keys.publicKey);
-      setResult({ config: renderConfig(r.config, keys.privateKey), ack: r.node_ack });
-      onChanged();
-    });
-  };
-  return (
-    <Modal show onHide={() => !busy && onClose()} size="lg" centered backdrop="static" fullscreen="sm-down">
-      <Modal.Header closeButton>
-        <Modal.Title>{result ? `New keys for ${device.name}` : `Rotate keys of ${device.name}?`}</Modal.Title>
-      </Modal.Header>
-      <Modal.Body>
-        {result ? (
-          <>
-            <Alert variant={result.ack.status === "acknowledged" ? "success" : "warning"} data-testid="rotate-ack">
-              {result.ack.status === "acknowledged"
-                ? `The node switched to the new key (${result.ack.waited_ms} ms); the old config no longer works.`
-                : result.ack.status === "offline"
-                  ? "The node is offline; it switches to the new key when it reconnects."
-                  : `The node has not confirmed yet (${result.ack.status}); it switches as soon as it processes the change.`}
-            </Alert>
-            <ConfigDelivery deviceName={device.name} config={result.config} />
-          </>
-        ) : (
-          <>
-            <p>
-              A new key pair is made in this browser. The device keeps its tunnel address, but the old config stops
-              working at once: install the new one on the device.
-            </p>
-            <ErrorAlert error={error} title="The keys could not be rotated" />
-          </>
-        )}
-      </Modal.Body>
-      <Modal.Footer>
-        {result ? (
-          <Button onClick={onClose} data-testid="done">
-            Done
-          </Button>
-        ) : (
-          <>
-            <Button variant="secondary" onClick={onClose} disabled={busy}>
-              Cancel
-            </Button>
-            <Button onClick={rotate} disabled={busy} data-testid="confirm-rotate">
-              {busy ? "Rotating…" : "Rotate keys"}
             </Button>
           </>
         )}

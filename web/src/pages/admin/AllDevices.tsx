@@ -1,11 +1,14 @@
-// Every user's devices (admin): filter and revoke.
+// Every user's devices (admin): filter (also to quarantined or waiting devices), open a
+// device's diagnostics, revoke.
 
 import { useState } from "react";
-import { Button, Form, Table } from "react-bootstrap";
+import { Button, ButtonGroup, Form, Table } from "react-bootstrap";
+import { Link } from "react-router";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../../api";
 import { Notice, RevokeDialog, type NoticeText } from "../../components/Revoke";
 import { Empty, ErrorAlert, Loading, PageHeader, StateBadge, TunnelBadge } from "../../components/common";
+import { DeviceBadges } from "../../components/status";
 import { ago } from "../../format";
 import type { Device } from "../../types";
 import { LIVE_MS } from "../../session";
@@ -14,7 +17,13 @@ export function AllDevicesPage() {
   const [state, setState] = useState("active");
   const [region, setRegion] = useState("");
   const [text, setText] = useState("");
-  const devices = useQuery({ queryKey: ["admin-devices", state], queryFn: () => api.adminDevices(state || undefined), refetchInterval: LIVE_MS });
+  const [only, setOnly] = useState<"" | "quarantined" | "waiting">("");
+  const devices = useQuery({
+    queryKey: ["admin-devices", state, only],
+    queryFn: () =>
+      api.adminDevices({ state: state || undefined, quarantined: only === "quarantined", waiting: only === "waiting" }),
+    refetchInterval: LIVE_MS,
+  });
   const qc = useQueryClient();
   const [revoking, setRevoking] = useState<Device | null>(null);
   const [notice, setNotice] = useState<NoticeText | null>(null);
@@ -33,10 +42,10 @@ export function AllDevicesPage() {
     <>
       <PageHeader title="All devices" />
       <Form className="row g-2 mb-3" onSubmit={(e) => e.preventDefault()}>
-        <div className="col-12 col-md-5">
+        <div className="col-12 col-md-4">
           <Form.Control placeholder="Search name, owner, IP or key" value={text} onChange={(e) => setText(e.target.value)} aria-label="Search" data-testid="device-search" />
         </div>
-        <div className="col-6 col-md-3">
+        <div className="col-6 col-md-2">
           <Form.Select value={state} onChange={(e) => setState(e.target.value)} aria-label="State">
             <option value="active">Active</option>
             <option value="revoked">Revoked</option>
@@ -49,6 +58,13 @@ export function AllDevicesPage() {
             {regions.map((r) => (
               <option key={r}>{r}</option>
             ))}
+          </Form.Select>
+        </div>
+        <div className="col-12 col-md-3">
+          <Form.Select value={only} onChange={(e) => setOnly(e.target.value as typeof only)} aria-label="Show" data-testid="device-only">
+            <option value="">Any placement</option>
+            <option value="quarantined">Quarantined only</option>
+            <option value="waiting">Waiting for capacity only</option>
           </Form.Select>
         </div>
       </Form>
@@ -74,7 +90,12 @@ export function AllDevicesPage() {
             <tbody>
               {shown.map((d) => (
                 <tr key={d.id} data-testid="admin-device" data-device-name={d.name}>
-                  <td className="text-break">{d.name}</td>
+                  <td className="text-break">
+                    <Link to={`/admin/diagnostics/devices/${d.id}`} data-testid="device-diagnostics-link">
+                      {d.name}
+                    </Link>{" "}
+                    <DeviceBadges d={d} />
+                  </td>
                   <td className="text-break small">{d.owner_email}</td>
                   <td>
                     <StateBadge state={d.state} />
@@ -86,11 +107,16 @@ export function AllDevicesPage() {
                   <td>{d.state === "active" && <TunnelBadge status={d.tunnel.status} />}</td>
                   <td className="small">{ago(d.tunnel.last_handshake)}</td>
                   <td>
-                    {d.state === "active" && (
-                      <Button size="sm" variant="outline-danger" onClick={() => setRevoking(d)} data-testid="admin-revoke">
-                        Revoke
-                      </Button>
-                    )}
+                    <ButtonGroup size="sm">
+                      <Link to={`/admin/diagnostics/devices/${d.id}`} className="btn btn-outline-secondary" data-testid="device-diagnostics">
+                        Diagnostics
+                      </Link>
+                      {d.state === "active" && (
+                        <Button variant="outline-danger" onClick={() => setRevoking(d)} data-testid="admin-revoke">
+                          Revoke
+                        </Button>
+                      )}
+                    </ButtonGroup>
                   </td>
                 </tr>
               ))}

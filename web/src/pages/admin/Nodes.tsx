@@ -1,10 +1,13 @@
-// Nodes by region with live health and load; state changes; join tokens.
+// Nodes by region with live health and load; load score and eligibility; state changes,
+// capacity and link edits; join tokens.
 
 import { useState } from "react";
 import { Alert, Button, Card, Dropdown, Form, Modal, ProgressBar, Table } from "react-bootstrap";
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { api } from "../../api";
 import { CopyButton, Empty, ErrorAlert, Loading, PageHeader, StateBadge } from "../../components/common";
+import { FormModal } from "../../components/FormModal";
+import { EligibleView, HealthView, ScoreView } from "../../components/status";
 import { ago, bytes, dateTime, rate } from "../../format";
 import type { NodeTokenResponse, NodeView } from "../../types";
 import { LIVE_MS } from "../../session";
@@ -16,6 +19,7 @@ export function NodesPage() {
   const nodes = useQuery({ queryKey: ["admin-nodes"], queryFn: api.adminNodes, refetchInterval: LIVE_MS });
   const regions = useQuery({ queryKey: ["admin-regions"], queryFn: api.adminRegions, refetchInterval: LIVE_MS });
   const [joining, setJoining] = useState(false);
+  const [editing, setEditing] = useState<NodeView | null>(null);
   const [error, setError] = useState<unknown>(null);
   const qc = useQueryClient();
 
@@ -66,17 +70,17 @@ export function NodesPage() {
                     <tr>
                       <th>Node</th>
                       <th>State</th>
-                      <th>Last heartbeat</th>
                       <th>Peers / capacity</th>
-                      <th>CPU</th>
-                      <th>Memory</th>
+                      <th>CPU / memory</th>
                       <th>Bandwidth ↓ / ↑</th>
+                      <th>Load score</th>
+                      <th>Health</th>
                       <th />
                     </tr>
                   </thead>
                   <tbody>
                     {list.map((n) => (
-                      <NodeRow key={n.id} node={n} onSetState={(s) => void setState(n, s)} />
+                      <NodeRow key={n.id} node={n} onSetState={(s) => void setState(n, s)} onEdit={() => setEditing(n)} />
                     ))}
                   </tbody>
                 </Table>
@@ -86,15 +90,17 @@ export function NodesPage() {
         );
       })}
       {joining && regions.data && <JoinTokenModal regions={regions.data.map((r) => r.code)} onClose={() => setJoining(false)} />}
+      {editing && <EditNodeModal node={editing} onClose={() => setEditing(null)} />}
     </>
   );
 }
 
-function NodeRow({ node: n, onSetState }: { node: NodeView; onSetState: (s: string) => void }) {
-  const load = n.capacity > 0 ? Math.round((100 * n.live_peers) / n.capacity) : 0;
+function NodeRow({ node: n, onSetState, onEdit }: { node: NodeView; onSetState: (s: string) => void; onEdit: () => void }) {
+  const load = n.capacity > 0 ? Math.round((100 * n.live_peers) / n.capacity) : 100;
   const m = n.metrics;
+  const degraded = n.state === "degraded";
   return (
-    <tr data-testid="node" data-node-name={n.name}>
+    <tr data-testid="node" data-node-name={n.name} data-node-id={n.id} className={degraded ? "table-warning" : undefined}>
       <td>
         <div className="fw-semibold text-break">{n.name}</div>
         <div className="small text-body-secondary font-monospace">{n.endpoint}</div>
@@ -106,31 +112,49 @@ function NodeRow({ node: n, onSetState }: { node: NodeView; onSetState: (s: stri
       <td>
         <StateBadge state={n.state} testId="node-state" />
         <div className="small text-body-secondary">{n.connected ? "connected" : "not connected"}</div>
-      </td>
-      <td className="small" title={dateTime(n.last_heartbeat)} data-testid="node-heartbeat">
-        {ago(n.last_heartbeat)}
+        <div className="small text-body-secondary text-nowrap" title={dateTime(n.last_heartbeat)} data-testid="node-heartbeat">
+          heartbeat {ago(n.last_heartbeat)}
+        </div>
+        {n.offline_since !== null && <div className="small text-danger-emphasis">offline since {dateTime(n.offline_since)}</div>}
+        <div className="mt-1">
+          <EligibleView n={n} />
+        </div>
       </td>
       <td className="node-load">
         <div className="small" data-testid="node-peers">
           {n.live_peers} / {n.capacity}
         </div>
-        <ProgressBar now={load} variant={load > 90 ? "danger" : load > 70 ? "warning" : "primary"} className="thin" />
+        <ProgressBar now={Math.min(load, 100)} variant={load > 90 ? "danger" : load > 70 ? "warning" : "primary"} className="thin" />
       </td>
-      <td className="small" data-testid="node-cpu">
-        {m ? `${m.cpu_percent.toFixed(0)} %` : "–"}
+      <td className="small">
+        <div data-testid="node-cpu">{m ? `${m.cpu_percent.toFixed(0)} %` : "–"}</div>
+        <div data-testid="node-memory" className="text-nowrap">
+          {m ? `${bytes(m.memory_used_bytes)} / ${bytes(m.memory_total_bytes)}` : "–"}
+        </div>
       </td>
-      <td className="small" data-testid="node-memory">
-        {m ? `${bytes(m.memory_used_bytes)} / ${bytes(m.memory_total_bytes)}` : "–"}
+      <td className="small">
+        <div data-testid="node-bandwidth">{m ? `${rate(m.rx_bytes_per_sec)} / ${rate(m.tx_bytes_per_sec)}` : "–"}</div>
+        <div className="text-body-secondary" data-testid="node-link">
+          link {n.link_mbps} Mbit/s
+        </div>
       </td>
-      <td className="small" data-testid="node-bandwidth">
-        {m ? `${rate(m.rx_bytes_per_sec)} / ${rate(m.tx_bytes_per_sec)}` : "–"}
+      <td className="small">
+        <ScoreView s={n.score} />
+      </td>
+      <td className="node-health">
+        <HealthView h={n.health} degraded={degraded} />
       </td>
       <td>
         <Dropdown align="end">
           <Dropdown.Toggle size="sm" variant="outline-secondary" data-testid="node-actions">
-            Set state
+            Actions
           </Dropdown.Toggle>
           <Dropdown.Menu>
+            <Dropdown.Item onClick={onEdit} data-testid="edit-node">
+              Edit capacity and link…
+            </Dropdown.Item>
+            <Dropdown.Divider />
+            <Dropdown.Header>Set state</Dropdown.Header>
             {SETTABLE.map((s) => (
               <Dropdown.Item key={s} disabled={n.state === s} onClick={() => onSetState(s)} data-testid={`set-${s}`}>
                 {s}
@@ -140,6 +164,53 @@ function NodeRow({ node: n, onSetState }: { node: NodeView; onSetState: (s: stri
         </Dropdown>
       </td>
     </tr>
+  );
+}
+
+/** Name, max peers and link capacity (the bandwidth part of the load score). */
+function EditNodeModal({ node, onClose }: { node: NodeView; onClose: () => void }) {
+  const qc = useQueryClient();
+  const [name, setName] = useState(node.name);
+  const [capacity, setCapacity] = useState(String(node.capacity));
+  const [link, setLink] = useState(String(node.link_mbps));
+  const { busy, error, run } = useAction();
+  const save = () =>
+    run(async () => {
+      const patch: { name?: string; capacity?: number; link_mbps?: number } = {};
+      if (name.trim() !== node.name) patch.name = name.trim();
+      if (Number(capacity) !== node.capacity) patch.capacity = Number(capacity);
+      if (Number(link) !== node.link_mbps) patch.link_mbps = Number(link);
+      if (Object.keys(patch).length > 0) await api.updateNode(node.id, patch);
+      await qc.invalidateQueries({ queryKey: ["admin-nodes"] });
+      await qc.invalidateQueries({ queryKey: ["diagnostics"] });
+      onClose();
+    });
+  return (
+    <FormModal
+      title={`Edit ${node.name}`}
+      id="node-form"
+      submitLabel="Save"
+      submitTestId="save-node"
+      busy={busy}
+      error={error}
+      onSubmit={() => void save()}
+      onClose={onClose}
+    >
+      <Form.Group className="mb-3" controlId="node-name">
+        <Form.Label>Name</Form.Label>
+        <Form.Control value={name} onChange={(e) => setName(e.target.value)} maxLength={64} required />
+      </Form.Group>
+      <Form.Group className="mb-3" controlId="node-capacity">
+        <Form.Label>Capacity (max peers)</Form.Label>
+        <Form.Control type="number" min={0} max={1000000} value={capacity} onChange={(e) => setCapacity(e.target.value)} required />
+        <Form.Text>Below the live peers ({node.live_peers}) the node is over capacity and reported degraded.</Form.Text>
+      </Form.Group>
+      <Form.Group className="mb-3" controlId="node-link">
+        <Form.Label>Link capacity (Mbit/s)</Form.Label>
+        <Form.Control type="number" min={1} max={10000000} value={link} onChange={(e) => setLink(e.target.value)} required />
+        <Form.Text>Bandwidth use is measured against this in the load score.</Form.Text>
+      </Form.Group>
+    </FormModal>
   );
 }
 
