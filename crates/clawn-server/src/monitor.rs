@@ -80,7 +80,7 @@ impl Abuse {
             Signal::Burst => (&mut c.bursts, cfg.bursts, "byte bursts"),
         };
         q.push_back(now);
-        while q.front().is_some_and(|t| *t <= now - window) {
+        while q.front().is_some_and(|t| *t <= now - window) || q.len() > limit.max(1) as usize {
             q.pop_front();
         }
         (limit > 0 && q.len() >= limit as usize).then(|| {
@@ -217,6 +217,7 @@ pub async fn run(app: AppState) {
         metrics::counter!("clawn_failovers_total", "reason" => reason).increment(0);
     }
     metrics::counter!("clawn_quarantines_total").increment(0);
+    let started = now_millis();
     let mut last_sweep = 0i64;
     let mut last_sample = 0i64;
     loop {
@@ -228,7 +229,7 @@ pub async fn run(app: AppState) {
             return;
         }
         let now = now_millis();
-        if let Err(e) = step(&app, now).await {
+        if let Err(e) = step(&app, now, started).await {
             tracing::warn!(error = %e, "monitor step failed; retrying next tick");
         }
         let sweep_ms = i64::try_from(app.config.hygiene.sweep_interval_secs.saturating_mul(1000))
@@ -252,16 +253,39 @@ pub async fn run(app: AppState) {
     }
 }
 
-/// One pass: offline marking, evacuations, waiting retries, classes.
-pub async fn step(app: &AppState, now: i64) -> anyhow::Result<()> {
+/// Moves per tick at most (the rest follow on the next ticks, so one large node cannot
+/// hold up offline marking and classes for everyone else).
+const MOVES_PER_TICK: usize = 500;
+
+/// How long nodes get to reconnect after the control plane starts before silence counts:
+/// their reconnect backoff is capped at 30 s.
+const RECONNECT_ALLOWANCE_MS: i64 = 30_000;
+
+/// One pass: offline marking, evacuations, waiting retries, classes. `started`: when this
+/// control plane started; a node's silence and its offline time only count from then, so
+/// a control-plane restart never looks like every node failing at once.
+pub async fn step(app: &AppState, now: i64, started: i64) -> anyhow::Result<()> {
     let h = &app.config.health;
     let grace = i64::try_from(h.offline_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    for id in app.store.mark_silent_offline(now, grace).await? {
+    // Nodes not heard from since this control plane started get the reconnect allowance
+    // on top; nodes that connected since are judged by the grace and delay alone.
+    let settled = started.saturating_add(RECONNECT_ALLOWANCE_MS);
+    for id in app
+        .store
+        .mark_silent_offline(now, grace, started, settled)
+        .await?
+    {
         tracing::warn!(node = %id, "node silent beyond the grace; marked offline");
     }
     let delay = i64::try_from(h.failover_delay_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    for ev in app.store.evacuations(now, delay).await? {
-        for device in app.store.devices_on_node(ev.node_id).await? {
+    let mut budget = MOVES_PER_TICK;
+    for ev in app.store.evacuations(now, delay, started, settled).await? {
+        let devices = app.store.devices_on_node(ev.node_id).await?;
+        for (i, device) in devices.iter().copied().enumerate() {
+            if budget == 0 {
+                break;
+            }
+            budget -= 1;
             let out = move_device(
                 &app.store,
                 &Scope::system(),
@@ -279,10 +303,16 @@ pub async fn step(app: &AppState, now: i64) -> anyhow::Result<()> {
                         .increment(1);
                     tracing::info!(device = %device, from = %ev.node_id, to = %to_node, reason = ev.reason.as_str(), "device moved");
                 }
-                // No room in the region: the rest of this node's devices would not fit either.
+                // No room in the region: the rest of this node's devices would not fit
+                // either; they are all marked waiting at once.
                 Ok(MoveOutcome::Waiting { newly }) => {
                     if newly {
                         tracing::warn!(device = %device, node = %ev.node_id, "no capacity to move device; waiting");
+                    }
+                    let rest = &devices[i + 1..];
+                    let marked = app.store.mark_waiting(rest, now).await?;
+                    if marked > 0 {
+                        tracing::warn!(node = %ev.node_id, devices = marked, "no capacity in the region; devices wait");
                     }
                     break;
                 }

@@ -25,7 +25,26 @@ both_dbs!(
     idle_peers_are_removed_and_come_back_on_config_fetch,
     idle_peers_are_only_flagged_by_default_policy,
     concurrent_creates_never_exceed_capacity,
+    a_restart_does_not_fail_over_nodes_that_have_not_reconnected_yet,
 );
+
+/// Every node's live-peer counter equals its live peers (the counter is what placement's
+/// capacity check uses).
+async fn assert_counters(srv: &TestServer) {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT n.id, n.live_peers, (SELECT COUNT(*) FROM peers p WHERE p.node_id = n.id AND p.retired_at IS NULL) \
+         FROM nodes n",
+    )
+    .fetch_all(srv.app.store.pool())
+    .await
+    .expect("counters");
+    for (id, counter, actual) in rows {
+        assert_eq!(
+            counter, actual,
+            "node {id}: live_peers {counter}, live peers {actual}"
+        );
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -348,6 +367,7 @@ async fn failover_moves_a_dead_nodes_devices(db: Db) {
         .collect();
     assert!(changes.contains(&"node.offline"), "{changes:?}");
     assert!(changes.contains(&"node.online"), "{changes:?}");
+    assert_counters(&srv).await;
 }
 
 async fn drain_moves_devices_and_waits_for_capacity(db: Db) {
@@ -426,6 +446,7 @@ async fn drain_moves_devices_and_waits_for_capacity(db: Db) {
         Some(1),
         "audited once: {audit}"
     );
+    assert_counters(&srv).await;
 }
 
 async fn region_moves_are_audited_and_rate_limited(db: Db) {
@@ -489,6 +510,7 @@ async fn region_moves_are_audited_and_rate_limited(db: Db) {
         .await;
     assert_eq!(audit["items"].as_array().map(Vec::len), Some(3));
     assert_eq!(audit["items"][0]["actor_label"], "alice@example.com");
+    assert_counters(&srv).await;
 }
 
 async fn priority_tokens_mark_peers_and_expire_without_disconnect(db: Db) {
@@ -653,6 +675,7 @@ async fn priority_reserve_gives_holders_the_last_seats(db: Db) {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
     assert_eq!(nodes[0]["live_peers"], 10);
+    assert_counters(&srv).await;
 }
 
 async fn endpoint_churn_quarantines_a_device(db: Db) {
@@ -785,6 +808,7 @@ async fn idle_peers_are_removed_and_come_back_on_config_fetch(db: Db) {
         Applied::Delta { added, .. } => assert_eq!(added, vec![kp.public()]),
         other => panic!("{other:?}"),
     }
+    assert_counters(&srv).await;
 }
 
 async fn idle_peers_are_only_flagged_by_default_policy(db: Db) {
@@ -849,4 +873,42 @@ async fn concurrent_creates_never_exceed_capacity(db: Db) {
     for n in list.as_array().expect("nodes") {
         assert_eq!(n["live_peers"], 4, "{n}");
     }
+    assert_counters(&srv).await;
+}
+
+async fn a_restart_does_not_fail_over_nodes_that_have_not_reconnected_yet(db: Db) {
+    let srv = TestServer::start(db).await;
+    let admin = srv.admin().await;
+    let mut n1 = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
+    let mut n2 = srv.node(&admin, "eu", 1000).await;
+    report(&mut n2, 50.0, 0, vec![]).await;
+    wait_node(&admin, n2.node_id, |v| {
+        v["score"]["cpu"].as_f64() == Some(0.5)
+    })
+    .await;
+    let (alice, _) = srv.user(&admin, "alice@example.com", 1).await;
+    let (id, _) = device_on(&alice, "laptop", "eu", &mut n1).await;
+    // n1 went offline an hour ago, before the control plane (re)started.
+    n1.disconnect().await;
+    wait_node(&admin, n1.node_id, |v| v["state"] == "offline").await;
+    let now = clawn_proto::time::now_millis();
+    sqlx::query("UPDATE nodes SET offline_since = $2 WHERE id = $1")
+        .bind(n1.node_id.to_string())
+        .bind(now - 3_600_000)
+        .execute(srv.app.store.pool())
+        .await
+        .expect("backdate");
+    // Just started: n1 may simply not have reconnected yet; nothing moves.
+    clawn_server::monitor::step(&srv.app, now, now)
+        .await
+        .expect("step");
+    let d = alice.get(&format!("/api/v1/devices/{id}")).await.1;
+    assert_eq!(device_node(&d), n1.node_id.to_string(), "{d}");
+    // A minute after the start (reconnect allowance plus failover delay passed): it moves.
+    clawn_server::monitor::step(&srv.app, now, now - 60_000)
+        .await
+        .expect("step");
+    let d = alice.get(&format!("/api/v1/devices/{id}")).await.1;
+    assert_eq!(device_node(&d), n2.node_id.to_string(), "{d}");
+    assert_counters(&srv).await;
 }

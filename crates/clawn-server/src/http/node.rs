@@ -331,7 +331,9 @@ async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> any
     tracing::info!(node = %id, name = %node.name, "node stream connected");
     let result = stream_loop(&app, &node, &mut socket, conn).await;
     // The connection guard is gone now; if no newer stream took over, the node is offline.
-    if !app.hub.is_connected(id) {
+    // Not when the control plane itself shuts down: the node did nothing wrong, and
+    // marking every node offline would start the failover clock for all of them.
+    if !app.hub.is_connected(id) && !*app.shutdown.borrow() {
         app.store.node_disconnected(id).await?;
         tracing::info!(node = %id, "node stream disconnected; node marked offline");
     }
@@ -396,7 +398,12 @@ async fn stream_loop(
         .await?
         .map(|n| crate::health::Memory {
             baseline_ms: n.health.baseline_rtt_ms,
-            cpu_high_since: n.health.cpu_high_since,
+            // A high-CPU spell only continues across a reconnect if it was measured just
+            // now; an old one would make the first report after a long break "sustained".
+            cpu_high_since: n
+                .health
+                .cpu_high_since
+                .filter(|_| n.health.at.is_some_and(|at| now_millis() - at < 15_000)),
         })
         .unwrap_or_default();
     let mut last_safety_check = tokio::time::Instant::now();
@@ -493,7 +500,9 @@ async fn stream_loop(
                             continue;
                         }
                         let now = now_millis();
+                        let busy = std::time::Instant::now();
                         let signals = app.store.record_telemetry(id, &t, now).await?;
+                        probes.excuse(busy, std::time::Instant::now());
                         last_heartbeat_write = tokio::time::Instant::now();
                         crate::monitor::telemetry_signals(app, &signals).await;
                         let Some(view) = app.store.node_view(id, |_| true).await? else { return Ok(()) };

@@ -168,7 +168,7 @@ pub(crate) async fn has_priority(
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM priority_tokens t WHERE t.user_id = $1 AND t.region_id = $2 \
          AND t.revoked_at IS NULL AND t.starts_at <= $3 AND t.expires_at > $3 \
-         AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = t.user_id AND d.quarantined_at IS NOT NULL)",
+         AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = t.user_id AND d.quarantined_at IS NOT NULL AND d.state = 'active')",
     )
     .bind(user.to_string())
     .bind(region.to_string())
@@ -417,13 +417,43 @@ pub(crate) async fn retire_live_peer(
     now: i64,
     frees_slot_on_node: bool,
 ) -> Result<Option<NodeChange>, DeviceError> {
-    let peer =
-        sqlx::query("SELECT id, node_id FROM peers WHERE device_id = $1 AND retired_at IS NULL")
-            .bind(device_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some(peer) = peer else { return Ok(None) };
-    let node_id: String = peer.try_get("node_id")?;
+    // A concurrent move may retire the peer read here and create another before our
+    // retire gets its row (PostgreSQL re-checks `retired_at IS NULL` after the wait and
+    // matches nothing): read again, so the device's live peer is the one retired.
+    for _ in 0..3 {
+        let peer: Option<String> =
+            sqlx::query_scalar("SELECT id FROM peers WHERE device_id = $1 AND retired_at IS NULL")
+                .bind(device_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(peer) = peer else { return Ok(None) };
+        if let Some(c) = retire_peer(tx, &peer, reason, now, frees_slot_on_node).await? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+/// Retires one peer if it is still live, then bumps its node's version (and frees its
+/// seat); `None` if it was retired meanwhile (the node's counters are not touched then).
+pub(crate) async fn retire_peer(
+    tx: &mut sqlx::AnyConnection,
+    peer_id: &str,
+    reason: &str,
+    now: i64,
+    frees_slot_on_node: bool,
+) -> Result<Option<NodeChange>, DeviceError> {
+    let node_id: Option<String> = sqlx::query_scalar(
+        "UPDATE peers SET retired_at = $2, retire_reason = $3 WHERE id = $1 AND retired_at IS NULL RETURNING node_id",
+    )
+    .bind(peer_id)
+    .bind(now)
+    .bind(reason)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(node_id) = node_id else {
+        return Ok(None);
+    };
     let dec = if frees_slot_on_node { 1 } else { 0 };
     let v: i64 = sqlx::query_scalar(
         "UPDATE nodes SET version = version + 1, live_peers = live_peers - $2 WHERE id = $1 RETURNING version",
@@ -432,15 +462,11 @@ pub(crate) async fn retire_live_peer(
     .bind(dec)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query(
-        "UPDATE peers SET retired_at = $2, retired_version = $3, retire_reason = $4 WHERE id = $1 AND retired_at IS NULL",
-    )
-    .bind(peer.try_get::<String, _>("id")?)
-    .bind(now)
-    .bind(v)
-    .bind(reason)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("UPDATE peers SET retired_version = $2 WHERE id = $1")
+        .bind(peer_id)
+        .bind(v)
+        .execute(&mut *tx)
+        .await?;
     Ok(Some(NodeChange {
         node_id: uuid(&node_id, "peers.node_id")?,
         version: version(v),
@@ -629,12 +655,18 @@ pub async fn restore_user(
         let priority = has_priority(tx, user_id, region_id, now).await?;
         let mut claimed = None;
         if let Some(n) = &last_node {
+            let reserve = if priority {
+                0
+            } else {
+                i64::from(tuning.placement.priority_reserve_percent.min(100))
+            };
             let row = sqlx::query(
                 "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 \
-                 WHERE id = $1 AND live_peers < capacity AND state = 'online' AND removed_at IS NULL \
-                 RETURNING version, pool_first, pool_last",
+                 WHERE id = $1 AND live_peers < capacity - (capacity * $2) / 100 AND state = 'online' \
+                 AND removed_at IS NULL RETURNING version, pool_first, pool_last",
             )
             .bind(n)
+            .bind(reserve)
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(row) = row {

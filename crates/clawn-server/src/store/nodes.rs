@@ -510,18 +510,24 @@ impl Store {
             "degraded" | "offline" if !sick => Some("online"),
             _ => None,
         };
-        sqlx::query(
+        // Conditional on the state read: an admin's maintenance / draining set meanwhile
+        // (or an offline mark) is never overwritten by a verdict computed before it.
+        let r = sqlx::query(
             "UPDATE nodes SET health = $2, health_reason = $3, state = COALESCE($4, state), \
              state_changed_at = CASE WHEN $4 IS NULL THEN state_changed_at ELSE $5 END, \
-             offline_since = CASE WHEN $4 IS NULL THEN offline_since ELSE NULL END WHERE id = $1",
+             offline_since = CASE WHEN $4 IS NULL THEN offline_since ELSE NULL END WHERE id = $1 AND state = $6",
         )
         .bind(node_id.to_string())
         .bind(serde_json::to_string(health).unwrap_or_default())
         .bind(health.reason.clone())
         .bind(next)
         .bind(now)
+        .bind(&state)
         .execute(&mut *tx.tx)
         .await?;
+        if r.rows_affected() != 1 {
+            return Ok(None);
+        }
         if let Some(next) = next {
             let action = match (state.as_str(), next) {
                 (_, "degraded") => "node.degraded",
@@ -544,15 +550,26 @@ impl Store {
 
     /// Nodes that are `online` or `degraded` with no heartbeat within `grace_ms` become
     /// `offline` (audited). Returns their ids.
-    pub async fn mark_silent_offline(&self, now: i64, grace_ms: i64) -> StoreResult<Vec<Uuid>> {
+    /// A node last heard before `started` (this control plane's start) only counts as
+    /// silent once `now >= settled`: it needs time to notice the restart and reconnect.
+    pub async fn mark_silent_offline(
+        &self,
+        now: i64,
+        grace_ms: i64,
+        started: i64,
+        settled: i64,
+    ) -> StoreResult<Vec<Uuid>> {
         let mut tx = self.write().await?;
         let rows = sqlx::query(
             "UPDATE nodes SET state = 'offline', offline_since = $1, state_changed_at = $1 \
              WHERE removed_at IS NULL AND state IN ('online', 'degraded') \
-             AND (last_heartbeat IS NULL OR last_heartbeat < $2) RETURNING id, name",
+             AND (last_heartbeat IS NULL OR last_heartbeat < $2) \
+             AND (last_heartbeat >= $3 OR $1 >= $4) RETURNING id, name",
         )
         .bind(now)
         .bind(now.saturating_sub(grace_ms))
+        .bind(started)
+        .bind(settled)
         .fetch_all(&mut *tx.tx)
         .await?;
         let mut ids = Vec::with_capacity(rows.len());

@@ -19,9 +19,9 @@ use uuid::Uuid;
 use super::audit::{self, AuditActor};
 use super::devices::{
     DeviceError, NodeChange, allocate_ip, claim_node, class_of, has_priority, insert_peer,
-    retire_live_peer, version,
+    retire_live_peer, retire_peer, version,
 };
-use super::{Store, StoreError, StoreResult, count, uuid};
+use super::{Store, StoreError, StoreResult, uuid};
 use crate::config::IdleAction;
 use crate::policy::Scope;
 
@@ -134,6 +134,13 @@ pub async fn move_device(
         return Ok(MoveOutcome::Nothing);
     };
     let owner = uuid(&dev.try_get::<String, _>("user_id")?, "devices.user_id")?;
+    if !lock_enabled_user(tx, owner).await? {
+        // Disabled: its peers are suspended, not moved.
+        if reason == MoveReason::Reassign {
+            return Err(DeviceError::NotFound.into());
+        }
+        return Ok(MoveOutcome::Nothing);
+    }
     let own_region = uuid(&dev.try_get::<String, _>("region_id")?, "devices.region_id")?;
     let key = WgPublicKey::parse(&dev.try_get::<String, _>("public_key")?)
         .map_err(|_| StoreError::Corrupt("devices.public_key"))?;
@@ -274,6 +281,16 @@ pub async fn move_device(
     })
 }
 
+/// Takes the user's row (after the device's, the order revoke uses too) if the user is
+/// not disabled: a concurrent disable either committed before (false) or waits for us.
+async fn lock_enabled_user(tx: &mut sqlx::AnyConnection, user: Uuid) -> Result<bool, DeviceError> {
+    let r = sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1 AND disabled = 0")
+        .bind(user.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Gives an active device with no live peer (its idle peer was removed, or it found no
 /// room when its owner was re-enabled) a peer on the best node of its region.
 pub async fn ensure_placed(
@@ -282,13 +299,21 @@ pub async fn ensure_placed(
     device_id: Uuid,
     actor: &AuditActor,
 ) -> Result<Option<NodeChange>, DeviceError> {
+    // The common case (the device has its peer) is a read, not a write transaction.
+    let has_peer: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM peers WHERE device_id = $1 AND retired_at IS NULL",
+    )
+    .bind(device_id.to_string())
+    .fetch_one(store.pool())
+    .await?;
+    if has_peer > 0 {
+        return Ok(None);
+    }
     let now = clawn_proto::time::now_millis();
     let mut w = store.write().await?;
     let tx = &mut *w.tx;
     let dev = sqlx::query(
         "UPDATE devices SET updated_at = $3 WHERE id = $1 AND COALESCE($2, user_id) = user_id AND state = 'active' \
-         AND NOT EXISTS (SELECT 1 FROM peers p WHERE p.device_id = devices.id AND p.retired_at IS NULL) \
-         AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = devices.user_id AND u.disabled = 1) \
          RETURNING user_id, region_id, public_key",
     )
     .bind(device_id.to_string())
@@ -297,6 +322,20 @@ pub async fn ensure_placed(
     .fetch_optional(&mut *tx)
     .await?;
     let Some(dev) = dev else { return Ok(None) };
+    // Re-checked under the device's row lock: a concurrent fetch placed it already.
+    let has_peer: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM peers WHERE device_id = $1 AND retired_at IS NULL",
+    )
+    .bind(device_id.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    if has_peer > 0 {
+        return Ok(None);
+    }
+    let owner_id = uuid(&dev.try_get::<String, _>("user_id")?, "devices.user_id")?;
+    if !lock_enabled_user(tx, owner_id).await? {
+        return Ok(None);
+    }
     let owner = uuid(&dev.try_get::<String, _>("user_id")?, "devices.user_id")?;
     let region_id = uuid(&dev.try_get::<String, _>("region_id")?, "devices.region_id")?;
     let key = WgPublicKey::parse(&dev.try_get::<String, _>("public_key")?)
@@ -351,13 +390,24 @@ pub type Devices = Vec<Uuid>;
 
 impl Store {
     /// Nodes with live peers that are offline for longer than `delay_ms`, or draining.
-    pub async fn evacuations(&self, now: i64, delay_ms: i64) -> StoreResult<Vec<Evacuation>> {
+    /// A node that went offline before `started` (this control plane's start: it may
+    /// simply not have reconnected yet) counts as offline from `settled` on.
+    pub async fn evacuations(
+        &self,
+        now: i64,
+        delay_ms: i64,
+        started: i64,
+        settled: i64,
+    ) -> StoreResult<Vec<Evacuation>> {
         let rows = sqlx::query(
             "SELECT id, state FROM nodes WHERE removed_at IS NULL AND live_peers > 0 \
-             AND (state = 'draining' OR (state = 'offline' AND offline_since IS NOT NULL AND offline_since <= $1)) \
+             AND (state = 'draining' OR (state = 'offline' AND offline_since IS NOT NULL \
+                  AND (CASE WHEN offline_since < $2 THEN $3 ELSE offline_since END) <= $1)) \
              ORDER BY id",
         )
         .bind(now.saturating_sub(delay_ms))
+        .bind(started)
+        .bind(settled)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -387,6 +437,39 @@ impl Store {
         ids.iter().map(|i| uuid(i, "peers.device_id")).collect()
     }
 
+    /// Marks devices as waiting for capacity (those not marked yet); one audit event per
+    /// device newly marked. Returns how many.
+    pub async fn mark_waiting(&self, devices: &[Uuid], now: i64) -> StoreResult<u64> {
+        let mut n = 0;
+        for chunk in devices.chunks(200) {
+            let mut w = self.write().await?;
+            for d in chunk {
+                let row = sqlx::query(
+                    "UPDATE devices SET waiting_since = $2 WHERE id = $1 AND waiting_since IS NULL AND state = 'active' \
+                     RETURNING user_id",
+                )
+                .bind(d.to_string())
+                .bind(now)
+                .fetch_optional(&mut *w.tx)
+                .await?;
+                if let Some(r) = row {
+                    audit::record(
+                        &mut w.tx,
+                        &AuditActor::system(),
+                        "device.waiting",
+                        "device",
+                        Some(d.to_string()),
+                        json!({"owner_id": r.try_get::<String, _>("user_id")?, "reason": "no capacity in the region"}),
+                    )
+                    .await?;
+                    n += 1;
+                }
+            }
+            w.commit().await?;
+        }
+        Ok(n)
+    }
+
     /// Devices marked waiting whose node recovered (it is serving them again): the mark
     /// is cleared.
     pub async fn clear_recovered_waiting(&self) -> StoreResult<u64> {
@@ -410,7 +493,7 @@ impl Store {
         // peers of users holding a token valid now.
         const VALID: &str = "(SELECT COUNT(*) FROM priority_tokens t WHERE t.user_id = p.user_id AND t.region_id = d.region_id \
              AND t.revoked_at IS NULL AND t.starts_at <= $1 AND t.expires_at > $1 \
-             AND NOT EXISTS (SELECT 1 FROM devices q WHERE q.user_id = t.user_id AND q.quarantined_at IS NOT NULL)) AS valid";
+             AND NOT EXISTS (SELECT 1 FROM devices q WHERE q.user_id = t.user_id AND q.quarantined_at IS NOT NULL AND q.state = 'active')) AS valid";
         let mut rows = Vec::new();
         for from in [
             "FROM peers p JOIN devices d ON d.id = p.device_id WHERE p.class = 'priority' AND p.retired_at IS NULL",
@@ -483,18 +566,24 @@ impl Store {
         .bind(cutoff)
         .execute(&mut *w.tx)
         .await?;
+        w.commit().await?;
+        // Found with a read (no write lock held while scanning); each peer is then handled
+        // in its own short transaction, re-checked there.
+        let remove = action == IdleAction::Remove;
         let rows = sqlx::query(
             "SELECT p.id, p.device_id, p.user_id, p.node_id, u.last_handshake FROM peers p \
              LEFT JOIN peer_usage u ON u.peer_id = p.id \
-             WHERE p.retired_at IS NULL AND p.idle_flagged_at IS NULL AND COALESCE(u.last_handshake, p.created_at) < $1 \
-             ORDER BY p.id LIMIT 1000",
+             WHERE p.retired_at IS NULL AND (p.idle_flagged_at IS NULL OR $2 = 1) \
+             AND COALESCE(u.last_handshake, p.created_at) < $1 ORDER BY p.id LIMIT 1000",
         )
         .bind(cutoff)
-        .fetch_all(&mut *w.tx)
+        .bind(i64::from(remove))
+        .fetch_all(self.pool())
         .await?;
         let mut changes = Vec::new();
-        let flagged = count(i64::try_from(rows.len()).unwrap_or(i64::MAX));
+        let mut flagged = 0u32;
         for r in &rows {
+            let peer: String = r.try_get("id")?;
             let device: String = r.try_get("device_id")?;
             let meta = json!({
                 "owner_id": r.try_get::<String, _>("user_id")?,
@@ -502,27 +591,28 @@ impl Store {
                 "last_handshake": r.try_get::<Option<i64>, _>("last_handshake")?,
                 "idle_days": idle_ms as f64 / 86_400_000.0,
             });
-            sqlx::query("UPDATE peers SET idle_flagged_at = $2 WHERE id = $1")
-                .bind(r.try_get::<String, _>("id")?)
-                .bind(now)
-                .execute(&mut *w.tx)
-                .await?;
-            let act = match action {
-                IdleAction::Flag => "peer.idle_flagged",
-                IdleAction::Remove => {
-                    if let Some(c) = retire_live_peer(
-                        &mut w.tx,
-                        uuid(&device, "peers.device_id")?,
-                        "idle",
-                        now,
-                        true,
-                    )
-                    .await?
-                    {
-                        changes.push(c);
-                    }
-                    "peer.idle_removed"
+            let mut w = self.write().await?;
+            // Still live and still idle (no handshake since the scan).
+            let still = sqlx::query(
+                "UPDATE peers SET idle_flagged_at = COALESCE(idle_flagged_at, $2) WHERE id = $1 AND retired_at IS NULL \
+                 AND NOT EXISTS (SELECT 1 FROM peer_usage u WHERE u.peer_id = peers.id AND u.last_handshake >= $3)",
+            )
+            .bind(&peer)
+            .bind(now)
+            .bind(cutoff)
+            .execute(&mut *w.tx)
+            .await?;
+            if still.rows_affected() != 1 {
+                continue;
+            }
+            let act = if remove {
+                match retire_peer(&mut w.tx, &peer, "idle", now, true).await? {
+                    Some(c) => changes.push(c),
+                    None => continue,
                 }
+                "peer.idle_removed"
+            } else {
+                "peer.idle_flagged"
             };
             audit::record(
                 &mut w.tx,
@@ -533,8 +623,9 @@ impl Store {
                 meta,
             )
             .await?;
+            w.commit().await?;
+            flagged += 1;
         }
-        w.commit().await?;
         Ok((flagged, changes))
     }
 
@@ -667,7 +758,7 @@ impl Store {
     ) -> StoreResult<Vec<PriorityTokenView>> {
         let rows = sqlx::query(
             "SELECT t.*, u.email, r.code, \
-             (SELECT COUNT(*) FROM devices q WHERE q.user_id = t.user_id AND q.quarantined_at IS NOT NULL) AS quarantined \
+             (SELECT COUNT(*) FROM devices q WHERE q.user_id = t.user_id AND q.quarantined_at IS NOT NULL AND q.state = 'active') AS quarantined \
              FROM priority_tokens t JOIN users u ON u.id = t.user_id JOIN regions r ON r.id = t.region_id \
              WHERE COALESCE($1, t.user_id) = t.user_id AND COALESCE($2, t.id) = t.id ORDER BY t.id DESC LIMIT 500",
         )
