@@ -26,6 +26,7 @@ both_dbs!(
     idle_peers_are_only_flagged_by_default_policy,
     concurrent_creates_never_exceed_capacity,
     a_restart_does_not_fail_over_nodes_that_have_not_reconnected_yet,
+    byte_bursts_quarantine_a_device,
 );
 
 /// Every node's live-peer counter equals its live peers (the counter is what placement's
@@ -670,9 +671,28 @@ async fn priority_reserve_gives_holders_the_last_seats(db: Db) {
     let (s, b, _) = vip.add_device("fast", "eu").await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["device"]["class"], "priority");
-    // Tokens never bypass capacity.
+    // Tokens never bypass capacity...
     let (s, _, _) = vip.add_device("more", "eu").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    // ...nor device slots (room again after a standard device goes; vip has 3 slots).
+    let (_, mine) = std_user.get("/api/v1/devices").await;
+    let victim = mine[0]["id"].as_str().expect("id");
+    let (s, _) = std_user
+        .post(&format!("/api/v1/devices/{victim}/revoke"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = vip.add_device("second", "eu").await;
+    assert_eq!(s, StatusCode::CREATED);
+    sqlx::query("UPDATE users SET device_slots = 2 WHERE email = 'vip@example.com'")
+        .execute(srv.app.store.pool())
+        .await
+        .expect("lower slots");
+    let (s, e, _) = vip.add_device("third", "eu").await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::CONFLICT, Some("slots_exhausted")),
+        "{e}"
+    );
     let (_, nodes) = admin.get("/api/v1/admin/nodes").await;
     assert_eq!(nodes[0]["live_peers"], 10);
     assert_counters(&srv).await;
@@ -911,4 +931,59 @@ async fn a_restart_does_not_fail_over_nodes_that_have_not_reconnected_yet(db: Db
     let d = alice.get(&format!("/api/v1/devices/{id}")).await.1;
     assert_eq!(device_node(&d), n2.node_id.to_string(), "{d}");
     assert_counters(&srv).await;
+}
+
+async fn byte_bursts_quarantine_a_device(db: Db) {
+    let srv = TestServer::start_with(db, |c| {
+        c.abuse.burst_bytes_per_sec = 1_000_000;
+        c.abuse.bursts = 2;
+    })
+    .await;
+    let admin = srv.admin().await;
+    let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
+    let (alice, _) = srv.user(&admin, "alice@example.com", 1).await;
+    let (id, kp) = device_on(&alice, "laptop", "eu", &mut node).await;
+    let stats = |bytes: u64| PeerStats {
+        public_key: kp.public(),
+        last_handshake: Some(clawn_proto::time::now_millis()),
+        rx_bytes: bytes,
+        tx_bytes: 0,
+        endpoint: Some("198.51.100.7:40000".into()),
+    };
+    // A steady trickle is no burst.
+    report(&mut node, 1.0, 0, vec![stats(1_000)]).await;
+    let d = alice
+        .get_until(&format!("/api/v1/devices/{id}"), WAIT, |d| {
+            d["tunnel"]["rx_bytes"] == 1_000
+        })
+        .await;
+    assert_eq!(d["quarantined"], false);
+    // Two intervals of gigabytes within milliseconds: far above 1 MB/s.
+    let mut total = 1_000;
+    for _ in 0..2 {
+        total += 4_000_000_000;
+        let before =
+            alice.get(&format!("/api/v1/devices/{id}")).await.1["tunnel"]["rx_bytes"].clone();
+        report(&mut node, 1.0, 0, vec![stats(total)]).await;
+        alice
+            .get_until(&format!("/api/v1/devices/{id}"), WAIT, |d| {
+                d["tunnel"]["rx_bytes"] != before
+            })
+            .await;
+    }
+    let q = admin
+        .get_until("/api/v1/admin/devices?quarantined=true", WAIT, |l| {
+            l.as_array().is_some_and(|l| l.len() == 1)
+        })
+        .await;
+    assert!(
+        q[0]["quarantine_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("byte bursts")),
+        "{q}"
+    );
+    let (_, diag) = admin
+        .get(&format!("/api/v1/admin/diagnostics/devices/{id}"))
+        .await;
+    assert_eq!(diag["signals"]["bursts"], 2, "{diag}");
 }
