@@ -118,7 +118,10 @@ pub(crate) async fn claim_node(
     };
     for _ in 0..5 {
         let now = now_millis();
-        let sql = format!("SELECT n.* FROM nodes n WHERE n.region_id = $1 AND {ELIGIBLE_NODE}");
+        let sql = format!(
+            "SELECT n.id, n.state, n.live_peers, n.capacity, n.metrics, n.health, n.last_heartbeat, n.link_mbps \
+             FROM nodes n WHERE n.region_id = $1 AND {ELIGIBLE_NODE}"
+        );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(region_id.to_string())
             .fetch_all(&mut *tx)

@@ -559,6 +559,17 @@ impl Store {
         started: i64,
         settled: i64,
     ) -> StoreResult<Vec<Uuid>> {
+        // Usually no node is silent: find out with a read before taking the writer.
+        let silent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM nodes WHERE removed_at IS NULL AND state IN ('online', 'degraded') \
+             AND (last_heartbeat IS NULL OR last_heartbeat < $1)",
+        )
+        .bind(now.saturating_sub(grace_ms))
+        .fetch_one(self.pool())
+        .await?;
+        if silent == 0 {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write().await?;
         let rows = sqlx::query(
             "UPDATE nodes SET state = 'offline', offline_since = $1, state_changed_at = $1 \
