@@ -18,6 +18,7 @@ if [ "$what" = all ] || [ "$what" = control-plane ]; then
   eval "$(scripts/pg-test-cluster.sh start "$pg_dir/data" "$pg_port")"
   export CLAWN_TEST_PG_URL
   cargo bench -p clawn-testkit --bench control_plane
+  cargo bench -p clawn-testkit --bench routing
 fi
 
 if [ "$what" = all ] || [ "$what" = node ]; then
