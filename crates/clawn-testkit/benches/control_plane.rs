@@ -10,7 +10,7 @@
 //! Runs on SQLite, and on PostgreSQL when `CLAWN_TEST_PG_URL` is set (scripts/bench.sh
 //! starts one). Sizes: `CLAWN_BENCH_CREATES`, `CLAWN_BENCH_REVOKES`.
 
-use clawn_testkit::bench::{env_usize, pct};
+use clawn_testkit::bench::{env_usize, summary};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -19,18 +19,6 @@ use clawn_testkit::node::Applied;
 use clawn_testkit::{Client, Db, TestServer};
 use serde_json::json;
 use tokio::sync::mpsc;
-
-fn summary(name: &str, mut v: Vec<Duration>) -> String {
-    v.sort();
-    format!(
-        "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        v.len(),
-        pct(&v, 0.50),
-        pct(&v, 0.90),
-        pct(&v, 0.99),
-        pct(&v, 1.0)
-    )
-}
 
 /// Node events: each key seen added or removed, with the time it arrived.
 type Events = mpsc::UnboundedReceiver<(WgPublicKey, bool, Instant)>;

@@ -12,23 +12,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use clawn_proto::WgPublicKey;
-use clawn_testkit::bench::{env_usize, pct};
+use clawn_testkit::bench::{env_usize, summary};
 use clawn_testkit::node::{Applied, ProtoNode};
 use clawn_testkit::{Client, Db, TestServer};
 use serde_json::json;
 use tokio::sync::mpsc;
-
-fn summary(name: &str, mut v: Vec<Duration>) -> String {
-    v.sort();
-    format!(
-        "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        v.len(),
-        pct(&v, 0.50),
-        pct(&v, 0.90),
-        pct(&v, 0.99),
-        pct(&v, 1.0)
-    )
-}
 
 /// Applies and acks everything a node gets; reports each added key with its arrival time.
 fn drive(mut node: ProtoNode, tx: mpsc::UnboundedSender<(WgPublicKey, Instant)>) {

@@ -103,6 +103,37 @@ pub fn poll_until(what: &str, within: Duration, every: Duration, mut cond: impl 
     }
 }
 
+/// A bounded wait for a condition the test re-checks by acting (sending telemetry, then
+/// reading the API; scraping metrics): the async twin of [`poll_until`] for loops whose
+/// body needs `&mut` state. Each [`Retry::again`] panics with `last` once `within` has
+/// passed, otherwise pauses `every` (the only pause) before the next attempt.
+pub struct Retry {
+    what: String,
+    deadline: tokio::time::Instant,
+    every: Duration,
+}
+
+impl Retry {
+    /// Starts the clock.
+    pub fn new(what: impl Into<String>, within: Duration, every: Duration) -> Self {
+        Self {
+            what: what.into(),
+            deadline: tokio::time::Instant::now() + within,
+            every,
+        }
+    }
+
+    /// The attempt failed with `last`: give up if time is out, else wait for the next.
+    pub async fn again(&self, last: impl std::fmt::Display) {
+        assert!(
+            tokio::time::Instant::now() < self.deadline,
+            "timed out: {}; last: {last}",
+            self.what
+        );
+        tokio::time::sleep(self.every).await;
+    }
+}
+
 /// A running server.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
@@ -344,17 +375,17 @@ impl Client {
         within: Duration,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
+        let retry = Retry::new(
+            format!("GET {path}: condition not met within {within:?}"),
+            within,
+            Duration::from_millis(20),
+        );
         loop {
             let (_, body) = self.get(path).await;
             if done(&body) {
                 return body;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "GET {path}: condition not met within {within:?}; last answer: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            retry.again(&body).await;
         }
     }
 

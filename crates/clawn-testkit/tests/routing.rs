@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clawn_proto::node::{HostMetrics, PeerClass, PeerStats, Telemetry};
 use clawn_testkit::node::{Applied, ProtoNode};
-use clawn_testkit::{Client, Db, TestServer, both_dbs};
+use clawn_testkit::{Client, Db, Retry, TestServer, both_dbs};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -79,17 +79,26 @@ async fn node_view(admin: &Client, id: uuid::Uuid) -> Value {
 }
 
 async fn wait_node(admin: &Client, id: uuid::Uuid, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    admin
+        .get_until(&format!("/api/v1/admin/nodes/{id}"), WAIT, done)
+        .await
+}
+
+/// Reports telemetry (so the server evaluates health) until the node view satisfies `done`.
+async fn report_until(
+    node: &mut ProtoNode,
+    admin: &Client,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let retry = Retry::new(what, WAIT, Duration::from_millis(100));
     loop {
-        let v = node_view(admin, id).await;
+        report(node, 1.0, 0, vec![]).await;
+        let v = node_view(admin, node.node_id).await;
         if done(&v) {
             return v;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node condition not met; last: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        retry.again(&v).await;
     }
 }
 
@@ -210,30 +219,18 @@ async fn probe_loss_degrades_a_node(db: Db) {
     let admin = srv.admin().await;
     let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
     // Answering probes: a measured round trip, no loss.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let v = loop {
-        report(&mut node, 1.0, 0, vec![]).await;
-        let v = node_view(&admin, node.node_id).await;
-        if v["health"]["loss_ratio"].as_f64() == Some(0.0) && v["health"]["rtt_ms"].is_number() {
-            break v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let v = report_until(&mut node, &admin, "rtt measured, no loss", |v| {
+        v["health"]["loss_ratio"].as_f64() == Some(0.0) && v["health"]["rtt_ms"].is_number()
+    })
+    .await;
     assert_eq!(v["state"], "online");
     assert!(v["health"]["baseline_rtt_ms"].is_number(), "{v}");
     // The node stops answering (a stalled path): probes are lost, the node is degraded.
     node.pause_reading(true);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let v = loop {
-        report(&mut node, 1.0, 0, vec![]).await;
-        let v = node_view(&admin, node.node_id).await;
-        if v["state"] == "degraded" {
-            break v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let v = report_until(&mut node, &admin, "degraded by loss", |v| {
+        v["state"] == "degraded"
+    })
+    .await;
     assert!(
         v["health"]["alerts"]
             .as_array()
@@ -242,16 +239,7 @@ async fn probe_loss_degrades_a_node(db: Db) {
     );
     assert!(v["health"]["loss_ratio"].as_f64().unwrap_or(0.0) > 0.02);
     node.pause_reading(false);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        report(&mut node, 1.0, 0, vec![]).await;
-        let v = node_view(&admin, node.node_id).await;
-        if v["state"] == "online" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    report_until(&mut node, &admin, "recovered", |v| v["state"] == "online").await;
 }
 
 async fn a_silent_node_goes_offline_after_the_grace(db: Db) {

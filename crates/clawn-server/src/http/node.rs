@@ -505,12 +505,12 @@ async fn stream_loop(
                         probes.excuse(busy, std::time::Instant::now());
                         last_heartbeat_write = tokio::time::Instant::now();
                         crate::monitor::telemetry_signals(app, &signals).await;
-                        let Some(view) = app.store.node_view(id, |_| true).await? else { return Ok(()) };
+                        let Some((live_peers, capacity)) = app.store.node_load(id).await? else { return Ok(()) };
                         let health = crate::health::evaluate(&hc, &mut memory, crate::health::Inputs {
                             now_ms: now,
                             cpu_percent: t.host.cpu_percent,
-                            live_peers: view.live_peers,
-                            capacity: view.capacity,
+                            live_peers,
+                            capacity,
                             probes: probes.stats(std::time::Instant::now()),
                         });
                         if let Some(state) = app.store.record_health(id, &health, now).await? {

@@ -706,6 +706,23 @@ impl Store {
         .transpose()
     }
 
+    /// A live node's (live peers, capacity), for the health verdict on each report.
+    pub async fn node_load(&self, node_id: Uuid) -> StoreResult<Option<(u32, u32)>> {
+        let row = sqlx::query(
+            "SELECT live_peers, capacity FROM nodes WHERE id = $1 AND removed_at IS NULL",
+        )
+        .bind(node_id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok((
+                count(r.try_get("live_peers")?),
+                count(r.try_get("capacity")?),
+            ))
+        })
+        .transpose()
+    }
+
     /// Records that the node is alive.
     pub async fn node_heartbeat(&self, node_id: Uuid, now: i64) -> StoreResult<()> {
         let mut tx = self.write().await?;
