@@ -14,16 +14,13 @@ use clawn_node::wireguard::BackendKind;
 use clawn_node::{Agent, AgentConfig};
 use clawn_proto::time::now_millis;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::store::audit::{self, AuditActor};
-use crate::store::regions::{self, RegionRecord};
+use crate::service;
+use crate::store::audit::AuditActor;
+use crate::store::regions::RegionRecord;
 
-/// The region the in-process node joins.
-pub const DEFAULT_REGION: &str = "default";
-/// Its pool when the server has to create it.
-pub const DEFAULT_POOL: &str = "10.100.0.0/16";
+pub use crate::service::regions::{DEFAULT_POOL, DEFAULT_REGION};
 
 /// Enrolls (first start) and runs the in-process node until the server shuts down.
 pub async fn run(app: AppState, bound: SocketAddr) {
@@ -71,48 +68,17 @@ async fn prepare(app: &AppState, bound: SocketAddr) -> anyhow::Result<Agent> {
 }
 
 async fn ensure_region(app: &AppState) -> anyhow::Result<RegionRecord> {
-    if let Some(r) = app.store.region_by_code(DEFAULT_REGION).await? {
-        return Ok(r);
-    }
-    if !app.store.list_regions().await?.is_empty() {
-        // Never guess a pool next to an operator's regions: it could overlap one.
-        anyhow::bail!(
-            "regions exist but none is called `{DEFAULT_REGION}`: create it \
-             (clawn admin region create {DEFAULT_REGION} --cidr ...) for the all-in-one node"
-        );
-    }
-    let now = now_millis();
-    let rec = RegionRecord {
-        id: Uuid::now_v7(),
-        code: DEFAULT_REGION.into(),
-        name: "Default".into(),
-        cidr: DEFAULT_POOL.into(),
-        node_prefix: 20,
-        dns: vec![],
-        created_at: now,
-    };
-    let mut w = app.store.write().await?;
-    regions::insert(&mut w.tx, &rec, now).await?;
-    audit::record(
-        &mut w.tx,
-        &AuditActor::system(),
-        "region.create",
-        "region",
-        Some(rec.code.clone()),
-        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "reason": "all-in-one"}),
-    )
-    .await?;
-    w.commit().await?;
-    tracing::info!(
-        region = DEFAULT_REGION,
-        pool = DEFAULT_POOL,
-        "created the default region for the all-in-one node"
-    );
-    Ok(rec)
+    service::regions::ensure_default(app).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{}{}",
+            e.message,
+            e.hint.map(|h| format!(" ({h})")).unwrap_or_default()
+        )
+    })
 }
 
 async fn mint_token(app: &AppState, region: &RegionRecord) -> anyhow::Result<String> {
-    let (_, token) = crate::http::admin::mint_join_token(
+    let (_, token) = service::nodes::mint_join_token(
         app,
         region,
         100_000,
@@ -121,6 +87,7 @@ async fn mint_token(app: &AppState, region: &RegionRecord) -> anyhow::Result<Str
         now_millis() + 300_000,
         json!({"reason": "all-in-one"}),
     )
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     Ok(token)
 }

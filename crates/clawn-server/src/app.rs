@@ -19,7 +19,10 @@ pub struct App {
     /// The database.
     pub store: Store,
     /// Node streams.
-    pub hub: NodeHub,
+    pub hub: Arc<NodeHub>,
+    /// Where committed changes are published (the hub, in production): only
+    /// [`crate::service::publish`] uses it.
+    pub publisher: Arc<dyn crate::service::Publisher>,
     /// Snapshot-signing key.
     pub signer: SigningKey,
     /// Login rate limits.

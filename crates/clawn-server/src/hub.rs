@@ -1,7 +1,7 @@
 //! The node hub: which nodes have a stream open on this control plane, the desired
 //! version each should be at, and the version each acknowledged.
 //!
-//! Writers call [`NodeHub::notify`] after committing a change; the node's stream task
+//! [`crate::service::publish`] calls [`NodeHub::notify`] after a change committed; the node's stream task
 //! wakes on its watch channel, reads the delta from the store and pushes it. Revoke and
 //! rotate wait on [`NodeHub::wait_ack`] with a bound. Push, never poll.
 
@@ -117,17 +117,12 @@ impl NodeHub {
             .is_some_and(|s| s.connections.lock().map(|n| *n > 0).unwrap_or(false))
     }
 
-    /// A committed change moved `node` to `version`: wake its stream.
-    pub fn notify(&self, node: Uuid, version: u64) {
+    /// A committed change moved `node` to `version`: wake its stream. Called only by the
+    /// hub's [`crate::service::Publisher`] implementation.
+    pub(crate) fn notify(&self, node: Uuid, version: u64) {
         self.slot(node)
             .desired
             .send_modify(|v| *v = (*v).max(version));
-    }
-
-    /// Wakes `node`'s stream so it re-reads its stored state (after a removal, or when a
-    /// wake-up may have been missed).
-    pub fn wake(&self, node: Uuid) {
-        self.slot(node).desired.send_modify(|_| {});
     }
 
     /// The node acknowledged `version`.
@@ -199,7 +194,7 @@ mod tests {
         for step in 0..3 {
             match step {
                 0 => hub.notify(node, 5),
-                1 => hub.wake(node),
+                1 => hub.notify(node, 5), // the same version again still wakes
                 _ => hub.notify(node, 3), // an older version still wakes; the stream re-reads the store
             }
             tokio::time::timeout(Duration::from_secs(1), conn.desired.changed())

@@ -17,24 +17,21 @@ pub mod ippool;
 pub mod monitor;
 pub mod placement;
 pub mod policy;
+pub mod service;
 pub mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use clawn_proto::api::Role;
-use clawn_proto::time::now_millis;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::{App, AppState};
-use crate::auth::{LoginLimiter, TokenKind, new_token, token_hash};
+use crate::auth::LoginLimiter;
 use crate::config::Config;
 use crate::store::Store;
-use crate::store::audit::{self, AuditActor};
 
 /// Server start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +81,16 @@ pub async fn build_app(
     config: Config,
     shutdown: watch::Receiver<bool>,
 ) -> Result<AppState, ServeError> {
+    build_app_with(config, shutdown, service::hub_publisher).await
+}
+
+/// [`build_app`] with the publisher made from the node hub by `publisher` (tests wrap
+/// the hub to record every publication).
+pub async fn build_app_with(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+    publisher: impl FnOnce(Arc<hub::NodeHub>) -> Arc<dyn service::Publisher>,
+) -> Result<AppState, ServeError> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir {
         path: dir.display().to_string(),
@@ -110,11 +117,13 @@ pub async fn build_app(
         .await
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?
         .map_err(ServeError::Bootstrap)?;
+    let hub = Arc::new(hub::NodeHub::default());
     let app = Arc::new(App {
         limiter: LoginLimiter::new(config.login_limit_per_account, config.login_limit_per_addr),
         config,
         store,
-        hub: hub::NodeHub::default(),
+        publisher: publisher(hub.clone()),
+        hub,
         signer,
         dummy_hash,
         metrics: metrics_handle(),
@@ -152,41 +161,19 @@ async fn bootstrap(app: &AppState) -> Result<(), ServeError> {
         .ok()
         .filter(|p| !p.is_empty());
     if let (Some(email), Some(password)) = (email, password) {
-        let email = http::account::normalize_email(&email)
+        let email = service::accounts::normalize_email(&email)
             .map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_EMAIL: {}", e.message)))?;
-        http::account::check_password(&password)
+        service::accounts::check_password(&password)
             .map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_PASSWORD: {}", e.message)))?;
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        let email = service::accounts::bootstrap_admin(app, &email, password)
             .await
-            .map_err(|e| ServeError::Bootstrap(e.to_string()))?
-            .map_err(ServeError::Bootstrap)?;
-        let mut w = app.store.write().await?;
-        let user = store::users::insert(
-            &mut w.tx,
-            &email,
-            &hash,
-            Role::Admin,
-            app.config.default_device_slots.max(1),
-            now_millis(),
-        )
-        .await?;
-        audit::record(
-            &mut w.tx,
-            &AuditActor::system(),
-            "user.bootstrap",
-            "user",
-            Some(user.id.to_string()),
-            json!({"email": email, "via": "environment"}),
-        )
-        .await?;
-        w.commit().await?;
+            .map_err(|e| ServeError::Bootstrap(e.message))?;
         tracing::info!(email = %email, "created the bootstrap admin from CLAWN_ADMIN_EMAIL");
         return Ok(());
     }
-    let token = new_token(TokenKind::Setup);
-    app.store
-        .set_setting(http::account::SETUP_TOKEN_KEY, &token_hash(&token))
-        .await?;
+    let token = service::accounts::new_setup_token(app)
+        .await
+        .map_err(|e| ServeError::Bootstrap(e.message))?;
     // Printed to the terminal only, never through the log pipeline.
     eprintln!(
         "\n  Clawn has no accounts yet. Create the first admin within this run with:\n\n    \

@@ -21,11 +21,8 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::config::{AbuseConfig, HealthConfig};
-use crate::policy::Scope;
-use crate::store::audit::AuditActor;
-use crate::store::devices::NodeChange;
 use crate::store::nodes::PeerSignal;
-use crate::store::routing::{MoveOutcome, move_device};
+use crate::store::routing::MoveOutcome;
 
 /// Shared monitor state.
 #[derive(Debug, Default)]
@@ -160,13 +157,6 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Pushes committed node changes.
-pub fn push(app: &AppState, changes: &[NodeChange]) {
-    for c in changes {
-        app.hub.notify(c.node_id, c.version);
-    }
-}
-
 /// Handles the abuse signals of one telemetry report.
 pub async fn telemetry_signals(app: &AppState, signals: &[PeerSignal]) {
     let cfg = &app.config.abuse;
@@ -190,20 +180,8 @@ pub async fn telemetry_signals(app: &AppState, signals: &[PeerSignal]) {
             reasons.push(r);
         }
         if let Some(reason) = reasons.first() {
-            quarantine(app, s.device_id, reason).await;
+            crate::service::routing::quarantine(app, s.device_id, reason).await;
         }
-    }
-}
-
-/// Quarantines a device (its owner's priority class is dropped on the next tick).
-pub async fn quarantine(app: &AppState, device: Uuid, reason: &str) {
-    match app.store.quarantine(device, reason).await {
-        Ok(true) => {
-            metrics::counter!("clawn_quarantines_total").increment(1);
-            tracing::warn!(device = %device, reason, "device quarantined");
-        }
-        Ok(false) => {}
-        Err(e) => tracing::warn!(device = %device, error = %e, "quarantine failed"),
     }
 }
 
@@ -286,19 +264,8 @@ pub async fn step(app: &AppState, now: i64, started: i64) -> anyhow::Result<()> 
                 break;
             }
             budget -= 1;
-            let out = move_device(
-                &app.store,
-                &Scope::system(),
-                device,
-                Some(ev.node_id),
-                None,
-                ev.reason,
-                &AuditActor::system(),
-            )
-            .await;
-            match out {
-                Ok(MoveOutcome::Moved { changes, to_node }) => {
-                    push(app, &changes);
+            match crate::service::routing::evacuate_device(app, ev, device).await {
+                Ok(MoveOutcome::Moved { to_node, .. }) => {
                     metrics::counter!("clawn_failovers_total", "reason" => ev.reason.as_str())
                         .increment(1);
                     tracing::info!(device = %device, from = %ev.node_id, to = %to_node, reason = ev.reason.as_str(), "device moved");
@@ -322,19 +289,15 @@ pub async fn step(app: &AppState, now: i64, started: i64) -> anyhow::Result<()> 
         }
     }
     app.store.clear_recovered_waiting().await?;
-    let changes = app.store.sync_peer_classes(now).await?;
-    push(app, &changes);
+    crate::service::routing::sync_peer_classes(app, now).await?;
     Ok(())
 }
 
 async fn idle_sweep(app: &AppState, now: i64) -> anyhow::Result<()> {
-    let hy = &app.config.hygiene;
-    let idle_ms = (hy.idle_peer_days * 86_400_000.0) as i64;
-    let (flagged, changes) = app.store.idle_sweep(now, idle_ms, hy.idle_action).await?;
+    let (flagged, removed) = crate::service::routing::idle_sweep(app, now).await?;
     if flagged > 0 {
-        tracing::info!(flagged, removed = changes.len(), "idle peers");
+        tracing::info!(flagged, removed, "idle peers");
     }
-    push(app, &changes);
     Ok(())
 }
 

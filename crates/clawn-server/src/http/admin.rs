@@ -1,89 +1,24 @@
-//! Admin routes. Every handler takes [`AdminActor`]; every change writes an audit event
-//! in the same transaction.
+//! Admin routes. Every handler takes [`AdminActor`] and calls one service function; every
+//! change writes an audit event in the same transaction.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use clawn_proto::api::{
     AdminRegionView, ApiError, AuditEventView, CreateNodeTokenRequest, CreateRegionRequest,
-    CreateUserRequest, DeviceState, DeviceView, NodeState, NodeTokenResponse, NodeView, Page,
-    ResetPasswordRequest, RevokeResponse, Role, UpdateNodeRequest, UpdateRegionRequest,
+    CreateUserRequest, DeviceState, DeviceView, NodeTokenResponse, NodeView, Page,
+    ResetPasswordRequest, RevokeResponse, UpdateNodeRequest, UpdateRegionRequest,
     UpdateUserRequest, UserView,
 };
-use clawn_proto::time::now_millis;
-use ipnet::Ipv4Net;
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
-use super::account::{check_password, hash_password, normalize_email};
-use super::devices::revoke_in_scope;
 use super::error::{ApiErr, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::app::AppState;
-use crate::auth::{TokenKind, new_token, token_hash};
 use crate::policy::AdminActor;
+use crate::service;
 use crate::store::audit::{self, AuditFilter};
-use crate::store::devices::{self, DeviceFilter};
-use crate::store::regions::{self, RegionRecord};
-use crate::store::{nodes, users};
-
-fn check_region_code(code: &str) -> ApiResult<()> {
-    let ok = (2..=32).contains(&code.len())
-        && code
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiErr::bad_request(
-            "invalid_region_code",
-            "region codes are 2-32 of a-z, 0-9 and -",
-        ))
-    }
-}
-
-fn check_pool(cidr: &str, node_prefix: u8) -> ApiResult<Ipv4Net> {
-    let net: Ipv4Net = cidr.parse().map_err(|_| {
-        ApiErr::bad_request(
-            "invalid_cidr",
-            format!("`{cidr}` is not an IPv4 CIDR like 10.100.0.0/16"),
-        )
-    })?;
-    if net.trunc() != net {
-        return Err(ApiErr::bad_request(
-            "invalid_cidr",
-            format!("`{cidr}` has host bits set; did you mean {}?", net.trunc()),
-        ));
-    }
-    if node_prefix < net.prefix_len() || !(8..=30).contains(&node_prefix) {
-        return Err(ApiErr::bad_request(
-            "invalid_node_prefix",
-            format!(
-                "node_prefix must be between the pool's prefix /{} and /30",
-                net.prefix_len()
-            ),
-        ));
-    }
-    Ok(net)
-}
-
-fn check_dns(dns: &[String]) -> ApiResult<()> {
-    if dns.len() > 4 || dns.iter().any(|d| d.parse::<std::net::IpAddr>().is_err()) {
-        return Err(ApiErr::bad_request(
-            "invalid_dns",
-            "dns must be up to 4 IP addresses",
-        ));
-    }
-    Ok(())
-}
-
-async fn region_view(app: &AppState, code: &str) -> ApiResult<AdminRegionView> {
-    let all = app.store.list_regions().await?;
-    all.iter()
-        .find(|(r, _)| r.code == code)
-        .map(|(r, c)| regions::admin_view(r, c))
-        .ok_or_else(|| ApiErr::not_found("region"))
-}
+use crate::store::devices::DeviceFilter;
 
 /// All regions.
 #[utoipa::path(get, path = "/api/v1/admin/regions", tag = "admin", responses((status = 200, body = Vec<AdminRegionView>)))]
@@ -91,14 +26,7 @@ pub async fn list_regions(
     State(app): State<AppState>,
     _admin: AdminActor,
 ) -> ApiResult<Json<Vec<AdminRegionView>>> {
-    Ok(Json(
-        app.store
-            .list_regions()
-            .await?
-            .iter()
-            .map(|(r, c)| regions::admin_view(r, c))
-            .collect(),
-    ))
+    Ok(Json(service::regions::admin_regions(&app).await?))
 }
 
 /// Create a region.
@@ -109,51 +37,8 @@ pub async fn create_region(
     admin: AdminActor,
     ApiJson(req): ApiJson<CreateRegionRequest>,
 ) -> ApiResult<(StatusCode, Json<AdminRegionView>)> {
-    check_region_code(&req.code)?;
-    let node_prefix = req.node_prefix.unwrap_or(20);
-    let net = check_pool(&req.cidr, node_prefix)?;
-    check_dns(&req.dns)?;
-    let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > 64 {
-        return Err(ApiErr::bad_request(
-            "invalid_name",
-            "region names are 1 to 64 characters",
-        ));
-    }
-    let now = now_millis();
-    let rec = RegionRecord {
-        id: Uuid::now_v7(),
-        code: req.code.clone(),
-        name: name.to_string(),
-        cidr: net.to_string(),
-        node_prefix,
-        dns: req.dns.clone(),
-        created_at: now,
-    };
-    let mut w = app.store.write().await?;
-    match regions::insert(&mut w.tx, &rec, now).await {
-        Err(e) if e.is_unique_violation() => {
-            return Err(ApiErr::conflict(
-                "region_exists",
-                "a region with this code exists",
-            ));
-        }
-        r => r?,
-    }
-    audit::record(
-        &mut w.tx,
-        &admin.audit(),
-        "region.create",
-        "region",
-        Some(rec.code.clone()),
-        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": node_prefix, "dns": rec.dns}),
-    )
-    .await?;
-    w.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(region_view(&app, &rec.code).await?),
-    ))
+    let region = service::regions::create(&app, &req, &admin.audit()).await?;
+    Ok((StatusCode::CREATED, Json(region)))
 }
 
 /// Update a region.
@@ -166,52 +51,8 @@ pub async fn update_region(
     ApiPath(code): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateRegionRequest>,
 ) -> ApiResult<Json<AdminRegionView>> {
-    let mut rec = app
-        .store
-        .region_by_code(&code)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("region"))?;
-    if let Some(name) = &req.name {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(ApiErr::bad_request(
-                "invalid_name",
-                "region names are 1 to 64 characters",
-            ));
-        }
-        rec.name = name.to_string();
-    }
-    if let Some(dns) = &req.dns {
-        check_dns(dns)?;
-        rec.dns = dns.clone();
-    }
-    let pool_change = req.cidr.is_some() || req.node_prefix.is_some();
-    if pool_change {
-        let cidr = req.cidr.clone().unwrap_or_else(|| rec.cidr.clone());
-        let prefix = req.node_prefix.unwrap_or(rec.node_prefix);
-        rec.cidr = check_pool(&cidr, prefix)?.to_string();
-        rec.node_prefix = prefix;
-    }
-    let mut w = app.store.write().await?;
-    if pool_change && regions::node_count(&mut w.tx, rec.id).await? > 0 {
-        return Err(ApiErr::conflict(
-            "region_has_nodes",
-            "the pool of a region with nodes cannot change",
-        )
-        .hint("remove the region's nodes first"));
-    }
-    regions::update(&mut w.tx, &rec, now_millis()).await?;
-    audit::record(
-        &mut w.tx,
-        &admin.audit(),
-        "region.update",
-        "region",
-        Some(rec.code.clone()),
-        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "dns": rec.dns}),
-    )
-    .await?;
-    w.commit().await?;
-    Ok(Json(region_view(&app, &rec.code).await?))
+    let region = service::regions::update(&app, &code, &req, &admin.audit()).await?;
+    Ok(Json(region))
 }
 
 /// Create a one-time node join token for a region (the secret is shown once).
@@ -222,50 +63,9 @@ pub async fn create_node_token(
     admin: AdminActor,
     ApiJson(req): ApiJson<CreateNodeTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<NodeTokenResponse>)> {
-    let region = app
-        .store
-        .region_by_code(&req.region)
-        .await?
-        .ok_or_else(|| ApiErr::not_found("region"))?;
-    let secs = req.expires_in_secs.unwrap_or(3600);
-    if !(60..=604_800).contains(&secs) {
-        return Err(ApiErr::bad_request(
-            "invalid_expiry",
-            "expires_in_secs must be 60 to 604800",
-        ));
-    }
-    let capacity = req.capacity.unwrap_or(1000);
-    if !(1..=1_000_000).contains(&capacity) {
-        return Err(ApiErr::bad_request(
-            "invalid_capacity",
-            "capacity must be 1 to 1000000",
-        ));
-    }
-    let expires_at = now_millis() + i64::try_from(secs).unwrap_or(3600) * 1000;
-    let (id, token) = mint_join_token(
-        &app,
-        &region,
-        capacity,
-        Some(admin.actor().user.id),
-        &admin.audit(),
-        expires_at,
-        json!({}),
-    )
-    .await?;
-    let join_command = format!(
-        "clawn-node join --server {} --token {token}",
-        app.config.public_url
-    );
-    Ok((
-        StatusCode::CREATED,
-        Json(NodeTokenResponse {
-            id,
-            token,
-            region: region.code,
-            expires_at,
-            join_command,
-        }),
-    ))
+    let token =
+        service::nodes::create_token(&app, &req, admin.actor().user.id, &admin.audit()).await?;
+    Ok((StatusCode::CREATED, Json(token)))
 }
 
 /// All nodes with state, heartbeat and metrics.
@@ -287,11 +87,7 @@ pub async fn get_node(
     _admin: AdminActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<NodeView>> {
-    app.store
-        .node_view(id, |n| app.hub.is_connected(n))
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiErr::not_found("node"))
+    Ok(Json(service::nodes::view(&app, id).await?))
 }
 
 /// Set a node's state, capacity, name or link capacity.
@@ -303,58 +99,9 @@ pub async fn update_node(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateNodeRequest>,
 ) -> ApiResult<Json<NodeView>> {
-    if let Some(s) = req.state
-        && !matches!(
-            s,
-            NodeState::Online
-                | NodeState::Maintenance
-                | NodeState::Draining
-                | NodeState::Experimental
-        )
-    {
-        return Err(ApiErr::bad_request(
-            "invalid_state",
-            "admins can set online, maintenance, draining or experimental",
-        ));
-    }
-    if req.capacity.is_some_and(|c| c > 1_000_000) {
-        return Err(ApiErr::bad_request(
-            "invalid_capacity",
-            "capacity must be 0 to 1000000",
-        ));
-    }
-    let name = req.name.as_deref().map(str::trim);
-    if name.is_some_and(|n| n.is_empty() || n.chars().count() > 64) {
-        return Err(ApiErr::bad_request(
-            "invalid_name",
-            "node names are 1 to 64 characters",
-        ));
-    }
-    if req.link_mbps.is_some_and(|l| l == 0 || l > 10_000_000) {
-        return Err(ApiErr::bad_request(
-            "invalid_link_mbps",
-            "link_mbps must be 1 to 10000000 (Mbit/s)",
-        ));
-    }
-    let mut w = app.store.write().await?;
-    if !nodes::update_node(&mut w.tx, id, req.state, req.capacity, name, req.link_mbps).await? {
-        return Err(ApiErr::not_found("node"));
-    }
-    audit::record(
-        &mut w.tx,
-        &admin.audit(),
-        "node.update",
-        "node",
-        Some(id.to_string()),
-        json!({"state": req.state, "capacity": req.capacity, "name": name, "link_mbps": req.link_mbps}),
-    )
-    .await?;
-    w.commit().await?;
-    app.store
-        .node_view(id, |n| app.hub.is_connected(n))
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiErr::not_found("node"))
+    Ok(Json(
+        service::nodes::update(&app, id, &req, &admin.audit()).await?,
+    ))
 }
 
 /// `?force=true` on node removal.
@@ -374,53 +121,7 @@ pub async fn remove_node(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(q): ApiQuery<RemoveNodeQuery>,
 ) -> ApiResult<StatusCode> {
-    let now = now_millis();
-    let mut w = app.store.write().await?;
-    // Lock the node row first (PostgreSQL) so no create can add a peer between the check
-    // and the removal.
-    let live: Option<i64> = sqlx::query_scalar(
-        "UPDATE nodes SET live_peers = live_peers WHERE id = $1 AND removed_at IS NULL RETURNING live_peers",
-    )
-            .bind(id.to_string())
-            .fetch_optional(&mut *w.tx)
-            .await
-            .map_err(crate::store::StoreError::from)?;
-    let Some(live) = live else {
-        return Err(ApiErr::not_found("node"));
-    };
-    if live > 0 && !q.force {
-        return Err(ApiErr::conflict(
-            "node_has_peers",
-            format!("the node still serves {live} devices"),
-        )
-        .hint("set it to draining and wait, or remove with ?force=true"));
-    }
-    let sql = "UPDATE peers SET retired_at = $2, retire_reason = 'node_removed', \
-               retired_version = (SELECT version + 1 FROM nodes WHERE id = $1) WHERE node_id = $1 AND retired_at IS NULL";
-    sqlx::query(sql)
-        .bind(id.to_string())
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    sqlx::query("UPDATE nodes SET removed_at = $2, live_peers = 0, version = version + 1, state = 'offline' WHERE id = $1")
-        .bind(id.to_string())
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    audit::record(
-        &mut w.tx,
-        &admin.audit(),
-        "node.remove",
-        "node",
-        Some(id.to_string()),
-        json!({"retired_peers": live, "force": q.force}),
-    )
-    .await?;
-    w.commit().await?;
-    // Wake the stream so it notices the credential is gone.
-    app.hub.wake(id);
+    service::nodes::remove(&app, id, q.force, &admin.audit()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -441,37 +142,7 @@ pub async fn create_user(
     admin: AdminActor,
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
-    let email = normalize_email(&req.email)?;
-    check_password(&req.password)?;
-    let slots = req.device_slots.unwrap_or(app.config.default_device_slots);
-    if slots > 1000 {
-        return Err(ApiErr::bad_request(
-            "invalid_slots",
-            "device_slots must be 0 to 1000",
-        ));
-    }
-    let role = req.role.unwrap_or(Role::User);
-    let hash = hash_password(req.password).await?;
-    let mut w = app.store.write().await?;
-    let user = match users::insert(&mut w.tx, &email, &hash, role, slots, now_millis()).await {
-        Err(e) if e.is_unique_violation() => {
-            return Err(ApiErr::conflict(
-                "email_taken",
-                "a user with this email exists",
-            ));
-        }
-        r => r?,
-    };
-    audit::record(
-        &mut w.tx,
-        &admin.audit(),
-        "user.create",
-        "user",
-        Some(user.id.to_string()),
-        json!({"email": email, "role": role.as_str(), "device_slots": slots}),
-    )
-    .await?;
-    w.commit().await?;
+    let user = service::users::create(&app, req, &admin.audit()).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -484,61 +155,8 @@ pub async fn update_user(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> ApiResult<Json<UserView>> {
-    if req.device_slots.is_some_and(|s| s > 1000) {
-        return Err(ApiErr::bad_request(
-            "invalid_slots",
-            "device_slots must be 0 to 1000",
-        ));
-    }
-    if id == admin.actor().user.id && (req.disabled == Some(true) || req.role == Some(Role::User)) {
-        return Err(
-            ApiErr::conflict("self_lockout", "you cannot disable or demote yourself")
-                .hint("ask another admin"),
-        );
-    }
-    let now = now_millis();
-    let mut w = app.store.write().await?;
-    // Did this request flip the disabled flag? (The conditional update also row-locks.)
-    let flipped = match req.disabled {
-        Some(d) => {
-            sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1 AND disabled <> $2")
-                .bind(id.to_string())
-                .bind(i64::from(d))
-                .execute(&mut *w.tx)
-                .await
-                .map_err(crate::store::StoreError::from)?
-                .rows_affected()
-                == 1
-        }
-        None => false,
-    };
-    if !users::update(&mut w.tx, id, req.disabled, req.device_slots, req.role, now).await? {
-        return Err(ApiErr::not_found("user"));
-    }
-    let mut ended = 0;
-    let mut changes = Vec::new();
-    let mut without_room = 0;
-    if flipped && req.disabled == Some(true) {
-        // Disabling cuts everything: sessions, API tokens, and the tunnels at the nodes.
-        ended = users::end_all_sessions(&mut w.tx, id).await?;
-        users::revoke_all_api_tokens(&mut w.tx, id, now).await?;
-        changes = devices::suspend_user(&mut w.tx, id, now).await?;
-    } else if flipped && req.disabled == Some(false) {
-        (changes, without_room) =
-            devices::restore_user(&mut w.tx, app.store.tuning(), id, now).await?;
-    }
-    audit::record(&mut w.tx, &admin.audit(), "user.update", "user", Some(id.to_string()),
-        json!({"disabled": req.disabled, "device_slots": req.device_slots, "role": req.role,
-               "sessions_ended": ended, "peers_changed": changes.len(), "devices_without_room": without_room})).await?;
-    w.commit().await?;
-    for c in changes {
-        app.hub.notify(c.node_id, c.version);
-    }
-    app.store
-        .user_by_id(id)
-        .await?
-        .map(|u| Json(u.view))
-        .ok_or_else(|| ApiErr::not_found("user"))
+    let user = service::users::update(&app, id, req, admin.actor().user.id, &admin.audit()).await?;
+    Ok(Json(user))
 }
 
 /// Set a new password for a user; ends their sessions.
@@ -550,25 +168,7 @@ pub async fn reset_password(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<ResetPasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    check_password(&req.password)?;
-    let hash = hash_password(req.password).await?;
-    let mut w = app.store.write().await?;
-    if !users::set_password(&mut w.tx, id, &hash, now_millis()).await? {
-        return Err(ApiErr::not_found("user"));
-    }
-    let ended = users::end_all_sessions(&mut w.tx, id).await?;
-    // A reset is what an admin does after a takeover: the attacker's API tokens go too.
-    users::revoke_all_api_tokens(&mut w.tx, id, now_millis()).await?;
-    audit::record(
-        &mut w.tx,
-        &admin.audit(),
-        "user.reset_password",
-        "user",
-        Some(id.to_string()),
-        json!({"sessions_ended": ended}),
-    )
-    .await?;
-    w.commit().await?;
+    service::users::reset_password(&app, id, req.password, &admin.audit()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -613,9 +213,8 @@ pub async fn revoke_device(
     admin: AdminActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<RevokeResponse>> {
-    revoke_in_scope(&app, &admin.all(), id, &admin.audit())
-        .await
-        .map(Json)
+    let revoked = service::devices::revoke(&app, &admin.all(), id, &admin.audit()).await?;
+    Ok(Json(revoked))
 }
 
 /// Audit log filters.
@@ -663,46 +262,4 @@ pub async fn audit_log(
         cursor: q.cursor,
     };
     Ok(Json(audit::query(app.store.pool(), &f).await?))
-}
-
-/// Mints a one-time join token for `region` and audits it, in one transaction. Returns the
-/// token's id and the token (shown once; only its hash is stored).
-pub async fn mint_join_token(
-    app: &AppState,
-    region: &RegionRecord,
-    capacity: u32,
-    created_by: Option<Uuid>,
-    actor: &audit::AuditActor,
-    expires_at: i64,
-    extra: serde_json::Value,
-) -> crate::store::StoreResult<(Uuid, String)> {
-    let token = new_token(TokenKind::Join);
-    let mut w = app.store.write().await?;
-    let id = app
-        .store
-        .insert_join_token(
-            &mut w.tx,
-            &token_hash(&token),
-            region.id,
-            capacity,
-            created_by,
-            now_millis(),
-            expires_at,
-        )
-        .await?;
-    let mut meta = json!({"region": region.code, "expires_at": expires_at, "capacity": capacity});
-    if let (Some(m), Some(e)) = (meta.as_object_mut(), extra.as_object()) {
-        m.extend(e.clone());
-    }
-    audit::record(
-        &mut w.tx,
-        actor,
-        "node_token.create",
-        "join_token",
-        Some(id.to_string()),
-        meta,
-    )
-    .await?;
-    w.commit().await?;
-    Ok((id, token))
 }

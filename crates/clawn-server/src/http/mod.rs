@@ -228,10 +228,7 @@ async fn security_headers(State(app): State<AppState>, req: Request, next: Next)
 /// Liveness and database reachability.
 #[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "ok"), (status = 503, body = clawn_proto::api::ApiError, description = "database unreachable")))]
 pub async fn healthz(State(app): State<AppState>) -> Response {
-    match sqlx::query_scalar::<_, i64>("SELECT 1")
-        .fetch_one(app.store.pool())
-        .await
-    {
+    match app.store.ping().await {
         Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");

@@ -12,48 +12,21 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use clawn_proto::api::ApiError;
 use clawn_proto::node::{
-    Delta, DesiredState, EnrollRequest, EnrollResponse, InterfaceSpec, NodeMessage, NodePolicy,
-    ServerMessage, Snapshot,
+    Delta, DesiredState, EnrollRequest, EnrollResponse, NodeMessage, NodePolicy, ServerMessage,
+    Snapshot,
 };
 use clawn_proto::sign::sign;
 use clawn_proto::time::now_millis;
 use futures_util::StreamExt as _;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::error::{ApiErr, ApiJson, ApiResult};
 use super::extract::{ClientAddr, bearer};
 use crate::app::AppState;
-use crate::auth::{TokenKind, new_token, token_hash};
-use crate::store::audit::{self, AuditActor};
-use crate::store::nodes::{self, JoinTokenProblem, NewNode, NodeAuth};
-
-fn check_endpoint(endpoint: &str) -> ApiResult<()> {
-    let bad = || {
-        ApiErr::bad_request(
-            "invalid_endpoint",
-            "endpoint must be host:port, e.g. vpn1.example.com:51820",
-        )
-    };
-    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && (host.parse::<std::net::IpAddr>().is_ok()
-            || host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
-    if port_ok && host_ok {
-        Ok(())
-    } else {
-        Err(bad())
-    }
-}
+use crate::auth::token_hash;
+use crate::store::nodes::NodeAuth;
 
 /// Enroll a node with a one-time join token.
 #[utoipa::path(post, path = "/api/v1/node/enroll", tag = "node", request_body = EnrollRequest,
@@ -64,124 +37,8 @@ pub async fn enroll(
     ClientAddr(addr): ClientAddr,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
-    check_endpoint(&req.endpoint)?;
-    if req.listen_port == 0 {
-        return Err(ApiErr::bad_request(
-            "invalid_listen_port",
-            "listen_port must be 1 to 65535",
-        ));
-    }
-    clawn_proto::sign::parse_verifying_key(&req.identity_public_key).map_err(|_| {
-        ApiErr::bad_request(
-            "invalid_identity_key",
-            "identity_public_key must be a base64 ed25519 public key",
-        )
-    })?;
-    if req.capabilities.len() > 32 || req.capabilities.iter().any(|c| c.len() > 64) {
-        return Err(ApiErr::bad_request(
-            "invalid_capabilities",
-            "at most 32 capabilities of up to 64 characters",
-        ));
-    }
-    let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-    if name.is_some_and(|n| n.chars().count() > 64) {
-        return Err(ApiErr::bad_request(
-            "invalid_name",
-            "node names are 1 to 64 characters",
-        ));
-    }
-    let now = now_millis();
-    let mut w = app.store.write().await?;
-    let grant = match nodes::consume_join_token(&mut w.tx, &token_hash(&req.token), now).await? {
-        Ok(g) => g,
-        Err(p) => {
-            let (code, msg) = match p {
-                JoinTokenProblem::Invalid => ("invalid_join_token", "the join token is not valid"),
-                JoinTokenProblem::Used => ("join_token_used", "the join token was already used"),
-                JoinTokenProblem::Expired => ("join_token_expired", "the join token has expired"),
-            };
-            return Err(ApiErr::new(StatusCode::UNAUTHORIZED, code, msg).hint(
-                "ask an admin for a new token: clawn admin node-token create --region REGION",
-            ));
-        }
-    };
-    let region = sqlx::query_as::<_, (String, String, i64)>(
-        "SELECT code, cidr, node_prefix FROM regions WHERE id = $1",
-    )
-    .bind(grant.region_id.to_string())
-    .fetch_one(&mut *w.tx)
-    .await
-    .map_err(crate::store::StoreError::from)?;
-    let id = Uuid::now_v7();
-    let credential = new_token(TokenKind::Node);
-    let node = NewNode {
-        id,
-        region_id: grant.region_id,
-        name: name
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{}-{}", region.0, &id.simple().to_string()[24..])),
-        endpoint: req.endpoint.clone(),
-        listen_port: req.listen_port,
-        wg_public_key: req.wg_public_key,
-        identity_public_key: req.identity_public_key.clone(),
-        credential_hash: token_hash(&credential),
-        exit_ipv4: req.exit_ipv4.map(|ip| ip.to_string()),
-        capacity: grant.capacity,
-        capabilities: req.capabilities.clone(),
-    };
-    let cidr = region
-        .1
-        .parse()
-        .map_err(|_| ApiErr::internal(&"stored region cidr is invalid"))?;
-    let prefix = u8::try_from(region.2).unwrap_or(32);
-    let pool = match nodes::insert_node(&mut w.tx, &node, cidr, prefix, now).await {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            return Err(ApiErr::conflict(
-                "region_pool_full",
-                "the region's address pool has no room for another node",
-            )
-            .hint("an admin can widen the region's pool or remove unused nodes"));
-        }
-        Err(e) if e.is_unique_violation() => {
-            return Err(ApiErr::conflict(
-                "node_key_in_use",
-                "a node with this WireGuard key is enrolled already",
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    sqlx::query("UPDATE join_tokens SET used_by_node = $2 WHERE id = $1")
-        .bind(grant.token_id.to_string())
-        .bind(id.to_string())
-        .execute(&mut *w.tx)
-        .await
-        .map_err(crate::store::StoreError::from)?;
-    let actor = AuditActor {
-        kind: "node",
-        id: Some(id),
-        label: Some(node.name.clone()),
-        client_addr: addr,
-    };
-    audit::record(&mut w.tx, &actor, "node.enroll", "node", Some(id.to_string()),
-        json!({"region": region.0, "endpoint": node.endpoint, "pool": pool.net.to_string(), "join_token_id": grant.token_id,
-               "capabilities": node.capabilities})).await?;
-    w.commit().await?;
-    tracing::info!(node = %id, name = %node.name, region = %region.0, "node enrolled");
-    Ok((
-        StatusCode::CREATED,
-        Json(EnrollResponse {
-            node_id: id,
-            credential,
-            signing_public_key: STANDARD.encode(app.signer.verifying_key().to_bytes()),
-            region: region.0,
-            interface: InterfaceSpec {
-                listen_port: req.listen_port,
-                address: format!("{}/{}", pool.node_addr, pool.net.prefix_len()),
-                pool: pool.net.to_string(),
-            },
-        }),
-    ))
+    let enrolled = crate::service::nodes::enroll(&app, req, addr).await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
 async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth> {
@@ -376,6 +233,30 @@ async fn send_delta(
     send(socket, &ServerMessage::State(sign(&app.signer, &state))).await
 }
 
+/// Sends the delta from `sent` to the stored version, if it moved. True when the stream
+/// must end: the node is gone, or was removed (the last delta removed every peer and the
+/// credential is gone; the stream was closed).
+async fn catch_up(
+    app: &AppState,
+    id: Uuid,
+    socket: &mut WebSocket,
+    sent: &mut u64,
+) -> anyhow::Result<bool> {
+    let Some((current, removed)) = app.store.node_version_state(id).await? else {
+        return Ok(true);
+    };
+    if current > *sent {
+        send_delta(app, id, socket, *sent, current).await?;
+        *sent = current;
+    }
+    if removed {
+        tracing::info!(node = %id, "node removed; closing its stream");
+        close_gracefully(socket).await;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 async fn stream_loop(
     app: &AppState,
     node: &NodeAuth,
@@ -427,15 +308,7 @@ async fn stream_loop(
             }
             changed = conn.desired.changed() => {
                 if changed.is_err() { return Ok(()); }
-                let Some((current, removed)) = app.store.node_version_state(id).await? else { return Ok(()) };
-                if current > sent {
-                    send_delta(app, id, socket, sent, current).await?;
-                    sent = current;
-                }
-                if removed {
-                    // The last delta removed every peer; the credential is gone.
-                    tracing::info!(node = %id, "node removed; closing its stream");
-                    close_gracefully(socket).await;
+                if catch_up(app, id, socket, &mut sent).await? {
                     return Ok(());
                 }
             }
@@ -451,10 +324,8 @@ async fn stream_loop(
                 // lost): compare with the stored version. Pushes stay the normal path.
                 if last_safety_check.elapsed() >= SAFETY_CHECK {
                     last_safety_check = tokio::time::Instant::now();
-                    match app.store.node_version_state(id).await? {
-                        Some((v, removed)) if v > sent || removed => app.hub.wake(id),
-                        Some(_) => {}
-                        None => return Ok(()),
+                    if catch_up(app, id, socket, &mut sent).await? {
+                        return Ok(());
                     }
                 }
             }

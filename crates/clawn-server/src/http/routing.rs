@@ -16,11 +16,9 @@ use uuid::Uuid;
 use super::error::{ApiErr, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::app::AppState;
 use crate::policy::AdminActor;
+use crate::service;
 use crate::store::audit::{self, AuditFilter};
 use crate::store::devices::DeviceFilter;
-
-/// Longest priority window an admin may grant.
-const MAX_WINDOW_MS: i64 = 366 * 86_400_000;
 
 /// Grant a user a priority access token for one region and a time window.
 #[utoipa::path(post, path = "/api/v1/admin/priority-tokens", tag = "admin", request_body = GrantPriorityTokenRequest,
@@ -30,86 +28,8 @@ pub async fn grant_priority_token(
     admin: AdminActor,
     ApiJson(req): ApiJson<GrantPriorityTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<PriorityTokenView>)> {
-    let user = match (req.user_id, req.email.as_deref()) {
-        (Some(id), None) => app
-            .store
-            .user_by_id(id)
-            .await?
-            .map(|u| u.view.id)
-            .ok_or_else(|| ApiErr::not_found("user"))?,
-        (None, Some(email)) => app
-            .store
-            .user_by_email(email.trim())
-            .await?
-            .map(|u| u.view.id)
-            .ok_or_else(|| ApiErr::not_found("user"))?,
-        _ => {
-            return Err(ApiErr::bad_request(
-                "invalid_user",
-                "give exactly one of user_id or email",
-            ));
-        }
-    };
-    let region = app
-        .store
-        .region_by_code(req.region.trim())
-        .await?
-        .ok_or_else(|| ApiErr::not_found("region"))?;
-    let now = now_millis();
-    let starts_at = req.starts_at.unwrap_or(now);
-    let expires_at = match (req.expires_at, req.duration_secs) {
-        (Some(e), None) => e,
-        (None, Some(d)) => {
-            starts_at.saturating_add(i64::try_from(d.saturating_mul(1000)).unwrap_or(i64::MAX))
-        }
-        _ => {
-            return Err(ApiErr::bad_request(
-                "invalid_window",
-                "give exactly one of expires_at or duration_secs",
-            ));
-        }
-    };
-    if expires_at <= starts_at || expires_at <= now {
-        return Err(ApiErr::bad_request(
-            "invalid_window",
-            "the window must end after it starts, and in the future",
-        ));
-    }
-    if expires_at - starts_at > MAX_WINDOW_MS || starts_at > now + MAX_WINDOW_MS {
-        return Err(ApiErr::bad_request(
-            "invalid_window",
-            "a priority window lasts at most 366 days and starts within a year",
-        ));
-    }
-    let note = req.note.as_deref().unwrap_or("").trim().to_string();
-    if note.chars().count() > 200 || note.chars().any(char::is_control) {
-        return Err(ApiErr::bad_request(
-            "invalid_note",
-            "notes are at most 200 printable characters",
-        ));
-    }
-    let id = app
-        .store
-        .grant_priority(
-            user,
-            region.id,
-            starts_at,
-            expires_at,
-            &note,
-            Some(admin.actor().user.id),
-            &admin.audit(),
-        )
-        .await?;
-    // The holder's live peers in that region get the class now, not on the next tick.
-    let changes = app.store.sync_peer_classes(now_millis()).await?;
-    crate::monitor::push(&app, &changes);
-    let view = app
-        .store
-        .priority_tokens(None, Some(id))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiErr::not_found("priority token"))?;
+    let view =
+        service::routing::grant_priority(&app, &req, admin.actor().user.id, &admin.audit()).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -139,23 +59,9 @@ pub async fn revoke_priority_token(
     admin: AdminActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<PriorityTokenView>> {
-    if !app.store.revoke_priority(id, &admin.audit()).await? {
-        let exists = !app.store.priority_tokens(None, Some(id)).await?.is_empty();
-        return Err(if exists {
-            ApiErr::conflict("already_revoked", "the priority token is already revoked")
-        } else {
-            ApiErr::not_found("priority token")
-        });
-    }
-    let changes = app.store.sync_peer_classes(now_millis()).await?;
-    crate::monitor::push(&app, &changes);
-    app.store
-        .priority_tokens(None, Some(id))
-        .await?
-        .into_iter()
-        .next()
-        .map(Json)
-        .ok_or_else(|| ApiErr::not_found("priority token"))
+    Ok(Json(
+        service::routing::revoke_priority(&app, id, &admin.audit()).await?,
+    ))
 }
 
 /// Release a quarantined device: region moves and the owner's priority work again.
@@ -166,23 +72,9 @@ pub async fn release_device(
     admin: AdminActor,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<DeviceView>> {
-    let Some(device) = app.store.device(&admin.all(), id).await? else {
-        return Err(ApiErr::not_found("device"));
-    };
-    if !device.quarantined {
-        return Err(ApiErr::conflict(
-            "not_quarantined",
-            "the device is not quarantined",
-        ));
-    }
-    app.store.release_quarantine(id, &admin.audit()).await?;
-    let changes = app.store.sync_peer_classes(now_millis()).await?;
-    crate::monitor::push(&app, &changes);
-    app.store
-        .device(&admin.all(), id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiErr::not_found("device"))
+    Ok(Json(
+        service::routing::release(&app, &admin.all(), id, &admin.audit()).await?,
+    ))
 }
 
 async fn events(

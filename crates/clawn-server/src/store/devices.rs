@@ -67,7 +67,7 @@ impl From<sqlx::Error> for DeviceError {
 }
 
 /// A change that a node must apply.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeChange {
     /// The node.
     pub node_id: Uuid,

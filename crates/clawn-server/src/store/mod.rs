@@ -219,6 +219,14 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database answers (health checks).
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query_scalar::<_, i64>("SELECT 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Reads a setting.
     pub async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
         Ok(

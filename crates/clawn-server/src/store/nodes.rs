@@ -829,3 +829,52 @@ pub async fn update_node(
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// Records which node a consumed join token enrolled, inside `tx`.
+pub async fn mark_join_token_used_by(
+    tx: &mut sqlx::AnyConnection,
+    token_id: Uuid,
+    node_id: Uuid,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE join_tokens SET used_by_node = $2 WHERE id = $1")
+        .bind(token_id.to_string())
+        .bind(node_id.to_string())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Locks a live node's row (PostgreSQL) and returns its live peers; `None` if there is
+/// no such node. Taken first by node removal so no create can add a peer between the
+/// check and the removal.
+pub async fn lock_live_node(tx: &mut sqlx::AnyConnection, id: Uuid) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE nodes SET live_peers = live_peers WHERE id = $1 AND removed_at IS NULL RETURNING live_peers",
+    )
+    .bind(id.to_string())
+    .fetch_optional(tx)
+    .await?)
+}
+
+/// Removes a node inside `tx`: every live peer retired (reason `node_removed`, at the
+/// removal's version), the node marked removed and offline, its version bumped so the
+/// last delta removes everything. Returns the new version.
+pub async fn remove_node(tx: &mut sqlx::AnyConnection, id: Uuid, now: i64) -> StoreResult<u64> {
+    sqlx::query(
+        "UPDATE peers SET retired_at = $2, retire_reason = 'node_removed', \
+         retired_version = (SELECT version + 1 FROM nodes WHERE id = $1) WHERE node_id = $1 AND retired_at IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let v: i64 = sqlx::query_scalar(
+        "UPDATE nodes SET removed_at = $2, live_peers = 0, version = version + 1, state = 'offline' \
+         WHERE id = $1 RETURNING version",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(super::devices::version(v))
+}

@@ -183,3 +183,12 @@ pub fn admin_view(r: &RegionRecord, c: &RegionCounts) -> AdminRegionView {
         created_at: r.created_at,
     }
 }
+
+/// A region by id inside `tx`.
+pub async fn by_id(tx: &mut sqlx::AnyConnection, id: Uuid) -> StoreResult<Option<RegionRecord>> {
+    let row = sqlx::query("SELECT * FROM regions WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(tx)
+        .await?;
+    row.as_ref().map(region_from_row).transpose()
+}

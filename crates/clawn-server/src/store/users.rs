@@ -489,3 +489,64 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 }
+
+/// Sets a user's disabled flag inside `tx` (row-locking it); true if this flipped it.
+pub async fn flip_disabled(
+    tx: &mut sqlx::AnyConnection,
+    id: Uuid,
+    disabled: bool,
+) -> StoreResult<bool> {
+    Ok(
+        sqlx::query("UPDATE users SET disabled = $2 WHERE id = $1 AND disabled <> $2")
+            .bind(id.to_string())
+            .bind(i64::from(disabled))
+            .execute(tx)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
+
+/// Deletes a user's expired or idle sessions inside `tx` (run at each sign-in, so the
+/// table stays bounded).
+pub async fn sweep_sessions(
+    tx: &mut sqlx::AnyConnection,
+    user: Uuid,
+    now: i64,
+    idle_cutoff: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "DELETE FROM sessions WHERE user_id = $1 AND (expires_at <= $2 OR last_seen_at <= $3)",
+    )
+    .bind(user.to_string())
+    .bind(now)
+    .bind(idle_cutoff)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Consumes the one-time setup token inside `tx`: of two concurrent setups exactly one
+/// deletes the row. True if this call consumed it.
+pub async fn consume_setting(
+    tx: &mut sqlx::AnyConnection,
+    key: &str,
+    value: &str,
+) -> StoreResult<bool> {
+    Ok(
+        sqlx::query("DELETE FROM settings WHERE key = $1 AND value = $2")
+            .bind(key)
+            .bind(value)
+            .execute(tx)
+            .await?
+            .rows_affected()
+            == 1,
+    )
+}
+
+/// Number of users, inside `tx`.
+pub async fn count_users(tx: &mut sqlx::AnyConnection) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(tx)
+        .await?)
+}
