@@ -4,36 +4,54 @@
 
 import type {
   AdminRegion,
-  AuditEvent,
+  ApiErrorBody,
+  ApiErrorCode,
+  AuditPage,
+  CreateDeviceRequest,
+  CreateNodeTokenRequest,
+  CreateRegionRequest,
+  CreateUserRequest,
   Device,
   DeviceConfig,
   DeviceDiagnostics,
   DeviceWithConfig,
   DiagnosticsOverview,
   GrantPriorityTokenRequest,
+  LoginRequest,
   LoginResponse,
   NodeTokenResponse,
   NodeDiagnostics,
+  NodeState,
   NodeView,
-  Page,
   PriorityToken,
   Region,
+  ReassignDeviceRequest,
+  RenameDeviceRequest,
+  ResetPasswordRequest,
   RevokeResponse,
+  RotateDeviceRequest,
   Session,
+  SetupRequest,
+  UpdateNodeRequest,
+  UpdateRegionRequest,
+  UpdateUserRequest,
   User,
 } from "./types";
+
+/** The server's codes, and the dashboard's own for no answer or no JSON body. */
+export type ErrorCode = ApiErrorCode | "network" | `http_${number}`;
 
 /** A non-2xx answer: the server's `{code, message, hint}`. */
 export class ApiError extends Error {
   readonly status: number;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly hint: string | undefined;
-  constructor(status: number, code: string, message: string, hint?: string) {
+  constructor(status: number, code: ErrorCode, message: string, hint?: string | null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
-    this.hint = hint;
+    this.hint = hint ?? undefined;
   }
 }
 
@@ -80,9 +98,9 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
     }
   }
   if (!resp.ok) {
-    const e = (json ?? {}) as { code?: string; message?: string; hint?: string };
+    const e = (json ?? {}) as Partial<ApiErrorBody>;
     if (resp.status === 401 && !path.startsWith("/auth/")) onUnauthenticated();
-    throw new ApiError(resp.status, e.code ?? "http_" + resp.status, e.message ?? resp.statusText, e.hint);
+    throw new ApiError(resp.status, e.code ?? `http_${resp.status}`, e.message ?? resp.statusText, e.hint);
   }
   return json as T;
 }
@@ -92,9 +110,9 @@ const enc = encodeURIComponent;
 export const api = {
   // auth and account
   login: (email: string, password: string) =>
-    request<LoginResponse>("POST", "/auth/login", { email, password, session: "cookie" }),
+    request<LoginResponse>("POST", "/auth/login", { email, password, session: "cookie" } satisfies LoginRequest),
   setup: (setupToken: string, email: string, password: string) =>
-    request<LoginResponse>("POST", "/auth/setup", { setup_token: setupToken, email, password, session: "cookie" }),
+    request<LoginResponse>("POST", "/auth/setup", { setup_token: setupToken, email, password, session: "cookie" } satisfies SetupRequest),
   logout: () => request<void>("POST", "/auth/logout"),
   me: () => request<User>("GET", "/me"),
   sessions: () => request<Session[]>("GET", "/sessions"),
@@ -107,38 +125,38 @@ export const api = {
   device: (id: string) => request<Device>("GET", `/devices/${enc(id)}`),
   deviceConfig: (id: string) => request<DeviceConfig>("GET", `/devices/${enc(id)}/config`),
   createDevice: (name: string, publicKey: string, region: string) =>
-    request<DeviceWithConfig>("POST", "/devices", { name, public_key: publicKey, region }),
+    request<DeviceWithConfig>("POST", "/devices", { name, public_key: publicKey, region } satisfies CreateDeviceRequest),
   rotateDevice: (id: string, publicKey: string) =>
-    request<DeviceWithConfig>("POST", `/devices/${enc(id)}/rotate`, { public_key: publicKey }),
+    request<DeviceWithConfig>("POST", `/devices/${enc(id)}/rotate`, { public_key: publicKey } satisfies RotateDeviceRequest),
   revokeDevice: (id: string) => request<RevokeResponse>("POST", `/devices/${enc(id)}/revoke`),
-  renameDevice: (id: string, name: string) => request<Device>("PATCH", `/devices/${enc(id)}`, { name }),
+  renameDevice: (id: string, name: string) => request<Device>("PATCH", `/devices/${enc(id)}`, { name } satisfies RenameDeviceRequest),
   /** Moves the device to another region (same key; the config changes). */
   moveDevice: (id: string, region: string) =>
-    request<DeviceWithConfig>("POST", `/devices/${enc(id)}/region`, { region }),
+    request<DeviceWithConfig>("POST", `/devices/${enc(id)}/region`, { region } satisfies ReassignDeviceRequest),
 
   // admin
   adminNodes: () => request<NodeView[]>("GET", "/admin/nodes"),
-  setNodeState: (id: string, state: string) => request<NodeView>("PATCH", `/admin/nodes/${enc(id)}`, { state }),
-  updateNode: (id: string, patch: { name?: string; capacity?: number; link_mbps?: number }) =>
+  setNodeState: (id: string, state: NodeState) => request<NodeView>("PATCH", `/admin/nodes/${enc(id)}`, { state } satisfies UpdateNodeRequest),
+  updateNode: (id: string, patch: Pick<UpdateNodeRequest, "name" | "capacity" | "link_mbps">) =>
     request<NodeView>("PATCH", `/admin/nodes/${enc(id)}`, patch),
   createNodeToken: (region: string, capacity?: number, expiresInSecs?: number) =>
     request<NodeTokenResponse>("POST", "/admin/node-tokens", {
       region,
       capacity,
       expires_in_secs: expiresInSecs,
-    }),
+    } satisfies CreateNodeTokenRequest),
   adminRegions: () => request<AdminRegion[]>("GET", "/admin/regions"),
-  createRegion: (r: { code: string; name: string; cidr: string; node_prefix?: number; dns: string[] }) =>
+  createRegion: (r: CreateRegionRequest) =>
     request<AdminRegion>("POST", "/admin/regions", r),
-  updateRegion: (code: string, r: { name?: string; dns?: string[]; cidr?: string; node_prefix?: number }) =>
+  updateRegion: (code: string, r: UpdateRegionRequest) =>
     request<AdminRegion>("PATCH", `/admin/regions/${enc(code)}`, r),
   adminUsers: () => request<User[]>("GET", "/admin/users"),
-  createUser: (u: { email: string; password: string; role: string; device_slots: number }) =>
+  createUser: (u: CreateUserRequest) =>
     request<User>("POST", "/admin/users", u),
-  updateUser: (id: string, patch: { disabled?: boolean; device_slots?: number; role?: string }) =>
+  updateUser: (id: string, patch: UpdateUserRequest) =>
     request<User>("PATCH", `/admin/users/${enc(id)}`, patch),
   resetPassword: (id: string, password: string) =>
-    request<void>("POST", `/admin/users/${enc(id)}/password`, { password }),
+    request<void>("POST", `/admin/users/${enc(id)}/password`, { password } satisfies ResetPasswordRequest),
   adminDevices: (q: { state?: string; quarantined?: boolean; waiting?: boolean } = {}) => {
     const params = new URLSearchParams();
     if (q.state) params.set("state", q.state);
@@ -159,6 +177,6 @@ export const api = {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") params.set(k, String(v));
     const qs = params.toString();
-    return request<Page<AuditEvent>>("GET", `/admin/audit${qs ? `?${qs}` : ""}`);
+    return request<AuditPage>("GET", `/admin/audit${qs ? `?${qs}` : ""}`);
   },
 };

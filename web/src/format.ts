@@ -1,5 +1,7 @@
 // Small display helpers.
 
+import type { MoveReason } from "./types";
+
 export function bytes(n: number | null | undefined): string {
   if (n == null) return "–";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -72,7 +74,7 @@ export function duration(ms: number | null | undefined): string {
 }
 
 /** Why the system moved a device, in words. */
-export function moveReason(r: string | null | undefined): string {
+export function moveReason(r: MoveReason | null | undefined): string {
   switch (r) {
     case "failover":
       return "its node went offline";

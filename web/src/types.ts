@@ -1,287 +1,98 @@
-// Wire types of /api/v1, mirroring crates/clawn-proto/src/api.rs (times are Unix ms).
+// Wire types of /api/v1 (times are Unix ms), taken from the server's OpenAPI document.
+//
+// `src/api-schema.d.ts` is GENERATED from `../docs/openapi.json` by openapi-typescript
+// (`npm run gen:api`, which `npm run build`, `typecheck` and `dev` run first); it is not
+// committed. docs/openapi.json is what clawn-server serves (a server test keeps them equal),
+// so a field renamed or removed on the server, or an enum value renamed, is a type error in
+// `npm run build` rather than a broken page. Nothing here is written by hand but the names:
+// add an alias here rather than an interface, and never widen a schema type with `| string`.
 
-export type Role = "user" | "admin";
+import type { components } from "./api-schema";
 
-export interface User {
-  id: string;
-  email: string;
-  role: Role;
-  device_slots: number;
-  active_devices: number;
-  disabled: boolean;
-  created_at: number;
-}
+type Schemas = components["schemas"];
 
-export interface LoginResponse {
-  user: User;
-  session_id: string;
-  csrf_token?: string;
-  expires_at: number;
-}
+// ---- account
 
-export interface Session {
-  id: string;
-  kind: "cookie" | "bearer";
-  created_at: number;
-  last_seen_at: number;
-  expires_at: number;
-  client_addr: string | null;
-  user_agent: string | null;
-  current: boolean;
-}
+export type Role = Schemas["Role"];
+export type LoginRequest = Schemas["LoginRequest"];
+export type SetupRequest = Schemas["SetupRequest"];
+export type User = Schemas["UserView"];
+export type LoginResponse = Schemas["LoginResponse"];
+export type Session = Schemas["SessionView"];
 
-export interface RegionHealth {
-  status: "healthy" | "degraded" | "unavailable" | string;
-  eligible_nodes: number;
-  total_nodes: number;
-  reason?: string;
-}
+// ---- regions
 
-export interface Region {
-  code: string;
-  name: string;
-  health: RegionHealth;
-}
+export type RegionHealth = Schemas["RegionHealth"];
+/** `healthy`, `degraded` or `unavailable`. */
+export type RegionHealthStatus = RegionHealth["status"];
+export type Region = Schemas["RegionView"];
+export type AdminRegion = Schemas["AdminRegionView"];
+export type CreateRegionRequest = Schemas["CreateRegionRequest"];
+export type UpdateRegionRequest = Schemas["UpdateRegionRequest"];
 
-export interface AdminRegion extends Region {
-  cidr: string;
-  node_prefix: number;
-  dns: string[];
-  created_at: number;
-}
+// ---- devices
 
-export interface TunnelStatus {
-  status: "active" | "inactive" | string;
-  last_handshake: number | null;
-  rx_bytes: number;
-  tx_bytes: number;
-  endpoint: string | null;
-}
-
-export interface DeviceNode {
-  id: string;
-  name: string;
-  endpoint: string;
-  exit_ipv4: string | null;
-}
-
-export type Placement = "assigned" | "waiting_for_capacity" | "unassigned";
-export type DeviceClass = "standard" | "priority";
-export type MoveReason = "failover" | "drain" | "reassign";
-
-export interface Device {
-  id: string;
-  name: string;
-  state: "active" | "revoked";
-  region: string;
-  public_key: string;
-  tunnel_ip: string | null;
-  node: DeviceNode | null;
-  tunnel: TunnelStatus;
-  created_at: number;
-  revoked_at: number | null;
-  owner_id?: string;
-  owner_email?: string;
-  /** `assigned` (a live peer), `waiting_for_capacity` (its node failed or drains and no
-   * node of the region has room: it stays where it is meanwhile) or `unassigned`. */
-  placement: Placement | string;
-  /** `priority` while the owner holds a valid priority token for the region. */
-  class: DeviceClass | string;
-  /** When the system last moved it to another node: its config changed then. */
-  moved_at: number | null;
-  moved_reason: MoveReason | string | null;
-  /** Region moves blocked and priority suspended. */
-  quarantined: boolean;
-  /** Admin views only. */
-  quarantine_reason?: string;
-  /** Admin views only: when its peer was flagged idle. */
-  idle_flagged_at?: number;
-}
-
+export type Device = Schemas["DeviceView"];
+export type DeviceState = Schemas["DeviceState"];
+export type DeviceNode = Schemas["DeviceNodeView"];
+export type CreateDeviceRequest = Schemas["CreateDeviceRequest"];
+export type RotateDeviceRequest = Schemas["RotateDeviceRequest"];
+export type RenameDeviceRequest = Schemas["RenameDeviceRequest"];
+export type ReassignDeviceRequest = Schemas["ReassignDeviceRequest"];
+export type TunnelStatus = Schemas["TunnelStatus"];
+/** `active` (handshake within 3 minutes) or `inactive`. */
+export type TunnelState = TunnelStatus["status"];
+/** `assigned`, `waiting_for_capacity` or `unassigned`. */
+export type Placement = Device["placement"];
+/** `standard` or `priority`. */
+export type DeviceClass = Device["class"];
+/** `failover`, `drain` or `reassign`. */
+export type MoveReason = NonNullable<Device["moved_reason"]>;
 /** Everything of a wg-quick config but the private key. */
-export interface ConfigTemplate {
-  address: string;
-  dns: string[];
-  peer_public_key: string;
-  endpoint: string;
-  allowed_ips: string[];
-  persistent_keepalive: number;
-  mtu?: number;
-}
+export type ConfigTemplate = Schemas["ConfigTemplate"];
+export type NodeAck = Schemas["NodeAck"];
+/** `acknowledged`, `timeout`, `offline`, `pending` or `none`. */
+export type AckStatus = NodeAck["status"];
+export type DeviceWithConfig = Schemas["DeviceWithConfig"];
+export type DeviceConfig = Schemas["DeviceConfigResponse"];
+export type RevokeResponse = Schemas["RevokeResponse"];
 
-export interface NodeAck {
-  status: "acknowledged" | "timeout" | "offline" | "pending" | "none" | string;
-  version: number | null;
-  waited_ms: number;
-}
+// ---- nodes
 
-export interface DeviceWithConfig {
-  device: Device;
-  config: ConfigTemplate;
-  config_text: string;
-  node_ack: NodeAck;
-}
-
-export interface DeviceConfig {
-  config: ConfigTemplate;
-  config_text: string;
-}
-
-export interface RevokeResponse {
-  device: Device;
-  node_ack: NodeAck;
-}
-
-export interface HostMetrics {
-  cpu_percent: number;
-  memory_used_bytes: number;
-  memory_total_bytes: number;
-  load1: number;
-  active_peers: number;
-  rx_bytes_per_sec: number;
-  tx_bytes_per_sec: number;
-}
-
-export type NodeState = "pending" | "online" | "degraded" | "offline" | "maintenance" | "draining" | "experimental";
-
-export interface NodeView {
-  id: string;
-  name: string;
-  region: string;
-  state: NodeState;
-  connected: boolean;
-  endpoint: string;
-  wg_public_key: string;
-  pool: string;
-  exit_ipv4: string | null;
-  capacity: number;
-  live_peers: number;
-  version: number;
-  acked_version: number | null;
-  last_heartbeat: number | null;
-  metrics: HostMetrics | null;
-  capabilities: string[];
-  created_at: number;
-  /** Link capacity used for bandwidth utilisation, Mbit/s. */
-  link_mbps: number;
-  /** The load score now and its parts (lower is better). */
-  score: ScoreParts;
-  /** Whether placement would pick this node for a new device now. */
-  eligible: boolean;
-  /** Why not (`state:degraded`, `heartbeat_stale`, `full`, ...). */
-  ineligible_reason: string | null;
-  health: NodeHealth;
-  offline_since: number | null;
-}
-
+export type NodeState = Schemas["NodeState"];
+export type NodeView = Schemas["NodeView"];
+export type HostMetrics = Schemas["HostMetrics"];
 /** Each part within 0..=1; `total` is their weighted mean. Lower is better. */
-export interface ScoreParts {
-  total: number;
-  peers: number;
-  bandwidth: number;
-  cpu: number;
-  latency: number;
-  /** 0 = best. */
-  latency_band: number;
-}
+export type ScoreParts = Schemas["ScoreParts"];
+export type NodeHealth = Schemas["NodeHealth"];
+/** `cpu_high`, `packet_loss`, `latency_high` or `over_capacity`. */
+export type NodeAlert = NodeHealth["alerts"][number];
+export type UpdateNodeRequest = Schemas["UpdateNodeRequest"];
+export type CreateNodeTokenRequest = Schemas["CreateNodeTokenRequest"];
+export type NodeTokenResponse = Schemas["NodeTokenResponse"];
 
-export interface NodeHealth {
-  rtt_ms: number | null;
-  baseline_rtt_ms: number | null;
-  loss_ratio: number | null;
-  probes: number;
-  cpu_high_since: number | null;
-  /** `cpu_high`, `packet_loss`, `latency_high`, `over_capacity`. */
-  alerts: string[];
-  reason: string | null;
-  at: number | null;
-}
+// ---- users, priority, audit, diagnostics
 
-export interface NodeTokenResponse {
-  id: string;
-  token: string;
-  region: string;
-  expires_at: number;
-  join_command: string;
-}
+export type CreateUserRequest = Schemas["CreateUserRequest"];
+export type UpdateUserRequest = Schemas["UpdateUserRequest"];
+export type ResetPasswordRequest = Schemas["ResetPasswordRequest"];
+export type GrantPriorityTokenRequest = Schemas["GrantPriorityTokenRequest"];
+export type PriorityToken = Schemas["PriorityTokenView"];
+/** `scheduled`, `active`, `expired` or `revoked`. */
+export type PriorityStatus = PriorityToken["status"];
+export type AuditEvent = Schemas["AuditEventView"];
+/** E.g. `device.create`. */
+export type AuditAction = AuditEvent["action"];
+export type AuditPage = Schemas["Page_AuditEventView"];
+export type RegionLoad = Schemas["RegionLoad"];
+export type NodeDiagnostics = Schemas["NodeDiagnostics"];
+export type DiagnosticsOverview = Schemas["DiagnosticsOverview"];
+export type AbuseSignals = Schemas["AbuseSignals"];
+export type DeviceDiagnostics = Schemas["DeviceDiagnostics"];
 
-export interface AuditEvent {
-  id: string;
-  at: number;
-  actor_kind: string;
-  actor_id: string | null;
-  actor_label: string | null;
-  action: string;
-  target_kind: string;
-  target_id: string | null;
-  metadata: unknown;
-  client_addr: string | null;
-}
+// ---- errors
 
-export interface Page<T> {
-  items: T[];
-  next_cursor: string | null;
-}
-
-export interface GrantPriorityTokenRequest {
-  user_id?: string;
-  email?: string;
-  region: string;
-  starts_at?: number;
-  expires_at?: number;
-  duration_secs?: number;
-  note?: string;
-}
-
-export type PriorityStatus = "scheduled" | "active" | "expired" | "revoked";
-
-export interface PriorityToken {
-  id: string;
-  user_id: string;
-  email: string;
-  region: string;
-  starts_at: number;
-  expires_at: number;
-  note: string;
-  granted_by: string | null;
-  created_at: number;
-  revoked_at: number | null;
-  status: PriorityStatus | string;
-  /** Suspended while a device of the holder is quarantined. */
-  suspended: boolean;
-}
-
-export interface RegionLoad {
-  region: string;
-  /** Live peers / capacity of its serving nodes, now (0..=1). */
-  load: number;
-  load_p95: number;
-  samples: number;
-  scale_out: boolean;
-}
-
-export interface NodeDiagnostics {
-  node: NodeView;
-  state_changes: AuditEvent[];
-  waiting_devices: number;
-}
-
-export interface DiagnosticsOverview {
-  regions: RegionLoad[];
-  nodes: NodeDiagnostics[];
-  waiting: Device[];
-  quarantined: Device[];
-}
-
-export interface AbuseSignals {
-  endpoint_changes: number;
-  region_switches: number;
-  bursts: number;
-}
-
-export interface DeviceDiagnostics {
-  device: Device;
-  handshake_age_ms: number | null;
-  moves: AuditEvent[];
-  signals: AbuseSignals;
-}
+/** The body of every non-2xx answer. */
+export type ApiErrorBody = Schemas["ApiError"];
+/** The server's stable machine-readable codes, e.g. `not_found`, `slots_exhausted`. */
+export type ApiErrorCode = ApiErrorBody["code"];

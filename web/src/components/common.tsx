@@ -3,6 +3,7 @@
 import { useState, type ReactNode } from "react";
 import { Alert, Badge, Button, Spinner } from "react-bootstrap";
 import { ApiError } from "../api";
+import type { DeviceState, NodeState, PriorityStatus, RegionHealthStatus, TunnelState } from "../types";
 
 /** Shows the server's message (and its hint and code) for a failed request. */
 export function ErrorAlert({ error, title }: { error: unknown; title?: string }) {
@@ -37,11 +38,13 @@ export function Empty({ title, children }: { title: string; children?: ReactNode
   );
 }
 
-const stateVariant: Record<string, string> = {
+/** Every state a badge shows: a value the server adds to one of these needs a colour here. */
+type BadgeState = DeviceState | NodeState | PriorityStatus | RegionHealthStatus | TunnelState;
+
+const stateVariant: Record<BadgeState, string> = {
   active: "success",
   online: "success",
   healthy: "success",
-  acknowledged: "success",
   inactive: "secondary",
   pending: "info",
   revoked: "danger",
@@ -51,14 +54,12 @@ const stateVariant: Record<string, string> = {
   maintenance: "warning",
   draining: "warning",
   experimental: "secondary",
-  timeout: "warning",
-  disabled: "danger",
   scheduled: "info",
   expired: "secondary",
 };
 
 /** A coloured state; `data-state` carries the raw value for tests and styling. */
-export function StateBadge({ state, label, testId }: { state: string; label?: string; testId?: string }) {
+export function StateBadge({ state, label, testId }: { state: BadgeState; label?: string; testId?: string }) {
   return (
     <Badge bg={stateVariant[state] ?? "secondary"} data-testid={testId} data-state={state} className="text-capitalize">
       {label ?? state}
@@ -67,7 +68,7 @@ export function StateBadge({ state, label, testId }: { state: string; label?: st
 }
 
 /** A device's tunnel, from the node's last handshake. */
-export function TunnelBadge({ status }: { status: string }) {
+export function TunnelBadge({ status }: { status: TunnelState }) {
   return (
     <StateBadge
       state={status}

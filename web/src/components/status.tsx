@@ -3,10 +3,10 @@
 // the same way.
 
 import { Badge } from "react-bootstrap";
-import type { Device, NodeHealth, NodeView, ScoreParts } from "../types";
+import type { Device, NodeAlert, NodeHealth, NodeView, ScoreParts } from "../types";
 import { ineligibleReason, millis, percent, score } from "../format";
 
-const ALERT_LABEL: Record<string, string> = {
+const ALERT_LABEL: Record<NodeAlert, string> = {
   cpu_high: "CPU high",
   packet_loss: "packet loss",
   latency_high: "latency high",

@@ -9,7 +9,7 @@ import { CopyButton, Empty, ErrorAlert, Loading, PageHeader, StateBadge } from "
 import { FormModal } from "../../components/FormModal";
 import { EligibleView, HealthView, ScoreView } from "../../components/status";
 import { ago, bytes, dateTime, rate } from "../../format";
-import type { NodeTokenResponse, NodeView } from "../../types";
+import type { NodeState, NodeTokenResponse, NodeView } from "../../types";
 import { LIVE_MS } from "../../session";
 import { useAction } from "../../action";
 
@@ -27,7 +27,7 @@ export function NodesPage() {
   for (const r of regions.data ?? []) byRegion.set(r.code, []);
   for (const n of nodes.data ?? []) byRegion.set(n.region, [...(byRegion.get(n.region) ?? []), n]);
 
-  const setState = async (n: NodeView, state: string) => {
+  const setState = async (n: NodeView, state: NodeState) => {
     setError(null);
     try {
       await api.setNodeState(n.id, state);
@@ -95,7 +95,7 @@ export function NodesPage() {
   );
 }
 
-function NodeRow({ node: n, onSetState, onEdit }: { node: NodeView; onSetState: (s: string) => void; onEdit: () => void }) {
+function NodeRow({ node: n, onSetState, onEdit }: { node: NodeView; onSetState: (s: NodeState) => void; onEdit: () => void }) {
   const load = n.capacity > 0 ? Math.round((100 * n.live_peers) / n.capacity) : 100;
   const m = n.metrics;
   const degraded = n.state === "degraded";

@@ -9,7 +9,7 @@ import { FormModal } from "../../components/FormModal";
 import { ConfirmModal } from "../../components/ConfirmModal";
 import { ErrorAlert, Loading, PageHeader } from "../../components/common";
 import { dateTime } from "../../format";
-import type { User } from "../../types";
+import type { Role, User } from "../../types";
 import { useMe } from "../../session";
 
 type Dialog = { kind: "create" } | { kind: "edit"; user: User } | { kind: "password"; user: User } | { kind: "disable"; user: User };
@@ -130,10 +130,12 @@ export function UsersPage() {
   );
 }
 
+const ROLES = ["user", "admin"] as const satisfies readonly Role[];
+
 function UserModal({ user, onClose, onSaved }: { user?: User; onClose: () => void; onSaved: () => Promise<unknown> }) {
   const [email, setEmail] = useState(user?.email ?? "");
   const [password, setPassword] = useState("");
-  const [role, setRole] = useState<string>(user?.role ?? "user");
+  const [role, setRole] = useState<Role>(user?.role ?? "user");
   const [slots, setSlots] = useState(String(user?.device_slots ?? 1));
   const { busy, error, run } = useAction();
   const save = () =>
@@ -169,9 +171,12 @@ function UserModal({ user, onClose, onSaved }: { user?: User; onClose: () => voi
       )}
       <Form.Group className="mb-3" controlId="user-role">
         <Form.Label>Role</Form.Label>
-        <Form.Select value={role} onChange={(e) => setRole(e.target.value)}>
-          <option value="user">user</option>
-          <option value="admin">admin</option>
+        <Form.Select value={role} onChange={(e) => setRole(e.target.value as Role)}>
+          {ROLES.map((r) => (
+            <option key={r} value={r}>
+              {r}
+            </option>
+          ))}
         </Form.Select>
       </Form.Group>
       <Form.Group className="mb-3" controlId="user-slots">
