@@ -15,7 +15,6 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use super::audit::{self, AuditActor};
-use super::regions::ELIGIBLE_NODE;
 use super::{Store, StoreError, StoreResult, Tuning, uuid};
 use crate::ippool::next_free;
 use crate::policy::Scope;
@@ -100,10 +99,43 @@ pub(crate) fn version(v: i64) -> u64 {
 /// A node claimed for a new peer: id, the version carrying it, its address range.
 pub(crate) type Claimed = (Uuid, u64, i64, i64);
 
-/// Picks the best node of a region by load score (see [`crate::placement`]) and bumps its
-/// version and live-peer count. The conditional update is the capacity check: under
-/// concurrent creates a node that filled meanwhile is skipped for the next best.
-pub(crate) async fn claim_node(
+/// Takes a seat on `node` if it still has one for this device (the conditional update
+/// is the capacity check, and row-locks the node on PostgreSQL): bumps its version and
+/// live-peer count. `None` if the node filled, left `online` or was removed meanwhile.
+async fn claim_seat(
+    tx: &mut sqlx::AnyConnection,
+    tuning: &Tuning,
+    node: Uuid,
+    priority: bool,
+) -> Result<Option<Claimed>, DeviceError> {
+    let sql = format!(
+        "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 WHERE id = $1 AND {} \
+         RETURNING version, pool_first, pool_last",
+        crate::placement::claimable_sql("", "$2")
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(node.to_string())
+        .bind(i64::from(crate::placement::reserve_percent(
+            &tuning.placement,
+            priority,
+        )))
+        .fetch_optional(&mut *tx)
+        .await?;
+    row.map(|r| {
+        Ok((
+            node,
+            version(r.try_get("version")?),
+            r.try_get("pool_first")?,
+            r.try_get("pool_last")?,
+        ))
+    })
+    .transpose()
+}
+
+/// Picks the best node of a region by load score (see [`crate::placement`]) and takes a
+/// seat on it; under concurrent creates a node that filled meanwhile is skipped for the
+/// next best.
+async fn claim_node(
     tx: &mut sqlx::AnyConnection,
     tuning: &Tuning,
     region_id: Uuid,
@@ -111,19 +143,20 @@ pub(crate) async fn claim_node(
     priority: bool,
     exclude: Option<Uuid>,
 ) -> Result<Claimed, DeviceError> {
-    let reserve = if priority {
-        0
-    } else {
-        i64::from(tuning.placement.priority_reserve_percent.min(100))
-    };
+    let reserve = i64::from(crate::placement::reserve_percent(
+        &tuning.placement,
+        priority,
+    ));
     for _ in 0..5 {
         let now = now_millis();
         let sql = format!(
             "SELECT n.id, n.state, n.live_peers, n.capacity, n.metrics, n.health, n.last_heartbeat, n.link_mbps \
-             FROM nodes n WHERE n.region_id = $1 AND {ELIGIBLE_NODE}"
+             FROM nodes n WHERE n.region_id = $1 AND {}",
+            crate::placement::claimable_sql("n.", "$2")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(region_id.to_string())
+            .bind(reserve)
             .fetch_all(&mut *tx)
             .await?;
         let mut cands = Vec::with_capacity(rows.len());
@@ -138,26 +171,122 @@ pub(crate) async fn claim_node(
             return Err(DeviceError::NoCapacity(region_code.to_string()));
         }
         for c in ranked.into_iter().take(3) {
-            let row = sqlx::query(
-                "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 \
-                 WHERE id = $1 AND live_peers < capacity - (capacity * $2) / 100 AND state = 'online' \
-                 AND removed_at IS NULL RETURNING version, pool_first, pool_last",
-            )
-            .bind(c.id.to_string())
-            .bind(reserve)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(r) = row {
-                return Ok((
-                    c.id,
-                    version(r.try_get("version")?),
-                    r.try_get("pool_first")?,
-                    r.try_get("pool_last")?,
-                ));
+            if let Some(claimed) = claim_seat(tx, tuning, c.id, priority).await? {
+                return Ok(claimed);
             }
         }
     }
     Err(DeviceError::NoCapacity(region_code.to_string()))
+}
+
+/// What placing a device's peer needs.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerRequest<'a> {
+    /// The device.
+    pub device_id: Uuid,
+    /// Its owner.
+    pub owner: Uuid,
+    /// Its public key.
+    pub key: &'a WgPublicKey,
+    /// The region to place it in, and its code (for messages).
+    pub region: (Uuid, &'a str),
+    /// Whether the owner holds a valid priority token there (all seats, priority class).
+    pub priority: bool,
+    /// A node not to use (the one a device moves away from).
+    pub exclude: Option<Uuid>,
+    /// A node to try first, and the address to keep there if it is still free (a
+    /// re-enabled user's devices go back where they were).
+    pub prefer: Option<(Uuid, Option<u32>)>,
+    /// A move: once a seat is claimed, the device's live peer is retired with this
+    /// reason (its node's seat freed) before the new peer is inserted.
+    pub replaces: Option<&'a str>,
+}
+
+/// Where a peer was placed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placed {
+    /// The node, at the version carrying the new peer.
+    pub change: NodeChange,
+    /// The tunnel address.
+    pub ip: u32,
+    /// The node that lost the device's old peer, for a move.
+    pub retired: Option<NodeChange>,
+}
+
+/// Places a device's peer: the one definition of "claim a seat on the best eligible node
+/// (or the preferred one), allocate an address, insert the peer", used by create, rotate
+/// (when the old node is gone), region moves, failover and drain, re-placement after idle
+/// removal, and restoring a re-enabled user.
+pub(crate) async fn place_peer(
+    tx: &mut sqlx::AnyConnection,
+    tuning: &Tuning,
+    req: &PeerRequest<'_>,
+    now: i64,
+) -> Result<Placed, DeviceError> {
+    let preferred = match req.prefer {
+        Some((node, _)) => claim_seat(tx, tuning, node, req.priority).await?,
+        None => None,
+    };
+    let (node_id, version, first, last) = match preferred {
+        Some(c) => c,
+        None => {
+            claim_node(
+                tx,
+                tuning,
+                req.region.0,
+                req.region.1,
+                req.priority,
+                req.exclude,
+            )
+            .await?
+        }
+    };
+    let retired = match req.replaces {
+        Some(reason) => retire_live_peer(tx, req.device_id, reason, now, true).await?,
+        None => None,
+    };
+    let keep = match req.prefer {
+        Some((node, Some(ip))) if node == node_id && address_free(tx, node_id, ip).await? => {
+            Some(ip)
+        }
+        _ => None,
+    };
+    let ip = match keep {
+        Some(ip) => ip,
+        None => allocate_ip(tx, node_id, first, last).await?,
+    };
+    insert_peer(
+        tx,
+        req.device_id,
+        req.owner,
+        node_id,
+        req.key,
+        ip,
+        version,
+        now,
+        class_of(req.priority),
+    )
+    .await?;
+    Ok(Placed {
+        change: NodeChange { node_id, version },
+        ip,
+        retired,
+    })
+}
+
+async fn address_free(
+    tx: &mut sqlx::AnyConnection,
+    node: Uuid,
+    ip: u32,
+) -> Result<bool, DeviceError> {
+    let taken: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM peers WHERE node_id = $1 AND tunnel_ip_int = $2 AND retired_at IS NULL",
+    )
+    .bind(node.to_string())
+    .bind(i64::from(ip))
+    .fetch_one(tx)
+    .await?;
+    Ok(taken == 0)
 }
 
 /// Whether `user` holds a valid priority token for `region` now (and none of the user's
@@ -182,7 +311,7 @@ pub(crate) async fn has_priority(
 }
 
 /// Chooses a free tunnel address on a node.
-pub(crate) async fn allocate_ip(
+async fn allocate_ip(
     tx: &mut sqlx::AnyConnection,
     node_id: Uuid,
     first: i64,
@@ -320,9 +449,6 @@ pub async fn create(
         });
     }
     let priority = has_priority(tx, owner, region.id, now).await?;
-    let (node_id, version, first, last) =
-        claim_node(tx, store.tuning(), region.id, &region.code, priority, None).await?;
-    let ip = allocate_ip(tx, node_id, first, last).await?;
     let device_id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO devices (id, user_id, name, public_key, state, region_id, created_at, updated_at) \
@@ -336,18 +462,23 @@ pub async fn create(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    insert_peer(
+    let placed = place_peer(
         tx,
-        device_id,
-        owner,
-        node_id,
-        key,
-        ip,
-        version,
+        store.tuning(),
+        &PeerRequest {
+            device_id,
+            owner,
+            key,
+            region: (region.id, &region.code),
+            priority,
+            exclude: None,
+            prefer: None,
+            replaces: None,
+        },
         now,
-        class_of(priority),
     )
     .await?;
+    let (NodeChange { node_id, version }, ip) = (placed.change, placed.ip);
     audit::record(
         tx,
         actor,
@@ -543,12 +674,17 @@ pub async fn rotate(
                 .bind(region_id.to_string())
                 .fetch_one(&mut *tx)
                 .await?;
-            let priority = class == PeerClass::Priority;
-            let (node_id, version, first, last) =
-                claim_node(tx, store.tuning(), region_id, &code, priority, None).await?;
-            let ip = allocate_ip(tx, node_id, first, last).await?;
-            insert_peer(tx, id, owner, node_id, key, ip, version, now, class).await?;
-            NodeChange { node_id, version }
+            let req = PeerRequest {
+                device_id: id,
+                owner,
+                key,
+                region: (region_id, &code),
+                priority: class == PeerClass::Priority,
+                exclude: None,
+                prefer: None,
+                replaces: None,
+            };
+            place_peer(tx, store.tuning(), &req, now).await?.change
         }
     };
     audit::record(
@@ -656,79 +792,23 @@ pub async fn restore_user(
         let last_ip: Option<i64> = r.try_get("last_ip")?;
         let region_id = uuid(&r.try_get::<String, _>("region_id")?, "devices.region_id")?;
         let priority = has_priority(tx, user_id, region_id, now).await?;
-        let mut claimed = None;
-        if let Some(n) = &last_node {
-            let reserve = if priority {
-                0
-            } else {
-                i64::from(tuning.placement.priority_reserve_percent.min(100))
-            };
-            let row = sqlx::query(
-                "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 \
-                 WHERE id = $1 AND live_peers < capacity - (capacity * $2) / 100 AND state = 'online' \
-                 AND removed_at IS NULL RETURNING version, pool_first, pool_last",
-            )
-            .bind(n)
-            .bind(reserve)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                claimed = Some((
-                    uuid(n, "nodes.id")?,
-                    version(row.try_get("version")?),
-                    row.try_get("pool_first")?,
-                    row.try_get("pool_last")?,
-                ));
-            }
-        }
-        let (node_id, v, first, last) = match claimed {
-            Some(c) => c,
-            None => {
-                let code: String = r.try_get("code")?;
-                match claim_node(tx, tuning, region_id, &code, priority, None).await {
-                    Ok(c) => c,
-                    Err(DeviceError::NoCapacity(_)) => {
-                        homeless += 1;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-        };
-        let same_node = last_node.as_deref() == Some(node_id.to_string().as_str());
-        let old_ip_free = match (same_node, last_ip) {
-            (true, Some(ip)) => {
-                let taken: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM peers WHERE node_id = $1 AND tunnel_ip_int = $2 AND retired_at IS NULL",
-                )
-                .bind(node_id.to_string())
-                .bind(ip)
-                .fetch_one(&mut *tx)
-                .await?;
-                (taken == 0).then(|| u32::try_from(ip).ok()).flatten()
-            }
-            _ => None,
-        };
-        let ip = match old_ip_free {
-            Some(ip) => ip,
-            None => allocate_ip(tx, node_id, first, last).await?,
-        };
-        insert_peer(
-            tx,
+        let last_node = last_node.map(|n| uuid(&n, "peers.node_id")).transpose()?;
+        let code: String = r.try_get("code")?;
+        let req = PeerRequest {
             device_id,
-            user_id,
-            node_id,
-            &key,
-            ip,
-            v,
-            now,
-            class_of(priority),
-        )
-        .await?;
-        changes.push(NodeChange {
-            node_id,
-            version: v,
-        });
+            owner: user_id,
+            key: &key,
+            region: (region_id, &code),
+            priority,
+            exclude: None,
+            prefer: last_node.map(|n| (n, last_ip.and_then(|ip| u32::try_from(ip).ok()))),
+            replaces: None,
+        };
+        match place_peer(tx, tuning, &req, now).await {
+            Ok(p) => changes.push(p.change),
+            Err(DeviceError::NoCapacity(_)) => homeless += 1,
+            Err(e) => return Err(e),
+        }
     }
     Ok((changes, homeless))
 }

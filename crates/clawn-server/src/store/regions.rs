@@ -83,10 +83,6 @@ impl RegionCounts {
     }
 }
 
-/// The SQL condition for a node that may take a new device (see ARCHITECTURE.md §5).
-pub const ELIGIBLE_NODE: &str =
-    "n.removed_at IS NULL AND n.state = 'online' AND n.live_peers < n.capacity";
-
 impl Store {
     /// Region by code.
     pub async fn region_by_code(&self, code: &str) -> StoreResult<Option<RegionRecord>> {
@@ -102,11 +98,13 @@ impl Store {
         let rows = sqlx::query("SELECT * FROM regions ORDER BY code")
             .fetch_all(self.pool())
             .await?;
+        // Eligible: a node with a seat for at least a priority device (no reserve).
         let sql = format!(
             "SELECT n.region_id, COUNT(*) AS total, \
-             SUM(CASE WHEN {ELIGIBLE_NODE} THEN 1 ELSE 0 END) AS eligible, \
+             SUM(CASE WHEN {} THEN 1 ELSE 0 END) AS eligible, \
              SUM(CASE WHEN n.state = 'online' AND n.live_peers >= n.capacity THEN 1 ELSE 0 END) AS full_nodes \
-             FROM nodes n WHERE n.removed_at IS NULL GROUP BY n.region_id"
+             FROM nodes n WHERE n.removed_at IS NULL GROUP BY n.region_id",
+            crate::placement::claimable_sql("n.", "0")
         );
         let counts = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())

@@ -18,8 +18,7 @@ use uuid::Uuid;
 
 use super::audit::{self, AuditActor};
 use super::devices::{
-    DeviceError, NodeChange, allocate_ip, claim_node, class_of, has_priority, insert_peer,
-    retire_live_peer, retire_peer, version,
+    DeviceError, NodeChange, PeerRequest, class_of, has_priority, place_peer, retire_peer, version,
 };
 use super::{Store, StoreError, StoreResult, uuid};
 use crate::config::IdleAction;
@@ -193,17 +192,18 @@ pub async fn move_device(
         }
     }
     let priority = has_priority(tx, owner, region_id, now).await?;
-    let claimed = claim_node(
-        tx,
-        store.tuning(),
-        region_id,
-        &region_code,
+    let req = PeerRequest {
+        device_id,
+        owner,
+        key: &key,
+        region: (region_id, &region_code),
         priority,
-        current_node,
-    )
-    .await;
-    let (node_id, v, first, last) = match claimed {
-        Ok(c) => c,
+        exclude: current_node,
+        prefer: None,
+        replaces: Some(reason.as_str()),
+    };
+    let placed = match place_peer(tx, store.tuning(), &req, now).await {
+        Ok(p) => p,
         Err(DeviceError::NoCapacity(_)) if reason != MoveReason::Reassign => {
             let newly = dev.try_get::<Option<i64>, _>("waiting_since")?.is_none();
             if newly {
@@ -227,23 +227,9 @@ pub async fn move_device(
         }
         Err(e) => return Err(e.into()),
     };
+    let (node_id, v, ip) = (placed.change.node_id, placed.change.version, placed.ip);
     let mut changes = Vec::with_capacity(2);
-    if let Some(old) = retire_live_peer(tx, device_id, reason.as_str(), now, true).await? {
-        changes.push(old);
-    }
-    let ip = allocate_ip(tx, node_id, first, last).await?;
-    insert_peer(
-        tx,
-        device_id,
-        owner,
-        node_id,
-        &key,
-        ip,
-        v,
-        now,
-        class_of(priority),
-    )
-    .await?;
+    changes.extend(placed.retired);
     sqlx::query(
         "UPDATE devices SET region_id = $2, moved_at = $3, moved_reason = $4, waiting_since = NULL WHERE id = $1",
     )
@@ -345,21 +331,18 @@ pub async fn ensure_placed(
         .fetch_one(&mut *tx)
         .await?;
     let priority = has_priority(tx, owner, region_id, now).await?;
-    let (node_id, v, first, last) =
-        claim_node(tx, store.tuning(), region_id, &code, priority, None).await?;
-    let ip = allocate_ip(tx, node_id, first, last).await?;
-    insert_peer(
-        tx,
+    let req = PeerRequest {
         device_id,
         owner,
-        node_id,
-        &key,
-        ip,
-        v,
-        now,
-        class_of(priority),
-    )
-    .await?;
+        key: &key,
+        region: (region_id, &code),
+        priority,
+        exclude: None,
+        prefer: None,
+        replaces: None,
+    };
+    let placed = place_peer(tx, store.tuning(), &req, now).await?;
+    let (node_id, v, ip) = (placed.change.node_id, placed.change.version, placed.ip);
     audit::record(
         tx,
         actor,
