@@ -671,6 +671,8 @@ fn read_file(path: &Path) -> Result<Settings, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
 
     /// A directory for config files, removed at the end of the test.
@@ -708,6 +710,11 @@ mod tests {
 
     fn config(flags: &[&str]) -> Result<Config, ConfigError> {
         settings(flags)?.resolve()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Settings::command().debug_assert();
     }
 
     #[test]
@@ -767,5 +774,196 @@ mod tests {
         assert_eq!(c.placement, PlacementConfig::default());
         // The file layer falls back to the very defaults `--help` prints.
         assert_eq!(settings(&[]).expect("valid"), Settings::default());
+    }
+
+    #[test]
+    fn sections_come_from_the_file_and_top_level_health_keys_land_in_health() {
+        let dir = TempDir::new();
+        let file = dir.file(
+            "c.toml",
+            "offline_grace_secs = 5\nfailover_delay_secs = 20\n\
+             [health]\ncpu_sustain_secs = 120\n\
+             [hygiene]\nidle_peer_days = 14\nidle_action = \"remove\"\n\
+             [placement]\nlink_mbps = 10000\n",
+        );
+        let path = file.to_str().expect("utf-8 path");
+        let c = config(&["--config", path, "--failover-delay-secs", "60"]).expect("valid");
+        assert_eq!(c.health.offline_grace_secs, 5);
+        assert_eq!(c.health.failover_delay_secs, 60, "the flag beats the file");
+        assert_eq!(c.health.cpu_sustain_secs, 120);
+        assert_eq!(c.health.probe_window, HealthConfig::default().probe_window);
+        assert_eq!(c.hygiene.idle_action, IdleAction::Remove);
+        assert!((c.hygiene.idle_peer_days - 14.0).abs() < f64::EPSILON);
+        assert_eq!(c.placement.link_mbps, 10_000);
+        assert_eq!(c.abuse, AbuseConfig::default());
+    }
+
+    #[test]
+    fn booleans_take_a_value_and_with_node_may_stand_alone() {
+        let s = settings(&[
+            "--self-registration",
+            "true",
+            "--allow-client-to-client",
+            "true",
+        ])
+        .expect("valid");
+        assert!(s.self_registration && s.allow_client_to_client);
+        assert!(matches!(
+            settings(&["--self-registration"]),
+            Err(ConfigError::Args(_))
+        ));
+        assert!(settings(&["--with-node"]).expect("valid").with_node);
+        assert!(
+            !settings(&["--with-node", "false"])
+                .expect("valid")
+                .with_node
+        );
+        assert!(!settings(&["--with-node=false"]).expect("valid").with_node);
+        // A flag given as `false` still beats a file's `true`.
+        let dir = TempDir::new();
+        let file = dir.file("c.toml", "with_node = true\nself_registration = true\n");
+        let path = file.to_str().expect("utf-8 path");
+        let s = settings(&["--config", path, "--self-registration", "false"]).expect("valid");
+        assert!(s.with_node && !s.self_registration);
+    }
+
+    #[test]
+    fn lists_split_on_commas_from_flags_and_come_whole_from_the_file() {
+        let s = settings(&["--client-allowed-ips", "10.0.0.0/8,fd00::/8"]).expect("valid");
+        assert_eq!(s.client_allowed_ips, ["10.0.0.0/8", "fd00::/8"]);
+        let dir = TempDir::new();
+        let file = dir.file(
+            "c.toml",
+            "trusted_proxies = [\"10.1.2.3\", \"192.168.0.0/16\"]\n",
+        );
+        let c = config(&["--config", file.to_str().expect("utf-8 path")]).expect("valid");
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(
+            c.trusted_proxies[0].to_string(),
+            "10.1.2.3/32",
+            "a bare IP is a /32"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let invalid = |flags: &[&str]| config(flags).expect_err("invalid").to_string();
+        assert_eq!(
+            invalid(&["--log-format", "xml"]),
+            "invalid setting log_format: `xml`: use text or json"
+        );
+        assert!(invalid(&["--database-url", "mysql://x"]).contains("database_url"));
+        assert!(invalid(&["--trusted-proxies", "10.0.0.1,bogus"]).contains("`bogus`"));
+        assert!(invalid(&["--client-allowed-ips", "bogus"]).contains("client_allowed_ips"));
+        assert!(invalid(&["--default-device-slots", "1001"]).contains("default_device_slots"));
+        assert!(invalid(&["--session-max-secs", "10"]).contains("session_max_secs"));
+        assert!(invalid(&["--offline-grace-secs", "0"]).contains("offline_grace_secs"));
+        assert!(
+            invalid(&["--config", "/nonexistent/clawn.toml"]).contains("cannot read config file")
+        );
+        assert!(matches!(
+            config(&["--listen", "not-an-address"]),
+            Err(ConfigError::Args(_))
+        ));
+        let dir = TempDir::new();
+        let file = dir.file("c.toml", "log_format = \"xml\"\n");
+        assert_eq!(
+            invalid(&["--config", file.to_str().expect("utf-8 path")]),
+            "invalid setting log_format: `xml`: use text or json"
+        );
+        let file = dir.file("c.toml", "listen = 8080\n");
+        let err = invalid(&["--config", file.to_str().expect("utf-8 path")]);
+        assert!(
+            err.starts_with("invalid config file") && err.contains("listen"),
+            "{err}"
+        );
+    }
+
+    /// Set by [`flag_beats_env_beats_file_beats_default`] for the copy of this test binary it
+    /// starts: a running test cannot safely change its own environment.
+    const CHILD: &str = "CLAWN_TEST_PRECEDENCE_CHILD";
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let dir = TempDir::new();
+        let file = dir.file(
+            "c.toml",
+            "listen = \"127.0.0.1:9001\"\ndefault_device_slots = 5\n\
+             client_allowed_ips = [\"192.168.0.0/16\"]\nself_registration = true\n\
+             log_format = \"text\"\nack_timeout_ms = 500\n",
+        );
+        let other = dir.file("other.toml", "ack_timeout_ms = 600\n");
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "config::tests::precedence_in_child",
+                "--exact",
+                "--nocapture",
+            ])
+            .env_clear()
+            .env(CHILD, &other)
+            .env("CLAWN_CONFIG", &file)
+            .env("CLAWN_LISTEN", "127.0.0.1:9002")
+            .env("CLAWN_DEFAULT_DEVICE_SLOTS", "7")
+            .env("CLAWN_CLIENT_ALLOWED_IPS", "10.0.0.0/8,fd00::/8")
+            .env("CLAWN_SELF_REGISTRATION", "false")
+            .env("CLAWN_LOG_FORMAT", "json")
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the child test did not run:\n{stdout}"
+        );
+    }
+
+    /// Runs only inside [`flag_beats_env_beats_file_beats_default`]'s child process.
+    #[test]
+    fn precedence_in_child() {
+        let Some(other) = std::env::var_os(CHILD) else {
+            return;
+        };
+        // Flags beat the environment (and the file under it).
+        let c = Config::from_args([
+            "clawn-server",
+            "--listen",
+            "127.0.0.1:9003",
+            "--default-device-slots",
+            "9",
+            "--client-allowed-ips",
+            "172.16.0.0/12",
+            "--self-registration",
+            "true",
+            "--log-format",
+            "text",
+        ])
+        .expect("valid");
+        assert_eq!(c.listen.port(), 9003);
+        assert_eq!(c.default_device_slots, 9);
+        assert_eq!(c.client_allowed_ips, ["172.16.0.0/12"]);
+        assert!(c.self_registration);
+        assert_eq!(c.log_format, LogFormat::Text);
+
+        // The environment beats the file (named by CLAWN_CONFIG), even with `false`...
+        let c = Config::from_args(["clawn-server"]).expect("valid");
+        assert_eq!(c.listen.port(), 9002);
+        assert_eq!(c.default_device_slots, 7);
+        assert_eq!(c.client_allowed_ips, ["10.0.0.0/8", "fd00::/8"]);
+        assert!(!c.self_registration);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.public_url, "http://127.0.0.1:9002");
+        // ...the file beats the default where no variable is set...
+        assert_eq!(c.ack_timeout, Duration::from_millis(500));
+        // ...and the default stands where nothing is set.
+        assert_eq!(c.keepalive_secs, 25);
+        assert_eq!(c.login_limit_per_addr, 30);
+        assert_eq!(c.node_interface, "clawn0");
+
+        // `--config` beats `CLAWN_CONFIG`.
+        let other = other.to_str().expect("utf-8 path");
+        let c = Config::from_args(["clawn-server", "--config", other]).expect("valid");
+        assert_eq!(c.ack_timeout, Duration::from_millis(600));
+        assert_eq!(c.listen.port(), 9002);
     }
 }
