@@ -1,31 +1,55 @@
 //! Server configuration: flags, then `CLAWN_*` environment variables, then an optional
 //! TOML file, then built-in defaults. With nothing set the server listens on
 //! 127.0.0.1:8080 and keeps everything in `./clawn-data`.
+//!
+//! Every setting is declared once, as a field of [`Settings`]: its type, its doc comment
+//! (the `--help` text), its flag and environment variable (`#[arg]`), its TOML key (the
+//! field name; `#[serde]`) and its default (`default_value`, which `--help` prints and
+//! [`Settings::default`] reads, so the file layer falls back to the same value). The
+//! layering is clap's own: the file is deserialised into a `Settings` whose missing keys
+//! take the defaults, then every value clap took from a flag or an environment variable
+//! is laid over it ([`clap::FromArgMatches::update_from_arg_matches`]), after dropping
+//! the values clap filled in from `default_value` so those cannot hide the file's.
+//! [`Settings::resolve`] then turns the settings into the typed [`Config`] the rest of the
+//! server uses (durations, parsed CIDRs, the defaults that depend on another setting) and
+//! checks their ranges.
+//!
+//! Why not a layered-configuration crate such as figment: its environment provider
+//! would read `CLAWN_*` a second time beside clap (which must know the variables anyway to
+//! list them in `--help`), with its own parsing of lists and booleans, and it would still
+//! need a second, all-`Option` struct for the flags. figment 0.10 also brings a second
+//! `toml` major version into the build. One struct with serde defaults and clap's `env`
+//! needs no new dependency and keeps today's parsing and messages exactly.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
-/// Command-line interface of `clawn-server`.
-#[derive(Debug, Clone, Parser, Default)]
+/// Every setting of `clawn-server`: its command line, its `CLAWN_*` variables and its
+/// TOML file (same keys as the long flags, with `_` for `-`, plus the TOML-only sections).
+#[derive(Debug, Clone, PartialEq, Parser, Deserialize)]
 #[command(
     name = "clawn-server",
     version,
     about = "Clawn control plane: accounts, devices, regions, nodes and the node streams."
 )]
-pub struct Cli {
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
     /// TOML configuration file (same keys as the long flags, with `_` for `-`).
     #[arg(long, env = "CLAWN_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "CLAWN_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Directory for the SQLite database and the snapshot-signing key [default: ./clawn-data].
-    #[arg(long, env = "CLAWN_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CLAWN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database and the snapshot-signing key.
+    #[arg(long, env = "CLAWN_DATA_DIR", default_value = "./clawn-data")]
+    pub data_dir: PathBuf,
     /// Database URL: `sqlite:///path/file.db` or `postgres://user:pass@host/db`
     /// [default: SQLite file `clawn.db` in the data directory].
     #[arg(long, env = "CLAWN_DATABASE_URL")]
@@ -33,106 +57,212 @@ pub struct Cli {
     /// URL users and nodes reach this server at, used in join commands [default: http://LISTEN].
     #[arg(long, env = "CLAWN_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Log format: `text` or `json` [default: text].
-    #[arg(long, env = "CLAWN_LOG_FORMAT")]
-    pub log_format: Option<String>,
-    /// Allow anyone to register an account [default: false].
-    #[arg(long, env = "CLAWN_SELF_REGISTRATION")]
-    pub self_registration: Option<bool>,
-    /// Device slots of new users [default: 1].
-    #[arg(long, env = "CLAWN_DEFAULT_DEVICE_SLOTS")]
-    pub default_device_slots: Option<u32>,
-    /// Session idle expiry in seconds [default: 43200 = 12 h].
-    #[arg(long, env = "CLAWN_SESSION_IDLE_SECS")]
-    pub session_idle_secs: Option<u64>,
-    /// Session absolute expiry in seconds [default: 604800 = 7 days].
-    #[arg(long, env = "CLAWN_SESSION_MAX_SECS")]
-    pub session_max_secs: Option<u64>,
-    /// How long revoke/rotate wait for the node's acknowledgement, ms [default: 2000].
-    #[arg(long, env = "CLAWN_ACK_TIMEOUT_MS")]
-    pub ack_timeout_ms: Option<u64>,
-    /// Login attempts per account per minute [default: 10].
-    #[arg(long, env = "CLAWN_LOGIN_LIMIT_PER_ACCOUNT")]
-    pub login_limit_per_account: Option<u32>,
-    /// Login attempts per client address per minute [default: 30].
-    #[arg(long, env = "CLAWN_LOGIN_LIMIT_PER_ADDR")]
-    pub login_limit_per_addr: Option<u32>,
-    /// PersistentKeepalive put in device configs, seconds [default: 25].
-    #[arg(long, env = "CLAWN_KEEPALIVE_SECS")]
-    pub keepalive_secs: Option<u16>,
-    /// AllowedIPs put in device configs, comma-separated [default: 0.0.0.0/0,::/0].
-    #[arg(long, env = "CLAWN_CLIENT_ALLOWED_IPS", value_delimiter = ',')]
-    pub client_allowed_ips: Option<Vec<String>>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "CLAWN_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// Allow anyone to register an account.
+    #[arg(long, env = "CLAWN_SELF_REGISTRATION", action = ArgAction::Set, default_value_t = false)]
+    pub self_registration: bool,
+    /// Device slots of new users.
+    #[arg(long, env = "CLAWN_DEFAULT_DEVICE_SLOTS", default_value_t = 1)]
+    pub default_device_slots: u32,
+    /// Session idle expiry in seconds (12 h).
+    #[arg(long, env = "CLAWN_SESSION_IDLE_SECS", default_value_t = 43_200)]
+    pub session_idle_secs: u64,
+    /// Session absolute expiry in seconds (7 days).
+    #[arg(long, env = "CLAWN_SESSION_MAX_SECS", default_value_t = 604_800)]
+    pub session_max_secs: u64,
+    /// How long revoke/rotate wait for the node's acknowledgement, ms.
+    #[arg(long, env = "CLAWN_ACK_TIMEOUT_MS", default_value_t = 2_000)]
+    pub ack_timeout_ms: u64,
+    /// Login attempts per account per minute.
+    #[arg(long, env = "CLAWN_LOGIN_LIMIT_PER_ACCOUNT", default_value_t = 10)]
+    pub login_limit_per_account: u32,
+    /// Login attempts per client address per minute.
+    #[arg(long, env = "CLAWN_LOGIN_LIMIT_PER_ADDR", default_value_t = 30)]
+    pub login_limit_per_addr: u32,
+    /// PersistentKeepalive put in device configs, seconds.
+    #[arg(long, env = "CLAWN_KEEPALIVE_SECS", default_value_t = 25)]
+    pub keepalive_secs: u16,
+    /// AllowedIPs put in device configs, comma-separated.
+    #[arg(
+        long,
+        env = "CLAWN_CLIENT_ALLOWED_IPS",
+        value_delimiter = ',',
+        default_value = "0.0.0.0/0,::/0"
+    )]
+    pub client_allowed_ips: Vec<String>,
     /// How long a node may serve its last snapshot without the control plane before it
-    /// removes all peers, seconds; 0 = forever [default: 86400].
-    #[arg(long, env = "CLAWN_NODE_OFFLINE_GRACE_SECS")]
-    pub node_offline_grace_secs: Option<u64>,
-    /// Let clients of one node reach each other's tunnel addresses [default: false].
-    #[arg(long, env = "CLAWN_ALLOW_CLIENT_TO_CLIENT")]
-    pub allow_client_to_client: Option<bool>,
+    /// removes all peers, seconds; 0 = forever.
+    #[arg(long, env = "CLAWN_NODE_OFFLINE_GRACE_SECS", default_value_t = 86_400)]
+    pub node_offline_grace_secs: u64,
+    /// Let clients of one node reach each other's tunnel addresses.
+    #[arg(long, env = "CLAWN_ALLOW_CLIENT_TO_CLIENT", action = ArgAction::Set, default_value_t = false)]
+    pub allow_client_to_client: bool,
     /// Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed for the
     /// client address used by rate limits and the audit log [default: none].
     #[arg(long, env = "CLAWN_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Option<Vec<String>>,
+    pub trusted_proxies: Vec<String>,
     /// All-in-one: run a WireGuard node inside this process (embedded userspace backend
     /// unless the kernel module exists), enrolled into region `default` (created if there
-    /// are no regions). Needs root / CAP_NET_ADMIN [default: false].
-    #[arg(long, env = "CLAWN_WITH_NODE", num_args = 0..=1, default_missing_value = "true")]
-    pub with_node: Option<bool>,
+    /// are no regions). Needs root / CAP_NET_ADMIN.
+    #[arg(
+        long,
+        env = "CLAWN_WITH_NODE",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false
+    )]
+    pub with_node: bool,
     /// All-in-one node: endpoint clients dial, `host:port` [default: the address of the
     /// default-route interface and --node-listen-port].
     #[arg(long, env = "CLAWN_NODE_ENDPOINT")]
     pub node_endpoint: Option<String>,
-    /// All-in-one node: WireGuard UDP port [default: 51820].
-    #[arg(long, env = "CLAWN_NODE_LISTEN_PORT")]
-    pub node_listen_port: Option<u16>,
-    /// All-in-one node: interface name [default: clawn0].
-    #[arg(long, env = "CLAWN_NODE_INTERFACE")]
-    pub node_interface: Option<String>,
-    /// A node with no heartbeat for this long is offline, seconds [default: 15].
-    #[arg(long, env = "CLAWN_OFFLINE_GRACE_SECS")]
-    pub offline_grace_secs: Option<u64>,
-    /// An offline node's peers move to other nodes of its region after this long,
-    /// seconds [default: 30].
-    #[arg(long, env = "CLAWN_FAILOVER_DELAY_SECS")]
-    pub failover_delay_secs: Option<u64>,
+    /// All-in-one node: WireGuard UDP port.
+    #[arg(long, env = "CLAWN_NODE_LISTEN_PORT", default_value_t = 51820)]
+    pub node_listen_port: u16,
+    /// All-in-one node: interface name.
+    #[arg(long, env = "CLAWN_NODE_INTERFACE", default_value = "clawn0")]
+    pub node_interface: String,
+    /// A node with no heartbeat for this long is offline, seconds.
+    #[arg(
+        long,
+        env = "CLAWN_OFFLINE_GRACE_SECS",
+        default_value_t = HealthConfig::default().offline_grace_secs
+    )]
+    pub offline_grace_secs: u64,
+    /// An offline node's peers move to other nodes of its region after this long, seconds.
+    #[arg(
+        long,
+        env = "CLAWN_FAILOVER_DELAY_SECS",
+        default_value_t = HealthConfig::default().failover_delay_secs
+    )]
+    pub failover_delay_secs: u64,
+    /// `[placement]` (TOML only).
+    #[arg(skip)]
+    pub placement: PlacementConfig,
+    /// `[health]` (TOML only; its `offline_grace_secs` and `failover_delay_secs` are the
+    /// top-level settings above, copied in by [`Settings::resolve`]).
+    #[arg(skip)]
+    pub health: HealthConfig,
+    /// `[hygiene]` (TOML only).
+    #[arg(skip)]
+    pub hygiene: HygieneConfig,
+    /// `[abuse]` (TOML only).
+    #[arg(skip)]
+    pub abuse: AbuseConfig,
 }
 
-/// The TOML file: every key optional, same names as the flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    public_url: Option<String>,
-    log_format: Option<String>,
-    self_registration: Option<bool>,
-    default_device_slots: Option<u32>,
-    session_idle_secs: Option<u64>,
-    session_max_secs: Option<u64>,
-    ack_timeout_ms: Option<u64>,
-    login_limit_per_account: Option<u32>,
-    login_limit_per_addr: Option<u32>,
-    keepalive_secs: Option<u16>,
-    client_allowed_ips: Option<Vec<String>>,
-    node_offline_grace_secs: Option<u64>,
-    allow_client_to_client: Option<bool>,
-    trusted_proxies: Option<Vec<String>>,
-    with_node: Option<bool>,
-    node_endpoint: Option<String>,
-    node_listen_port: Option<u16>,
-    node_interface: Option<String>,
-    offline_grace_secs: Option<u64>,
-    failover_delay_secs: Option<u64>,
-    #[serde(default)]
-    placement: PlacementConfig,
-    #[serde(default)]
-    health: HealthConfig,
-    #[serde(default)]
-    hygiene: HygieneConfig,
-    #[serde(default)]
-    abuse: AbuseConfig,
+impl Default for Settings {
+    /// Every setting at its default (what `--help` prints); flags, environment variables
+    /// and files are not read.
+    fn default() -> Self {
+        let defaults = Self::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(["clawn-server"])
+            .and_then(|matches| Self::from_arg_matches(&matches));
+        match defaults {
+            Ok(settings) => settings,
+            Err(e) => unreachable!("every setting has a default or is optional: {e}"),
+        }
+    }
+}
+
+impl Settings {
+    /// The settings `args` (program name first) and the `CLAWN_*` environment give: flags,
+    /// then environment variables, then the file named by `--config` / `CLAWN_CONFIG`, then
+    /// the defaults. `--help`, `--version` and malformed flags come back as
+    /// [`ConfigError::Args`] (see [`clap::Error::exit`]).
+    pub fn from_args<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        layered(Self::command(), args)
+    }
+
+    /// Converts the settings into the [`Config`] the server runs with, refusing values out
+    /// of range with the setting's name.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let log_format = match self.log_format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "log_format",
+                    message: format!("`{other}`: use text or json"),
+                });
+            }
+        };
+        let database_url = self
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("clawn.db").display()));
+        let public_url = self
+            .public_url
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string();
+        let cfg = Config {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            database_url,
+            public_url,
+            log_format,
+            self_registration: self.self_registration,
+            default_device_slots: self.default_device_slots,
+            session_idle: Duration::from_secs(self.session_idle_secs),
+            session_max: Duration::from_secs(self.session_max_secs),
+            ack_timeout: Duration::from_millis(self.ack_timeout_ms),
+            login_limit_per_account: self.login_limit_per_account,
+            login_limit_per_addr: self.login_limit_per_addr,
+            keepalive_secs: self.keepalive_secs,
+            client_allowed_ips: self.client_allowed_ips,
+            node_offline_grace_secs: self.node_offline_grace_secs,
+            allow_client_to_client: self.allow_client_to_client,
+            trusted_proxies: parse_cidrs(self.trusted_proxies)?,
+            with_node: self.with_node,
+            node_endpoint: self.node_endpoint,
+            node_listen_port: self.node_listen_port,
+            node_interface: self.node_interface,
+            health: HealthConfig {
+                offline_grace_secs: self.offline_grace_secs,
+                failover_delay_secs: self.failover_delay_secs,
+                ..self.health
+            },
+            placement: self.placement,
+            hygiene: self.hygiene,
+            abuse: self.abuse,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// The layering behind [`Settings::from_args`], over any command built from [`Settings`]
+/// (tests pass one that reads no environment).
+fn layered<I, T>(command: clap::Command, args: I) -> Result<Settings, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut given = command.try_get_matches_from(args)?;
+    let mut settings = match given.get_one::<PathBuf>("config") {
+        Some(path) => read_file(path)?,
+        None => Settings::default(),
+    };
+    // What clap filled in from `default_value` must not hide the file: drop it, so only
+    // flags and environment variables are laid over the file's settings.
+    let defaulted: Vec<String> = given
+        .ids()
+        .filter(|id| given.value_source(id.as_str()) == Some(ValueSource::DefaultValue))
+        .map(|id| id.as_str().to_owned())
+        .collect();
+    for id in &defaulted {
+        let _ = given.try_clear_id(id);
+    }
+    settings.update_from_arg_matches_mut(&mut given)?;
+    Ok(settings)
 }
 
 /// `[placement]`: the load score and its use.
@@ -296,7 +426,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The resolved configuration.
+/// The resolved configuration the server runs with: [`Settings`] turned into types
+/// (durations, parsed CIDRs) and checked by [`Settings::resolve`].
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Listen address.
@@ -354,6 +485,10 @@ pub struct Config {
 /// A configuration problem, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A flag or environment variable is malformed, or `--help` / `--version` was asked
+    /// for: [`clap::Error::exit`] prints it the way clap does.
+    #[error("{0}")]
+    Args(#[from] clap::Error),
     /// The TOML file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Read {
@@ -381,120 +516,14 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Resolves flags/env over the optional file over defaults.
-    pub fn resolve(cli: Cli) -> Result<Self, ConfigError> {
-        let file = match &cli.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let listen = cli
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let data_dir = cli
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./clawn-data"));
-        let database_url = cli
-            .database_url
-            .or(file.database_url)
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("clawn.db").display()));
-        let public_url = cli
-            .public_url
-            .or(file.public_url)
-            .unwrap_or_else(|| format!("http://{listen}"))
-            .trim_end_matches('/')
-            .to_string();
-        let log_format = match cli.log_format.or(file.log_format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    key: "log_format",
-                    message: format!("`{other}`: use text or json"),
-                });
-            }
-        };
-        let cfg = Self {
-            listen,
-            data_dir,
-            database_url,
-            public_url,
-            log_format,
-            self_registration: cli
-                .self_registration
-                .or(file.self_registration)
-                .unwrap_or(false),
-            default_device_slots: cli
-                .default_device_slots
-                .or(file.default_device_slots)
-                .unwrap_or(1),
-            session_idle: Duration::from_secs(
-                cli.session_idle_secs
-                    .or(file.session_idle_secs)
-                    .unwrap_or(43_200),
-            ),
-            session_max: Duration::from_secs(
-                cli.session_max_secs
-                    .or(file.session_max_secs)
-                    .unwrap_or(604_800),
-            ),
-            ack_timeout: Duration::from_millis(
-                cli.ack_timeout_ms.or(file.ack_timeout_ms).unwrap_or(2_000),
-            ),
-            login_limit_per_account: cli
-                .login_limit_per_account
-                .or(file.login_limit_per_account)
-                .unwrap_or(10),
-            login_limit_per_addr: cli
-                .login_limit_per_addr
-                .or(file.login_limit_per_addr)
-                .unwrap_or(30),
-            keepalive_secs: cli.keepalive_secs.or(file.keepalive_secs).unwrap_or(25),
-            client_allowed_ips: cli
-                .client_allowed_ips
-                .or(file.client_allowed_ips)
-                .unwrap_or_else(|| vec!["0.0.0.0/0".into(), "::/0".into()]),
-            node_offline_grace_secs: cli
-                .node_offline_grace_secs
-                .or(file.node_offline_grace_secs)
-                .unwrap_or(86_400),
-            allow_client_to_client: cli
-                .allow_client_to_client
-                .or(file.allow_client_to_client)
-                .unwrap_or(false),
-            trusted_proxies: parse_cidrs(
-                cli.trusted_proxies
-                    .or(file.trusted_proxies)
-                    .unwrap_or_default(),
-            )?,
-            with_node: cli.with_node.or(file.with_node).unwrap_or(false),
-            node_endpoint: cli.node_endpoint.or(file.node_endpoint),
-            node_listen_port: cli
-                .node_listen_port
-                .or(file.node_listen_port)
-                .unwrap_or(51820),
-            node_interface: cli
-                .node_interface
-                .or(file.node_interface)
-                .unwrap_or_else(|| "clawn0".into()),
-            health: HealthConfig {
-                offline_grace_secs: cli
-                    .offline_grace_secs
-                    .or(file.offline_grace_secs)
-                    .unwrap_or(15),
-                failover_delay_secs: cli
-                    .failover_delay_secs
-                    .or(file.failover_delay_secs)
-                    .unwrap_or(30),
-                ..file.health
-            },
-            placement: file.placement,
-            hygiene: file.hygiene,
-            abuse: file.abuse,
-        };
-        cfg.validate()?;
-        Ok(cfg)
+    /// The configuration `args` (program name first) and the `CLAWN_*` environment give,
+    /// layered as [`Settings::from_args`] says, resolved and checked.
+    pub fn from_args<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Settings::from_args(args)?.resolve()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -595,13 +624,14 @@ impl Config {
         Ok(())
     }
 
-    /// Defaults for a data directory (tests and embedding).
+    /// Defaults for a data directory (tests and embedding); flags, environment variables
+    /// and files are not read.
     pub fn for_data_dir(data_dir: &Path) -> Self {
-        let cli = Cli {
-            data_dir: Some(data_dir.to_path_buf()),
-            ..Cli::default()
+        let settings = Settings {
+            data_dir: data_dir.to_path_buf(),
+            ..Settings::default()
         };
-        match Self::resolve(cli) {
+        match settings.resolve() {
             Ok(c) => c,
             Err(e) => unreachable!("defaults are valid: {e}"),
         }
@@ -628,7 +658,7 @@ fn parse_cidrs(v: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         .collect()
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -641,46 +671,299 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
+
+    /// A directory for config files, removed at the end of the test.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("clawn-cfg-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).expect("tmp");
+            Self(dir)
+        }
+
+        fn file(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Settings from these flags alone: the command reads no environment variables, so a
+    /// `CLAWN_*` variable in the shell running the tests cannot change the outcome.
+    fn settings(flags: &[&str]) -> Result<Settings, ConfigError> {
+        let command = Settings::command().mut_args(|arg| arg.env(None));
+        layered(
+            command,
+            std::iter::once("clawn-server").chain(flags.iter().copied()),
+        )
+    }
+
+    fn config(flags: &[&str]) -> Result<Config, ConfigError> {
+        settings(flags)?.resolve()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Settings::command().debug_assert();
+    }
 
     #[test]
     fn flags_beat_file_beat_defaults() {
-        let dir = std::env::temp_dir().join(format!("clawn-cfg-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("tmp");
-        let file = dir.join("c.toml");
-        std::fs::write(
-            &file,
+        let dir = TempDir::new();
+        let file = dir.file(
+            "c.toml",
             "listen = \"127.0.0.1:9000\"\nself_registration = true\nack_timeout_ms = 500\n",
-        )
-        .expect("write");
-        let cli = Cli {
-            config: Some(file.clone()),
-            ack_timeout_ms: Some(100),
-            ..Cli::default()
-        };
-        let c = Config::resolve(cli).expect("valid");
+        );
+        let path = file.to_str().expect("utf-8 path");
+        let c = config(&["--config", path, "--ack-timeout-ms", "100"]).expect("valid");
         assert_eq!(c.listen.port(), 9000);
         assert!(c.self_registration);
         assert_eq!(c.ack_timeout, Duration::from_millis(100));
         assert_eq!(c.public_url, "http://127.0.0.1:9000");
         assert!(c.database_url.ends_with("clawn-data/clawn.db"));
+        assert_eq!(c.keepalive_secs, 25, "neither flag nor file: the default");
+    }
 
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nnot_a_key = 1\n").expect("write");
-        let err = Config::resolve(Cli {
-            config: Some(file),
-            ..Cli::default()
-        })
-        .expect_err("unknown key");
-        assert!(err.to_string().contains("not_a_key"), "{err}");
-        let _ = std::fs::remove_dir_all(dir);
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = TempDir::new();
+        for (text, key) in [
+            ("listen = \"127.0.0.1:9000\"\nnot_a_key = 1\n", "not_a_key"),
+            // The file cannot name another file: `config` is a flag and variable only.
+            ("config = \"other.toml\"\n", "config"),
+            (
+                "[placement]\nweight_peers = 1.0\nweight_pears = 1.0\n",
+                "weight_pears",
+            ),
+            // Top-level keys, not `[health]` ones.
+            ("[health]\noffline_grace_secs = 5\n", "offline_grace_secs"),
+        ] {
+            let file = dir.file("c.toml", text);
+            let err =
+                config(&["--config", file.to_str().expect("utf-8 path")]).expect_err("unknown key");
+            assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+            assert!(err.to_string().contains(key), "{key}: {err}");
+        }
     }
 
     #[test]
     fn defaults_are_zero_config() {
-        let c = Config::resolve(Cli::default()).expect("valid");
+        let c = config(&[]).expect("valid");
         assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
         assert!(c.is_sqlite());
         assert!(!c.self_registration);
         assert_eq!(c.default_device_slots, 1);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.session_idle, Duration::from_secs(43_200));
+        assert_eq!(c.client_allowed_ips, ["0.0.0.0/0", "::/0"]);
+        assert!(c.trusted_proxies.is_empty());
+        assert!(!c.with_node);
+        assert_eq!(c.node_endpoint, None);
+        assert_eq!(c.node_interface, "clawn0");
+        assert_eq!(c.health, HealthConfig::default());
+        assert_eq!(c.placement, PlacementConfig::default());
+        // The file layer falls back to the very defaults `--help` prints.
+        assert_eq!(settings(&[]).expect("valid"), Settings::default());
+    }
+
+    #[test]
+    fn sections_come_from_the_file_and_top_level_health_keys_land_in_health() {
+        let dir = TempDir::new();
+        let file = dir.file(
+            "c.toml",
+            "offline_grace_secs = 5\nfailover_delay_secs = 20\n\
+             [health]\ncpu_sustain_secs = 120\n\
+             [hygiene]\nidle_peer_days = 14\nidle_action = \"remove\"\n\
+             [placement]\nlink_mbps = 10000\n",
+        );
+        let path = file.to_str().expect("utf-8 path");
+        let c = config(&["--config", path, "--failover-delay-secs", "60"]).expect("valid");
+        assert_eq!(c.health.offline_grace_secs, 5);
+        assert_eq!(c.health.failover_delay_secs, 60, "the flag beats the file");
+        assert_eq!(c.health.cpu_sustain_secs, 120);
+        assert_eq!(c.health.probe_window, HealthConfig::default().probe_window);
+        assert_eq!(c.hygiene.idle_action, IdleAction::Remove);
+        assert!((c.hygiene.idle_peer_days - 14.0).abs() < f64::EPSILON);
+        assert_eq!(c.placement.link_mbps, 10_000);
+        assert_eq!(c.abuse, AbuseConfig::default());
+    }
+
+    #[test]
+    fn booleans_take_a_value_and_with_node_may_stand_alone() {
+        let s = settings(&[
+            "--self-registration",
+            "true",
+            "--allow-client-to-client",
+            "true",
+        ])
+        .expect("valid");
+        assert!(s.self_registration && s.allow_client_to_client);
+        assert!(matches!(
+            settings(&["--self-registration"]),
+            Err(ConfigError::Args(_))
+        ));
+        assert!(settings(&["--with-node"]).expect("valid").with_node);
+        assert!(
+            !settings(&["--with-node", "false"])
+                .expect("valid")
+                .with_node
+        );
+        assert!(!settings(&["--with-node=false"]).expect("valid").with_node);
+        // A flag given as `false` still beats a file's `true`.
+        let dir = TempDir::new();
+        let file = dir.file("c.toml", "with_node = true\nself_registration = true\n");
+        let path = file.to_str().expect("utf-8 path");
+        let s = settings(&["--config", path, "--self-registration", "false"]).expect("valid");
+        assert!(s.with_node && !s.self_registration);
+    }
+
+    #[test]
+    fn lists_split_on_commas_from_flags_and_come_whole_from_the_file() {
+        let s = settings(&["--client-allowed-ips", "10.0.0.0/8,fd00::/8"]).expect("valid");
+        assert_eq!(s.client_allowed_ips, ["10.0.0.0/8", "fd00::/8"]);
+        let dir = TempDir::new();
+        let file = dir.file(
+            "c.toml",
+            "trusted_proxies = [\"10.1.2.3\", \"192.168.0.0/16\"]\n",
+        );
+        let c = config(&["--config", file.to_str().expect("utf-8 path")]).expect("valid");
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(
+            c.trusted_proxies[0].to_string(),
+            "10.1.2.3/32",
+            "a bare IP is a /32"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let invalid = |flags: &[&str]| config(flags).expect_err("invalid").to_string();
+        assert_eq!(
+            invalid(&["--log-format", "xml"]),
+            "invalid setting log_format: `xml`: use text or json"
+        );
+        assert!(invalid(&["--database-url", "mysql://x"]).contains("database_url"));
+        assert!(invalid(&["--trusted-proxies", "10.0.0.1,bogus"]).contains("`bogus`"));
+        assert!(invalid(&["--client-allowed-ips", "bogus"]).contains("client_allowed_ips"));
+        assert!(invalid(&["--default-device-slots", "1001"]).contains("default_device_slots"));
+        assert!(invalid(&["--session-max-secs", "10"]).contains("session_max_secs"));
+        assert!(invalid(&["--offline-grace-secs", "0"]).contains("offline_grace_secs"));
+        assert!(
+            invalid(&["--config", "/nonexistent/clawn.toml"]).contains("cannot read config file")
+        );
+        assert!(matches!(
+            config(&["--listen", "not-an-address"]),
+            Err(ConfigError::Args(_))
+        ));
+        let dir = TempDir::new();
+        let file = dir.file("c.toml", "log_format = \"xml\"\n");
+        assert_eq!(
+            invalid(&["--config", file.to_str().expect("utf-8 path")]),
+            "invalid setting log_format: `xml`: use text or json"
+        );
+        let file = dir.file("c.toml", "listen = 8080\n");
+        let err = invalid(&["--config", file.to_str().expect("utf-8 path")]);
+        assert!(
+            err.starts_with("invalid config file") && err.contains("listen"),
+            "{err}"
+        );
+    }
+
+    /// Set by [`flag_beats_env_beats_file_beats_default`] for the copy of this test binary it
+    /// starts: a running test cannot safely change its own environment.
+    const CHILD: &str = "CLAWN_TEST_PRECEDENCE_CHILD";
+
+    #[test]
+    fn flag_beats_env_beats_file_beats_default() {
+        let dir = TempDir::new();
+        let file = dir.file(
+            "c.toml",
+            "listen = \"127.0.0.1:9001\"\ndefault_device_slots = 5\n\
+             client_allowed_ips = [\"192.168.0.0/16\"]\nself_registration = true\n\
+             log_format = \"text\"\nack_timeout_ms = 500\n",
+        );
+        let other = dir.file("other.toml", "ack_timeout_ms = 600\n");
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "config::tests::precedence_in_child",
+                "--exact",
+                "--nocapture",
+            ])
+            .env_clear()
+            .env(CHILD, &other)
+            .env("CLAWN_CONFIG", &file)
+            .env("CLAWN_LISTEN", "127.0.0.1:9002")
+            .env("CLAWN_DEFAULT_DEVICE_SLOTS", "7")
+            .env("CLAWN_CLIENT_ALLOWED_IPS", "10.0.0.0/8,fd00::/8")
+            .env("CLAWN_SELF_REGISTRATION", "false")
+            .env("CLAWN_LOG_FORMAT", "json")
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("1 passed"),
+            "the child test did not run:\n{stdout}"
+        );
+    }
+
+    /// Runs only inside [`flag_beats_env_beats_file_beats_default`]'s child process.
+    #[test]
+    fn precedence_in_child() {
+        let Some(other) = std::env::var_os(CHILD) else {
+            return;
+        };
+        // Flags beat the environment (and the file under it).
+        let c = Config::from_args([
+            "clawn-server",
+            "--listen",
+            "127.0.0.1:9003",
+            "--default-device-slots",
+            "9",
+            "--client-allowed-ips",
+            "172.16.0.0/12",
+            "--self-registration",
+            "true",
+            "--log-format",
+            "text",
+        ])
+        .expect("valid");
+        assert_eq!(c.listen.port(), 9003);
+        assert_eq!(c.default_device_slots, 9);
+        assert_eq!(c.client_allowed_ips, ["172.16.0.0/12"]);
+        assert!(c.self_registration);
+        assert_eq!(c.log_format, LogFormat::Text);
+
+        // The environment beats the file (named by CLAWN_CONFIG), even with `false`...
+        let c = Config::from_args(["clawn-server"]).expect("valid");
+        assert_eq!(c.listen.port(), 9002);
+        assert_eq!(c.default_device_slots, 7);
+        assert_eq!(c.client_allowed_ips, ["10.0.0.0/8", "fd00::/8"]);
+        assert!(!c.self_registration);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.public_url, "http://127.0.0.1:9002");
+        // ...the file beats the default where no variable is set...
+        assert_eq!(c.ack_timeout, Duration::from_millis(500));
+        // ...and the default stands where nothing is set.
+        assert_eq!(c.keepalive_secs, 25);
+        assert_eq!(c.login_limit_per_addr, 30);
+        assert_eq!(c.node_interface, "clawn0");
+
+        // `--config` beats `CLAWN_CONFIG`.
+        let other = other.to_str().expect("utf-8 path");
+        let c = Config::from_args(["clawn-server", "--config", other]).expect("valid");
+        assert_eq!(c.ack_timeout, Duration::from_millis(600));
+        assert_eq!(c.listen.port(), 9002);
     }
 }

@@ -1,14 +1,14 @@
 //! `clawn-server`: parse configuration, set up logging, serve until Ctrl-C / SIGTERM.
 
-use clap::Parser as _;
-use clawn_server::config::{Cli, Config, LogFormat};
+use clawn_server::config::{Config, ConfigError, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let config = match Config::resolve(cli) {
+    let config = match Config::from_args(std::env::args_os()) {
         Ok(c) => c,
+        // `--help`, `--version` or a malformed flag: printed the way clap does (exit 0 or 2).
+        Err(ConfigError::Args(e)) => e.exit(),
         Err(e) => {
             eprintln!("error: {e}\nhint: see `clawn-server --help` and docs/configuration.md");
             return std::process::ExitCode::from(2);
