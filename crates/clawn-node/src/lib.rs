@@ -9,6 +9,7 @@ pub mod agent;
 pub mod enroll;
 pub mod firewall;
 pub mod reconcile;
+pub mod rules;
 pub mod state;
 pub mod telemetry;
 pub mod wireguard;
