@@ -1,13 +1,20 @@
 //! The agent loop: keep the stream, verify, apply, save, acknowledge; report telemetry;
 //! serve the last snapshot while the control plane is away, and fail closed when policy
 //! says it has been away too long.
+//!
+//! The loop never blocks its runtime (in all-in-one mode that is the control plane's
+//! own): `state.json` is written on the blocking pool and awaited before the ack, the
+//! contact time goes to a writer task, `nft` and `/proc` reads run on the blocking pool.
+//! When to fail closed, resync, check drift or drop a silent stream is decided by the
+//! pure [`Rules`]; this module only sleeps until their next deadline and carries out
+//! what they say.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clawn_proto::keys::{WgKeyPair, WgPublicKey};
@@ -20,22 +27,19 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tracing::{debug, error, info, warn};
 
 use crate::firewall::{self, FirewallSpec};
 use crate::reconcile::{self, PeerMap};
-use crate::state::{Identity, StateDir};
-use crate::telemetry::Sampler;
-use crate::wireguard::{Backend, IfaceConfig};
+use crate::rules::{Action, Now, OnRejected, Rules};
+pub use crate::rules::{DRIFT_CHECK, RESYNC_INTERVAL, STREAM_SILENCE};
+use crate::state::{Identity, StateDir, StateError};
+use crate::telemetry::{HostFiles, Sampler};
+use crate::wireguard::{Backend, BackendKind, IfaceConfig, WgError};
 
 /// Largest message accepted on the stream: a 100k-peer snapshot is about 16 MB.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
-/// The control plane pings every 15 s; silence for this long means the stream is dead.
-pub const STREAM_SILENCE: Duration = Duration::from_secs(45);
-/// How often the interface is compared with the applied state while connected.
-pub const DRIFT_CHECK: Duration = Duration::from_secs(60);
-/// At most one resync request per this interval.
-pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Run-time settings of the agent.
 #[derive(Debug, Clone)]
@@ -106,10 +110,108 @@ impl Backoff {
     }
 }
 
+/// Why the agent could not start, or could not apply a desired state.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The state directory could not be read or written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The identity's control-plane signing key does not parse.
+    #[error("identity holds a bad signing key: {0}")]
+    BadSigningKey(Rejection),
+    /// The identity's WireGuard key does not parse.
+    #[error("identity holds a bad WireGuard key: {0}")]
+    BadWireGuardKey(clawn_proto::keys::KeyError),
+    /// The identity's ed25519 identity key does not parse.
+    #[error("identity holds a bad ed25519 identity key")]
+    BadIdentityKey,
+    /// The WireGuard interface could not be set up.
+    #[error("cannot set up {name} ({backend} backend)")]
+    Backend {
+        /// The interface.
+        name: String,
+        /// The backend.
+        backend: BackendKind,
+        /// The cause.
+        #[source]
+        source: WgError,
+    },
+    /// Interface settings or peers that do not validate (a saved or applied state).
+    #[error(transparent)]
+    Invalid(#[from] reconcile::Invalid),
+    /// The WireGuard implementation failed.
+    #[error(transparent)]
+    WireGuard(#[from] WgError),
+    /// A task on the blocking pool did not finish (the runtime is shutting down).
+    #[error("a blocking task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Why a session with the control plane ended.
 enum SessionEnd {
     Shutdown,
-    Lost(anyhow::Error),
+    Lost(Lost),
+}
+
+/// Why the stream was lost (logged, then the agent reconnects).
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("server URL {0:?} is neither http nor https")]
+    BadUrl(String),
+    #[error("cannot build the stream request: {0}")]
+    Request(String),
+    #[error("connect: {0}")]
+    Connect(tokio_tungstenite::tungstenite::Error),
+    #[error("connect: timed out")]
+    ConnectTimeout,
+    #[error("stream closed")]
+    Closed,
+    #[error("closed by the control plane: {0:?}")]
+    ClosedByPeer(Option<CloseFrame>),
+    #[error(transparent)]
+    Stream(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("no message for {STREAM_SILENCE:?}")]
+    Silent,
+}
+
+/// Persists the contact time off the async loop. The latest value wins; the task ends
+/// when [`ContactWriter::finish`] has written the final one.
+struct ContactWriter {
+    tx: tokio::sync::watch::Sender<UnixMillis>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ContactWriter {
+    fn spawn(dir: StateDir, saved: UnixMillis) -> Self {
+        let (tx, mut rx) = tokio::sync::watch::channel(saved);
+        let task = tokio::spawn(async move {
+            // `changed` still reports a value sent just before the sender went away.
+            while rx.changed().await.is_ok() {
+                let at = *rx.borrow_and_update();
+                let dir = dir.clone();
+                match tokio::task::spawn_blocking(move || dir.save_last_contact(at)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %format!("{e:#}"), "cannot record contact time"),
+                    Err(e) => warn!(error = %e, "cannot record contact time"),
+                }
+            }
+        });
+        Self { tx, task }
+    }
+
+    /// Queues `at` for writing (never waits).
+    fn record(&self, at: UnixMillis) {
+        self.tx.send_replace(at);
+    }
+
+    /// Writes `at` and waits until it is on disk.
+    async fn finish(self, at: UnixMillis) {
+        self.tx.send_replace(at);
+        drop(self.tx);
+        if let Err(e) = self.task.await {
+            warn!(error = %e, "the contact writer failed");
+        }
+    }
 }
 
 /// The agent's state.
@@ -122,38 +224,46 @@ pub struct Agent {
     backend: Backend,
     /// What the interface has (kept in step with every apply).
     mirror: PeerMap,
-    specs: BTreeMap<WgPublicKey, PeerSpec>,
-    applied: Option<u64>,
+    /// Shared with the blocking writer of `state.json` while it runs (no copy of the
+    /// peers); unique again once the write is awaited.
+    specs: Arc<BTreeMap<WgPublicKey, PeerSpec>>,
     interface: InterfaceSpec,
     policy: NodePolicy,
-    last_contact: UnixMillis,
-    contact_saved: UnixMillis,
-    failed_closed: bool,
+    /// Contact, fail-closed, resync, drift and silence decisions.
+    rules: Rules,
+    contact: ContactWriter,
     exit_ipv4: Option<Ipv4Addr>,
     sampler: Sampler,
-    last_resync: Option<Instant>,
-    /// A resync the rate limit held back; sent as soon as it allows.
-    resync_pending: bool,
     /// The rule set last applied successfully (`None`: none, or the last attempt failed).
     firewall_applied: Option<FirewallSpec>,
 }
 
 impl Agent {
     /// Loads the identity, opens the interface and restores the last snapshot.
-    pub async fn start(cfg: AgentConfig) -> anyhow::Result<Self> {
+    pub async fn start(cfg: AgentConfig) -> Result<Self, AgentError> {
         let dir = StateDir::open(&cfg.state_dir)?;
-        let id = dir.load_identity()?;
-        let key = parse_verifying_key(&id.signing_public_key)
-            .map_err(|e| anyhow::anyhow!("identity holds a bad signing key: {e}"))?;
+        // `state.json` is megabytes at 100k peers: read and parse it off the loop.
+        let (id, saved, last_contact) = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || {
+                (
+                    dir.load_identity(),
+                    dir.load_applied(),
+                    dir.load_last_contact(),
+                )
+            }
+        })
+        .await?;
+        let id = id?;
+        let key = parse_verifying_key(&id.signing_public_key).map_err(AgentError::BadSigningKey)?;
         let verifier = StateVerifier::new(key, id.node_id);
         let wg = WgKeyPair::from_private_base64(&id.wg_private_key)
-            .map_err(|e| anyhow::anyhow!("identity holds a bad WireGuard key: {e}"))?;
-        let identity_key = identity_signing_key(&id)
-            .ok_or_else(|| anyhow::anyhow!("identity holds a bad ed25519 identity key"))?;
-        let saved = match dir.load_applied() {
+            .map_err(AgentError::BadWireGuardKey)?;
+        let identity_key = identity_signing_key(&id).ok_or(AgentError::BadIdentityKey)?;
+        let saved = match saved {
             Ok(s) => s,
             Err(e) => {
-                warn!(error = %format!("{e:#}"), "ignoring the saved snapshot; waiting for the control plane");
+                warn!(error = %chain(&e), "ignoring the saved snapshot; waiting for the control plane");
                 None
             }
         };
@@ -169,9 +279,14 @@ impl Agent {
             address: iface.address,
             userspace_bin: cfg.userspace_bin.clone(),
         };
-        let backend = Backend::open(id.backend, &icfg)
-            .await
-            .with_context(|| format!("cannot set up {} ({} backend)", icfg.name, id.backend))?;
+        let backend =
+            Backend::open(id.backend, &icfg)
+                .await
+                .map_err(|source| AgentError::Backend {
+                    name: icfg.name.clone(),
+                    backend: id.backend,
+                    source,
+                })?;
         let exit_ipv4 = if cfg.exit {
             match cfg.exit_ipv4 {
                 Some(ip) => Some(ip),
@@ -180,33 +295,30 @@ impl Agent {
         } else {
             None
         };
-        let last_contact = dir.load_last_contact().unwrap_or_else(now_millis);
+        let last_contact = last_contact.unwrap_or_else(now_millis);
+        let policy = saved.as_ref().map(|s| s.policy.clone()).unwrap_or_default();
         let mut agent = Self {
             identity_key,
             verifier,
             backend,
             mirror: PeerMap::new(),
-            specs: BTreeMap::new(),
-            applied: None,
-            policy: saved.as_ref().map(|s| s.policy.clone()).unwrap_or_default(),
+            specs: Arc::default(),
+            rules: Rules::new(last_contact, policy.offline_grace_secs),
+            contact: ContactWriter::spawn(dir.clone(), last_contact),
+            policy,
             interface,
-            last_contact,
-            contact_saved: last_contact,
-            failed_closed: false,
             exit_ipv4,
             sampler: Sampler::default(),
-            last_resync: None,
-            resync_pending: false,
             firewall_applied: None,
             id,
             dir,
             cfg,
         };
-        agent.apply_firewall();
+        agent.apply_firewall().await;
         if let Some(s) = saved {
             // Whatever happens next, nothing older than this may be applied again.
-            agent.applied = Some(s.version);
-            if agent.offline_too_long() {
+            agent.rules.restore(s.version);
+            if agent.rules.offline_too_long(Now::current()) {
                 agent.fail_closed().await;
             } else {
                 let pool = reconcile::parse_interface(&s.interface)?.pool;
@@ -241,19 +353,24 @@ impl Agent {
         })
     }
 
-    fn apply_firewall(&mut self) {
+    /// Enables forwarding and replaces the nftables table, both on the blocking pool.
+    async fn apply_firewall(&mut self) {
         if !self.cfg.firewall {
             return;
         }
         let Some(spec) = self.firewall_spec() else {
             return;
         };
-        if self.cfg.exit
-            && let Err(e) = firewall::enable_forwarding()
-        {
-            warn!(error = %e, "cannot enable IPv4 forwarding; clients will not reach the outside");
+        if self.cfg.exit {
+            let forwarding = tokio::task::spawn_blocking(firewall::enable_forwarding).await;
+            if let Some(e) = match forwarding {
+                Ok(r) => r.err().map(|e| e.to_string()),
+                Err(e) => Some(e.to_string()),
+            } {
+                warn!(error = %e, "cannot enable IPv4 forwarding; clients will not reach the outside");
+            }
         }
-        match firewall::apply(&firewall::ruleset(&spec)) {
+        match firewall::apply_off_thread(firewall::ruleset(&spec)).await {
             Ok(()) => {
                 debug!(?spec, "firewall applied");
                 self.firewall_applied = Some(spec);
@@ -265,16 +382,8 @@ impl Agent {
         }
     }
 
-    fn offline_too_long(&self) -> bool {
-        let grace = self.policy.offline_grace_secs;
-        let grace_ms = i64::try_from(grace)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1000);
-        grace > 0 && now_millis().saturating_sub(self.last_contact) > grace_ms
-    }
-
     async fn fail_closed(&mut self) {
-        if self.failed_closed {
+        if self.rules.is_failed_closed() {
             return;
         }
         let grace = self.policy.offline_grace_secs;
@@ -285,7 +394,7 @@ impl Agent {
         match self.backend.remove_all().await {
             Ok(()) => {
                 self.mirror.clear();
-                self.failed_closed = true;
+                self.rules.failed_closed();
                 metrics::gauge!("clawn_node_failed_closed").set(1.0);
                 metrics::gauge!("clawn_node_peers").set(0.0);
             }
@@ -295,7 +404,7 @@ impl Agent {
 
     /// Brings the interface to `desired`, planning against what it really has. The
     /// caller keeps `specs` in step (they only change with a new desired state).
-    async fn converge(&mut self, desired: PeerMap) -> anyhow::Result<()> {
+    async fn converge(&mut self, desired: PeerMap) -> Result<(), AgentError> {
         let current = reconcile::from_interface(&self.backend.read().await?);
         let ops = reconcile::plan(&current, &desired, self.backend.caps());
         self.backend.apply(&ops).await?;
@@ -312,47 +421,48 @@ impl Agent {
     }
 
     fn set_specs(&mut self, peers: &[PeerSpec]) {
-        self.specs = peers.iter().map(|p| (p.public_key, p.clone())).collect();
+        self.specs = Arc::new(peers.iter().map(|p| (p.public_key, p.clone())).collect());
     }
 
+    /// A verified contact: the rules say when the time is due on disk; the writer task
+    /// puts it there without holding up the loop.
     fn touch_contact(&mut self) {
-        let now = now_millis();
-        self.last_contact = now;
-        if now - self.contact_saved > 10_000 {
-            self.contact_saved = now;
-            if let Err(e) = self.dir.save_last_contact(now) {
-                warn!(error = %format!("{e:#}"), "cannot record contact time");
-            }
+        if let Some(at) = self.rules.on_contact(Now::current()) {
+            self.contact.record(at);
         }
     }
 
-    fn save(&self, version: u64) -> anyhow::Result<()> {
+    /// Writes `state.json` atomically on the blocking pool and waits for it: the ack
+    /// that follows promises the state survives a restart.
+    async fn save(&self, version: u64) -> Result<(), AgentError> {
         let started = Instant::now();
-        self.dir
-            .save_applied_parts(version, &self.interface, &self.policy, self.specs.values())?;
+        let dir = self.dir.clone();
+        let interface = self.interface.clone();
+        let policy = self.policy.clone();
+        let specs = Arc::clone(&self.specs);
+        tokio::task::spawn_blocking(move || {
+            dir.save_applied_parts(version, &interface, &policy, specs.values())
+        })
+        .await??;
         metrics::histogram!("clawn_node_save_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
     /// Verifies and applies one signed state. Returns the version to acknowledge, or
-    /// whether to ask for a resync.
+    /// why it was rejected.
     async fn handle_state(
         &mut self,
         signed: &clawn_proto::sign::Signed,
-    ) -> anyhow::Result<Result<u64, Rejection>> {
-        let verified = match self.verifier.verify(signed, self.applied) {
+    ) -> Result<Result<u64, Rejection>, AgentError> {
+        let verified = match self.verifier.verify(signed, self.rules.applied()) {
             Ok(v) => v,
             Err(r) => return Ok(Err(r)),
         };
-        if self.failed_closed && matches!(verified, Verified::Delta(_)) {
-            // The interface is empty: only a full snapshot can bring it back.
-            return Ok(Err(Rejection::Gap {
-                from: self.applied.unwrap_or_default(),
-                applied: None,
-            }));
+        if let Err(r) = self.rules.admit(&verified) {
+            return Ok(Err(r));
         }
         let started = Instant::now();
-        let version = match verified {
+        let (version, snapshot) = match verified {
             Verified::Snapshot(s) => {
                 let iface = match reconcile::parse_interface(&s.interface) {
                     Ok(i) => i,
@@ -369,11 +479,11 @@ impl Agent {
                 self.set_specs(&s.peers);
                 self.interface = s.interface.clone();
                 self.policy = s.policy.clone();
+                self.rules.set_offline_grace(self.policy.offline_grace_secs);
                 if self.firewall_spec() != self.firewall_applied {
-                    self.apply_firewall();
+                    self.apply_firewall().await;
                 }
-                self.resync_pending = false;
-                s.version
+                (s.version, true)
             }
             Verified::Delta(d) => {
                 let pool = reconcile::parse_interface(&self.interface)?.pool;
@@ -383,42 +493,45 @@ impl Agent {
                 };
                 self.backend.apply(&ops).await?;
                 reconcile::commit_delta(&mut self.mirror, &ops);
+                let specs = Arc::make_mut(&mut self.specs);
                 for k in &d.remove {
-                    self.specs.remove(k);
+                    specs.remove(k);
                 }
                 for p in &d.add {
-                    self.specs.insert(p.public_key, p.clone());
+                    specs.insert(p.public_key, p.clone());
                 }
                 // A class change: the spec is recorded (and saved with the snapshot); the
                 // WireGuard peer is not touched, so its session stays up.
                 for p in &d.update {
-                    if let Some(have) = self.specs.get_mut(&p.public_key) {
+                    if let Some(have) = specs.get_mut(&p.public_key) {
                         have.class = p.class;
                     }
                 }
                 metrics::gauge!("clawn_node_peers").set(self.mirror.len() as f64);
-                d.to_version
+                (d.to_version, false)
             }
         };
         metrics::histogram!("clawn_node_apply_seconds").record(started.elapsed().as_secs_f64());
-        if self.failed_closed {
+        let (was_closed, contact) = self.rules.on_applied(version, snapshot, Now::current());
+        if was_closed {
             info!("control plane is back: serving peers again");
-            self.failed_closed = false;
             metrics::gauge!("clawn_node_failed_closed").set(0.0);
         }
-        self.applied = Some(version);
-        self.touch_contact();
-        self.save(version)?;
+        if let Some(at) = contact {
+            self.contact.record(at);
+        }
+        self.save(version).await?;
         metrics::gauge!("clawn_node_applied_version").set(version as f64);
         Ok(Ok(version))
     }
 
-    async fn telemetry(&mut self) -> anyhow::Result<Telemetry> {
+    async fn telemetry(&mut self) -> Result<Telemetry, WgError> {
         let peers = self.backend.read().await?;
+        let files = HostFiles::read_off_thread().await;
         let now = now_millis();
         Ok(Telemetry {
             at: now,
-            host: self.sampler.host(&peers, now),
+            host: self.sampler.host(&files, &peers, now),
             peers: self.sampler.changed_peers(&peers),
             exit_ipv4: self.exit_ipv4,
         })
@@ -426,32 +539,66 @@ impl Agent {
 
     fn stream_request(
         &self,
-    ) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, Lost> {
         let base = &self.id.server_url;
         let ws = if let Some(rest) = base.strip_prefix("https://") {
             format!("wss://{rest}{STREAM_PATH}")
         } else if let Some(rest) = base.strip_prefix("http://") {
             format!("ws://{rest}{STREAM_PATH}")
         } else {
-            anyhow::bail!("server URL {base:?} is neither http nor https");
+            return Err(Lost::BadUrl(base.clone()));
         };
+        let bad = |e: &dyn std::fmt::Display| Lost::Request(e.to_string());
         let mut req = ws.into_client_request()?;
         req.headers_mut().insert(
             "authorization",
-            format!("Bearer {}", self.id.credential).parse()?,
+            format!("Bearer {}", self.id.credential)
+                .parse()
+                .map_err(|e| bad(&e))?,
         );
         // Prove the enrolled identity key on every connect (the credential alone is not
         // enough to open a stream).
         let at = now_millis();
         req.headers_mut().insert(
             clawn_proto::sign::IDENTITY_TIME_HEADER,
-            at.to_string().parse()?,
+            at.to_string().parse().map_err(|e| bad(&e))?,
         );
         req.headers_mut().insert(
             clawn_proto::sign::IDENTITY_PROOF_HEADER,
-            clawn_proto::sign::identity_proof(&self.identity_key, self.id.node_id, at).parse()?,
+            clawn_proto::sign::identity_proof(&self.identity_key, self.id.node_id, at)
+                .parse()
+                .map_err(|e| bad(&e))?,
         );
         Ok(req)
+    }
+
+    /// Sleeps until the rules' next deadline (forever if there is none).
+    async fn rules_due(&self) {
+        match self.rules.next_deadline(Now::current()) {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Carries out every action the rules have due now. Stream actions are returned for
+    /// the caller (who holds the stream); off the stream there are none.
+    async fn run_due(&mut self) -> Vec<Action> {
+        let mut for_stream = Vec::new();
+        while let Some(action) = self.rules.poll(Now::current()) {
+            match action {
+                Action::FailClosed => self.fail_closed().await,
+                Action::CheckDrift => {
+                    // Someone (or something) changed the interface or the firewall behind
+                    // our back: put both back to the applied state.
+                    if let Err(e) = self.converge(self.mirror.clone()).await {
+                        warn!(error = %chain(&e), "drift check failed");
+                    }
+                    self.apply_firewall().await;
+                }
+                Action::RequestResync | Action::DropStream => for_stream.push(action),
+            }
+        }
+        for_stream
     }
 
     /// One connected session, until it breaks or `shutdown` fires.
@@ -468,26 +615,34 @@ impl Agent {
             .max_message_size(Some(MAX_MESSAGE_BYTES))
             .max_frame_size(Some(MAX_MESSAGE_BYTES));
         let connect = tokio_tungstenite::connect_async_with_config(req, Some(config), false);
-        let ws = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(15), connect) => match r {
-                Ok(Ok((ws, _))) => ws,
-                Ok(Err(e)) => return SessionEnd::Lost(anyhow::anyhow!("connect: {e}")),
-                Err(_) => return SessionEnd::Lost(anyhow::anyhow!("connect: timed out")),
-            },
-            _ = shutdown.changed() => return SessionEnd::Shutdown,
+        let connect = tokio::time::timeout(Duration::from_secs(15), connect);
+        tokio::pin!(connect);
+        let ws = loop {
+            tokio::select! {
+                r = &mut connect => match r {
+                    Ok(Ok((ws, _))) => break ws,
+                    Ok(Err(e)) => return SessionEnd::Lost(Lost::Connect(e)),
+                    Err(_) => return SessionEnd::Lost(Lost::ConnectTimeout),
+                },
+                _ = shutdown.changed() => return SessionEnd::Shutdown,
+                // The fail-closed deadline runs while connecting too.
+                () = self.rules_due() => {
+                    self.run_due().await;
+                }
+            }
         };
         info!(server = %self.id.server_url, "stream connected");
         metrics::gauge!("clawn_node_connected").set(1.0);
         let (mut tx, mut rx) = ws.split();
         let mut tick = tokio::time::interval(self.cfg.telemetry_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut drift = tokio::time::interval(DRIFT_CHECK);
-        drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        drift.tick().await;
-        // The control plane pings every 15 s: silence past this deadline is a dead stream
-        // (a silently dropping network never closes the TCP connection by itself).
-        let mut silence = tokio::time::Instant::now() + STREAM_SILENCE;
-        let end = loop {
+        // The control plane pings every 15 s: the rules drop a stream silent for longer
+        // (a silently dropping network never closes the TCP connection by itself), and
+        // schedule drift checks while connected.
+        self.rules.on_connected(Now::current());
+        let end = 'session: loop {
+            // What to send, if anything, after this turn.
+            let mut out: Vec<NodeMessage> = Vec::new();
             tokio::select! {
                 // Shutdown first, then the stream, then the timers: a telemetry read of
                 // every peer never delays a state that is already waiting.
@@ -498,14 +653,14 @@ impl Agent {
                 }
                 msg = rx.next() => {
                     let msg = match msg {
-                        None => break SessionEnd::Lost(anyhow::anyhow!("stream closed")),
+                        None => break SessionEnd::Lost(Lost::Closed),
                         Some(Err(e)) => break SessionEnd::Lost(e.into()),
                         Some(Ok(m)) => m,
                     };
-                    silence = tokio::time::Instant::now() + STREAM_SILENCE;
+                    self.rules.on_message(Now::current());
                     let text = match msg {
                         Message::Text(t) => t,
-                        Message::Close(frame) => break SessionEnd::Lost(anyhow::anyhow!("closed by the control plane: {frame:?}")),
+                        Message::Close(frame) => break SessionEnd::Lost(Lost::ClosedByPeer(frame)),
                         // The control plane's keep-alive on the authenticated stream.
                         Message::Ping(_) | Message::Pong(_) => {
                             self.touch_contact();
@@ -513,78 +668,67 @@ impl Agent {
                         }
                         _ => continue,
                     };
-                    let reply = match serde_json::from_str::<ServerMessage>(text.as_str()) {
+                    match serde_json::from_str::<ServerMessage>(text.as_str()) {
                         // `handle_state` records contact only for a verified state.
                         Ok(ServerMessage::State(signed)) => match self.handle_state(&signed).await {
                             Ok(Ok(version)) => {
                                 backoff.reset();
-                                Some(NodeMessage::Ack { version })
+                                out.push(NodeMessage::Ack { version });
                             }
-                            Ok(Err(r)) => self.rejected(&r),
+                            Ok(Err(r)) => {
+                                if self.rejected(&r) == OnRejected::RequestResync {
+                                    out.push(NodeMessage::Resync);
+                                }
+                            }
                             Err(e) => {
-                                error!(error = %format!("{e:#}"), "applying the desired state failed; asking for a snapshot");
-                                self.resync_request()
+                                error!(error = %chain(&e), "applying the desired state failed; asking for a snapshot");
+                                if self.rules.on_apply_failed(Now::current()) == OnRejected::RequestResync {
+                                    out.push(NodeMessage::Resync);
+                                }
                             }
                         },
                         Ok(ServerMessage::Error { code, message }) => {
                             warn!(code = %code.escape_debug(), message = %message.escape_debug(), "control plane refused a message");
-                            None
                         }
                         Err(e) => {
                             warn!(error = %e, "unreadable message from the control plane");
-                            None
-                        }
-                    };
-                    if let Some(m) = reply {
-                        let text = serde_json::to_string(&m).unwrap_or_default();
-                        if let Err(e) = tx.send(Message::text(text)).await {
-                            break SessionEnd::Lost(e.into());
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(silence) => {
-                    break SessionEnd::Lost(anyhow::anyhow!("no message for {STREAM_SILENCE:?}"));
-                }
-                _ = drift.tick() => {
-                    // Someone (or something) changed the interface or the firewall behind
-                    // our back: put both back to the applied state.
-                    if self.applied.is_some() && !self.failed_closed {
-                        if let Err(e) = self.converge(self.mirror.clone()).await {
-                            warn!(error = %format!("{e:#}"), "drift check failed");
+                () = self.rules_due() => {
+                    for action in self.run_due().await {
+                        match action {
+                            Action::DropStream => break 'session SessionEnd::Lost(Lost::Silent),
+                            Action::RequestResync => out.push(NodeMessage::Resync),
+                            Action::FailClosed | Action::CheckDrift => {}
                         }
-                        self.apply_firewall();
                     }
                 }
                 _ = tick.tick() => {
-                    if self.offline_too_long() {
-                        // Connected, but nothing verified for too long.
-                        self.fail_closed().await;
-                    }
-                    if self.resync_pending
-                        && let Some(m) = self.resync_request()
-                    {
-                        let text = serde_json::to_string(&m).unwrap_or_default();
-                        if let Err(e) = tx.send(Message::text(text)).await {
-                            break SessionEnd::Lost(e.into());
-                        }
-                    }
                     match self.telemetry().await {
-                        Ok(t) => {
-                            let text = serde_json::to_string(&NodeMessage::Telemetry(t)).unwrap_or_default();
-                            if let Err(e) = tx.send(Message::text(text)).await {
-                                break SessionEnd::Lost(e.into());
-                            }
-                        }
+                        Ok(t) => out.push(NodeMessage::Telemetry(t)),
                         Err(e) => warn!(error = %e, "cannot read the interface for telemetry"),
                     }
                 }
             }
+            let mut failed = None;
+            for m in out {
+                let text = serde_json::to_string(&m).unwrap_or_default();
+                if let Err(e) = tx.send(Message::text(text)).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = failed {
+                break SessionEnd::Lost(e.into());
+            }
         };
+        self.rules.on_disconnected();
         metrics::gauge!("clawn_node_connected").set(0.0);
         end
     }
 
-    fn rejected(&mut self, r: &Rejection) -> Option<NodeMessage> {
+    fn rejected(&mut self, r: &Rejection) -> OnRejected {
         let reason = match r {
             Rejection::Malformed(_) => "malformed",
             Rejection::BadSignature => "bad_signature",
@@ -594,34 +738,14 @@ impl Agent {
         };
         metrics::counter!("clawn_node_rejected_total", "reason" => reason).increment(1);
         warn!(%reason, detail = %r, "rejected a desired state; nothing applied");
-        if r.wants_resync() {
-            self.resync_request()
-        } else {
-            None
-        }
-    }
-
-    /// A resync request if the rate limit allows one now; otherwise it stays pending and
-    /// the next telemetry tick sends it.
-    fn resync_request(&mut self) -> Option<NodeMessage> {
-        let now = Instant::now();
-        if self
-            .last_resync
-            .is_some_and(|t| now.duration_since(t) < RESYNC_INTERVAL)
-        {
-            self.resync_pending = true;
-            return None;
-        }
-        self.last_resync = Some(now);
-        self.resync_pending = false;
-        Some(NodeMessage::Resync)
+        self.rules.on_rejected(r, Now::current())
     }
 
     /// Runs until `shutdown` becomes true: sessions, reconnects, fail-closed timer. On
     /// shutdown the firewall table is removed; peers stay (a restart resumes them).
     pub async fn run(mut self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut backoff = Backoff::new(self.cfg.backoff_cap);
-        loop {
+        'run: loop {
             if *shutdown.borrow() {
                 break;
             }
@@ -633,19 +757,22 @@ impl Agent {
                     wait
                 }
             };
-            if self.offline_too_long() {
-                self.fail_closed().await;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => break,
+            let retry = tokio::time::sleep(wait);
+            tokio::pin!(retry);
+            loop {
+                // Due actions first: the fail-closed deadline may already have passed.
+                self.run_due().await;
+                tokio::select! {
+                    () = &mut retry => break,
+                    () = self.rules_due() => {}
+                    _ = shutdown.changed() => break 'run,
+                }
             }
         }
-        if let Err(e) = self.dir.save_last_contact(self.last_contact) {
-            warn!(error = %format!("{e:#}"), "cannot record contact time");
-        }
+        self.contact.finish(self.rules.last_contact()).await;
         if self.firewall_applied.is_some()
-            && let Err(e) = firewall::apply(&firewall::teardown(&self.id.interface_name))
+            && let Err(e) =
+                firewall::apply_off_thread(firewall::teardown(&self.id.interface_name)).await
         {
             warn!(error = %format!("{e:#}"), "cannot remove the firewall table");
         }
@@ -663,6 +790,18 @@ impl Agent {
             self.id.endpoint
         )
     }
+}
+
+/// An error with its sources, `: `-joined (as `anyhow`'s `{:#}` prints them).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// The node's ed25519 identity key from its identity file.
@@ -689,5 +828,37 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(250));
+    }
+
+    #[tokio::test]
+    async fn the_contact_writer_persists_the_latest_time_and_the_final_one() {
+        let base =
+            std::env::temp_dir().join(format!("clawn-node-contact-{}", uuid::Uuid::new_v4()));
+        let dir = StateDir::open(&base).expect("open");
+        let w = ContactWriter::spawn(dir.clone(), 1);
+        assert_eq!(
+            dir.load_last_contact(),
+            None,
+            "the start value came from disk: not written again"
+        );
+        w.record(2);
+        w.record(3);
+        w.finish(4).await;
+        assert_eq!(dir.load_last_contact(), Some(4));
+        let w = ContactWriter::spawn(dir.clone(), 4);
+        w.record(5);
+        // `finish` waits for the write: after it the file holds the final value.
+        w.finish(5).await;
+        assert_eq!(dir.load_last_contact(), Some(5));
+        std::fs::remove_dir_all(base).expect("cleanup");
+    }
+
+    #[test]
+    fn error_chains_read_like_anyhow() {
+        let e = AgentError::State(StateError::Write {
+            path: "/x/state.json".into(),
+            source: std::io::Error::other("disk full"),
+        });
+        assert_eq!(chain(&e), "cannot write /x/state.json: disk full");
     }
 }

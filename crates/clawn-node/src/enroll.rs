@@ -48,9 +48,46 @@ pub enum JoinError {
         /// What to do.
         hint: Option<String>,
     },
-    /// Anything else.
+    /// The state directory already holds an identity.
+    #[error("{} already holds a node identity; use another --state-dir to join again", .0.display())]
+    AlreadyJoined(std::path::PathBuf),
+    /// The interface name is not one the agent accepts.
+    #[error("invalid --interface {0:?}: 1-15 of [A-Za-z0-9_.-]")]
+    InvalidInterface(String),
+    /// The server URL is not usable (the message says why).
+    #[error("{0}")]
+    InvalidServer(String),
+    /// No `--endpoint` and no exit address to build one from.
+    #[error("cannot tell this node's public address; pass --endpoint host:port")]
+    NoEndpoint,
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(reqwest::Error),
+    /// The control plane did not answer.
+    #[error("cannot reach the control plane at {server}: {error}")]
+    Unreachable {
+        /// The control plane's URL.
+        server: String,
+        /// The cause.
+        error: reqwest::Error,
+    },
+    /// The control plane answered with an error that is not an API error body.
+    #[error("enrollment failed: HTTP {status}: {body}")]
+    Failed {
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// The answer's body.
+        body: String,
+    },
+    /// The control plane's success answer does not parse.
+    #[error("unreadable enrollment answer: {0}")]
+    UnreadableAnswer(reqwest::Error),
+    /// The control plane sent a signing key the node cannot use.
+    #[error("control plane sent an unusable signing key: {0}")]
+    BadSigningKey(clawn_proto::sign::Rejection),
+    /// The identity could not be saved.
     #[error(transparent)]
-    Other(#[from] anyhow::Error),
+    State(#[from] crate::state::StateError),
 }
 
 /// Server text shown on a terminal, without control characters.
@@ -70,20 +107,13 @@ pub fn normalise_server(url: &str) -> anyhow::Result<String> {
 /// Enrolls and saves the identity. Returns it.
 pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinError> {
     if dir.has_identity() {
-        return Err(anyhow::anyhow!(
-            "{} already holds a node identity; use another --state-dir to join again",
-            dir.path().display()
-        )
-        .into());
+        return Err(JoinError::AlreadyJoined(dir.path().to_path_buf()));
     }
     if !valid_ifname(&opts.interface_name) {
-        return Err(anyhow::anyhow!(
-            "invalid --interface {:?}: 1-15 of [A-Za-z0-9_.-]",
-            opts.interface_name
-        )
-        .into());
+        return Err(JoinError::InvalidInterface(opts.interface_name.clone()));
     }
-    let server = normalise_server(&opts.server)?;
+    let server =
+        normalise_server(&opts.server).map_err(|e| JoinError::InvalidServer(e.to_string()))?;
     let wg = WgKeyPair::generate();
     let identity = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let exit_ipv4 = match opts.exit_ipv4 {
@@ -94,12 +124,7 @@ pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinEr
         Some(e) => e.clone(),
         None => match exit_ipv4 {
             Some(ip) => format!("{ip}:{}", opts.listen_port),
-            None => {
-                return Err(anyhow::anyhow!(
-                    "cannot tell this node's public address; pass --endpoint host:port"
-                )
-                .into());
-            }
+            None => return Err(JoinError::NoEndpoint),
         },
     };
     let mut capabilities = vec![opts.backend.capability().to_string()];
@@ -116,12 +141,16 @@ pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinEr
         capabilities,
         exit_ipv4: if opts.exit { exit_ipv4 } else { None },
     };
-    let resp = crate::http_client()?
+    let resp = crate::http_client()
+        .map_err(JoinError::Client)?
         .post(format!("{server}{ENROLL_PATH}"))
         .json(&req)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the control plane at {server}: {e}"))?;
+        .map_err(|error| JoinError::Unreachable {
+            server: server.clone(),
+            error,
+        })?;
     if !resp.status().is_success() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
@@ -131,15 +160,11 @@ pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinEr
                 message: printable(&e.message),
                 hint: e.hint.as_deref().map(printable),
             },
-            Err(_) => anyhow::anyhow!("enrollment failed: HTTP {status}: {text}").into(),
+            Err(_) => JoinError::Failed { status, body: text },
         });
     }
-    let e: EnrollResponse = resp
-        .json()
-        .await
-        .map_err(|e| anyhow::anyhow!("unreadable enrollment answer: {e}"))?;
-    parse_verifying_key(&e.signing_public_key)
-        .map_err(|r| anyhow::anyhow!("control plane sent an unusable signing key: {r}"))?;
+    let e: EnrollResponse = resp.json().await.map_err(JoinError::UnreadableAnswer)?;
+    parse_verifying_key(&e.signing_public_key).map_err(JoinError::BadSigningKey)?;
     let id = Identity {
         node_id: e.node_id,
         server_url: server,

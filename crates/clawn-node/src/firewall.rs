@@ -154,13 +154,32 @@ pub fn nft_path() -> Option<&'static str> {
         .find(|p| std::path::Path::new(p).exists())
 }
 
-/// Applies a transaction with `nft -j -f -`.
-pub fn apply(n: &Nftables<'_>) -> anyhow::Result<()> {
-    let nft = nft_path().ok_or_else(|| {
-        anyhow::anyhow!("nft not found (install nftables); exit NAT and isolation need it")
-    })?;
+/// Why a rule set was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    /// No `nft` binary in [`NFT_CANDIDATES`].
+    #[error("nft not found (install nftables); exit NAT and isolation need it")]
+    NftMissing,
+    /// `nft` ran and refused the transaction (or could not be run).
+    #[error("nft refused the rule set: {0}")]
+    Refused(nftables::helper::NftablesError),
+    /// The blocking task running `nft` did not finish (the runtime is shutting down).
+    #[error("the nft task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Applies a transaction with `nft -j -f -`. This waits for a child process: call it
+/// from a blocking context, or use [`apply_off_thread`] on the async loop.
+pub fn apply(n: &Nftables<'_>) -> Result<(), FirewallError> {
+    let nft = nft_path().ok_or(FirewallError::NftMissing)?;
     nftables::helper::apply_ruleset_with_args(n, Some(&nft), nftables::helper::DEFAULT_ARGS)
-        .map_err(|e| anyhow::anyhow!("nft refused the rule set: {e}"))
+        .map_err(FirewallError::Refused)
+}
+
+/// [`apply`] on the blocking pool, so the async loop (in all-in-one mode, the control
+/// plane's own runtime) keeps running while `nft` works.
+pub async fn apply_off_thread(n: Nftables<'static>) -> Result<(), FirewallError> {
+    tokio::task::spawn_blocking(move || apply(&n)).await?
 }
 
 /// Turns on IPv4 forwarding in this network namespace.
@@ -171,7 +190,7 @@ pub fn enable_forwarding() -> std::io::Result<()> {
 /// The IPv4 address of the interface that holds the default route, if any: the address
 /// clients appear from once masqueraded.
 pub async fn detect_exit_ipv4() -> Option<Ipv4Addr> {
-    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let routes = tokio::fs::read_to_string("/proc/net/route").await.ok()?;
     let iface = default_route_iface(&routes)?;
     let handle = crate::wireguard::link::connect().ok()?;
     let index = crate::wireguard::link::index_of(&handle, &iface)

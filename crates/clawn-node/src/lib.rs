@@ -9,18 +9,19 @@ pub mod agent;
 pub mod enroll;
 pub mod firewall;
 pub mod reconcile;
+pub mod rules;
 pub mod state;
 pub mod telemetry;
 pub mod wireguard;
 
-pub use agent::{Agent, AgentConfig};
+pub use agent::{Agent, AgentConfig, AgentError};
 
 /// An HTTP client with the crate's TLS provider installed.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     install_crypto();
-    Ok(reqwest::Client::builder()
+    reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
-        .build()?)
+        .build()
 }
 
 /// Installs rustls' ring provider as the process default (idempotent).

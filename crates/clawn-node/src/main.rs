@@ -126,6 +126,18 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+impl From<clawn_node::state::StateError> for Failure {
+    fn from(e: clawn_node::state::StateError) -> Self {
+        Self::Other(e.into())
+    }
+}
+
+impl From<clawn_node::AgentError> for Failure {
+    fn from(e: clawn_node::AgentError) -> Self {
+        Self::Other(e.into())
+    }
+}
+
 async fn real_main(cli: Cli) -> Result<(), Failure> {
     clawn_node::install_crypto();
     let dir = StateDir::open(&cli.state_dir)?;
@@ -167,7 +179,7 @@ async fn real_main(cli: Cli) -> Result<(), Failure> {
                     Ok(())
                 }
                 Err(e @ JoinError::Refused { .. }) => Err(Failure::Usage(e.to_string())),
-                Err(JoinError::Other(e)) => Err(Failure::Other(e)),
+                Err(e) => Err(Failure::Other(e.into())),
             }
         }
         Cmd::Run {

@@ -6,7 +6,6 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use clawn_proto::node::{InterfaceSpec, NodePolicy, PeerSpec};
 use clawn_proto::time::UnixMillis;
 use serde::{Deserialize, Serialize};
@@ -53,6 +52,71 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// Why the state directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The directory could not be created or restricted to 0700.
+    #[error("cannot create state directory {}", .path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node has not joined yet.
+    #[error("no identity at {} — run `clawn-node join --server URL --token T` first", .path.display())]
+    NoIdentity {
+        /// Where the identity was looked for.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node has joined already: a node joins once.
+    #[error("{} already holds an identity; use another --state-dir or remove it to re-join", .path.display())]
+    IdentityExists {
+        /// The identity file.
+        path: PathBuf,
+    },
+    /// A file does not parse.
+    #[error("corrupt {}", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be written (temporary file, fsync, rename or directory fsync).
+    #[error("cannot write {}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A value could not be serialised.
+    #[error("cannot encode {what}")]
+    Encode {
+        /// What was being written.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// The last applied desired state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Applied {
@@ -74,11 +138,14 @@ pub struct StateDir {
 
 impl StateDir {
     /// Opens (creating with 0700) the directory.
-    pub fn open(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StateError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|source| StateError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
         Ok(Self { dir })
     }
 
@@ -110,7 +177,7 @@ impl StateDir {
     }
 
     /// Records contact with the control plane.
-    pub fn save_last_contact(&self, at: UnixMillis) -> anyhow::Result<()> {
+    pub fn save_last_contact(&self, at: UnixMillis) -> Result<(), StateError> {
         write_atomic(&self.contact_path(), at.to_string().as_bytes())
     }
 
@@ -120,39 +187,39 @@ impl StateDir {
     }
 
     /// Loads the identity.
-    pub fn load_identity(&self) -> anyhow::Result<Identity> {
-        let p = self.identity_path();
-        let text = std::fs::read_to_string(&p).with_context(|| {
-            format!(
-                "no identity at {} — run `clawn-node join --server URL --token T` first",
-                p.display()
-            )
-        })?;
-        serde_json::from_str(&text).with_context(|| format!("corrupt {}", p.display()))
+    pub fn load_identity(&self) -> Result<Identity, StateError> {
+        let path = self.identity_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(source) => return Err(StateError::NoIdentity { path, source }),
+        };
+        serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path, source })
     }
 
     /// Saves the identity (refuses to overwrite one: a node joins once).
-    pub fn save_identity(&self, id: &Identity) -> anyhow::Result<()> {
+    pub fn save_identity(&self, id: &Identity) -> Result<(), StateError> {
         if self.has_identity() {
-            anyhow::bail!(
-                "{} already holds an identity; use another --state-dir or remove it to re-join",
-                self.identity_path().display()
-            );
+            return Err(StateError::IdentityExists {
+                path: self.identity_path(),
+            });
         }
-        write_atomic(&self.identity_path(), &serde_json::to_vec_pretty(id)?)
+        let bytes = serde_json::to_vec_pretty(id).map_err(|source| StateError::Encode {
+            what: "identity",
+            source,
+        })?;
+        write_atomic(&self.identity_path(), &bytes)
     }
 
     /// Loads the last applied state, if any. A corrupt file is reported and ignored (the
     /// control plane sends a full snapshot on connect).
-    pub fn load_applied(&self) -> anyhow::Result<Option<Applied>> {
-        let p = self.state_path();
-        match std::fs::read(&p) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes)
-                    .with_context(|| format!("corrupt {}", p.display()))?,
-            )),
+    pub fn load_applied(&self) -> Result<Option<Applied>, StateError> {
+        let path = self.state_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Corrupt { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+            Err(source) => Err(StateError::Read { path, source }),
         }
     }
 
@@ -163,7 +230,7 @@ impl StateDir {
         interface: &'a InterfaceSpec,
         policy: &'a NodePolicy,
         peers: impl Iterator<Item = &'a PeerSpec> + Clone,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StateError> {
         #[derive(Serialize)]
         struct View<'a, I: Iterator<Item = &'a PeerSpec> + Clone> {
             version: u64,
@@ -184,38 +251,55 @@ impl StateDir {
             interface,
             policy,
             peers,
+        })
+        .map_err(|source| StateError::Encode {
+            what: "state",
+            source,
         })?;
         write_atomic(&self.state_path(), &bytes)
     }
 
     /// Saves the applied state atomically.
-    pub fn save_applied(&self, a: &Applied) -> anyhow::Result<()> {
+    pub fn save_applied(&self, a: &Applied) -> Result<(), StateError> {
         self.save_applied_parts(a.version, &a.interface, &a.policy, a.peers.iter())
     }
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new file: a
 /// 0600 temporary file beside it, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().context("path has no directory")?;
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let failed = |source| StateError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().ok_or_else(|| {
+        failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "path has no directory",
+        ))
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state")
     ));
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(())
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|source| StateError::Write {
+            path: tmp.clone(),
+            source,
+        })?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(failed)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(failed)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(failed)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Host and peer telemetry: counters and timestamps only, never anything about traffic
-//! content. Parsers are pure functions of the `/proc` and `/sys` text.
+//! content. Parsers are pure functions of the `/proc` text; [`HostFiles::read`] is the
+//! only file access, run on the blocking pool by the agent.
 
 use std::collections::HashMap;
 
@@ -49,6 +50,36 @@ pub fn parse_loadavg(text: &str) -> Option<f64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
+/// The raw `/proc` text host metrics are computed from (absent where unreadable).
+#[derive(Debug, Clone, Default)]
+pub struct HostFiles {
+    /// `/proc/stat`.
+    pub stat: Option<String>,
+    /// `/proc/meminfo`.
+    pub meminfo: Option<String>,
+    /// `/proc/loadavg`.
+    pub loadavg: Option<String>,
+}
+
+impl HostFiles {
+    /// Reads the files (blocking).
+    pub fn read() -> Self {
+        let read = |p: &str| std::fs::read_to_string(p).ok();
+        Self {
+            stat: read("/proc/stat"),
+            meminfo: read("/proc/meminfo"),
+            loadavg: read("/proc/loadavg"),
+        }
+    }
+
+    /// Reads the files on the blocking pool.
+    pub async fn read_off_thread() -> Self {
+        tokio::task::spawn_blocking(Self::read)
+            .await
+            .unwrap_or_default()
+    }
+}
+
 /// Samples host and peer statistics and reports what changed.
 #[derive(Default)]
 pub struct Sampler {
@@ -59,12 +90,9 @@ pub struct Sampler {
 
 impl Sampler {
     /// Host metrics now, with rates since the previous call.
-    pub fn host(&mut self, peers: &[PeerState], now: UnixMillis) -> HostMetrics {
+    pub fn host(&mut self, files: &HostFiles, peers: &[PeerState], now: UnixMillis) -> HostMetrics {
         let mut m = HostMetrics::default();
-        if let Some(cpu) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| parse_cpu(&s))
-        {
+        if let Some(cpu) = files.stat.as_deref().and_then(parse_cpu) {
             if let Some((busy0, total0)) = self.last_cpu {
                 let dt = cpu.1.saturating_sub(total0);
                 if dt > 0 {
@@ -73,16 +101,14 @@ impl Sampler {
             }
             self.last_cpu = Some(cpu);
         }
-        if let Some((used, total)) = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|s| parse_meminfo(&s))
-        {
+        if let Some((used, total)) = files.meminfo.as_deref().and_then(parse_meminfo) {
             m.memory_used_bytes = used;
             m.memory_total_bytes = total;
         }
-        m.load1 = std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|s| parse_loadavg(&s))
+        m.load1 = files
+            .loadavg
+            .as_deref()
+            .and_then(parse_loadavg)
             .unwrap_or(0.0);
         m.active_peers = peers
             .iter()
@@ -163,9 +189,24 @@ mod tests {
         let c = s.changed_peers(&[p(9)]);
         assert_eq!(c[0].rx_bytes, 9);
         assert_eq!(c[0].endpoint.as_deref(), Some("10.0.0.1:5"));
-        let h = s.host(&[p(9)], 2_000);
+        let files = |busy: u64, idle: u64, load: &str| HostFiles {
+            stat: Some(format!("cpu  {busy} 0 0 {idle} 0\n")),
+            meminfo: Some("MemTotal:  1000 kB\nMemAvailable:  250 kB\n".into()),
+            loadavg: Some(format!("{load} 0.40 0.30 1/100 42")),
+        };
+        let h = s.host(&files(0, 1000, "0.50"), &[p(9)], 2_000);
         assert_eq!(h.active_peers, 1);
-        let h = s.host(&[p(1009)], 3_000);
+        assert_eq!(h.load1, 0.5);
+        assert_eq!(h.memory_used_bytes, 750 * 1024);
+        let h = s.host(&files(500, 1500, "0.75"), &[p(1009)], 3_000);
         assert_eq!(h.rx_bytes_per_sec, 1000);
+        assert_eq!(
+            h.cpu_percent, 50.0,
+            "busy 500 of 1000 jiffies since the last sample"
+        );
+        assert_eq!(h.load1, 0.75);
+        // Unreadable files leave the host fields at zero; peer figures still count.
+        let h = s.host(&HostFiles::default(), &[p(1009)], 4_000);
+        assert_eq!((h.load1, h.memory_total_bytes, h.active_peers), (0.0, 0, 1));
     }
 }

@@ -64,7 +64,7 @@ async fn prepare(app: &AppState, bound: SocketAddr) -> anyhow::Result<Agent> {
             .map_err(|e| anyhow::anyhow!("enrolling the in-process node: {e}"))?;
         tracing::info!(node = %id.node_id, region = %id.region, endpoint = %id.endpoint, "all-in-one node enrolled");
     }
-    Agent::start(AgentConfig::new(dir.path())).await
+    Ok(Agent::start(AgentConfig::new(dir.path())).await?)
 }
 
 async fn ensure_region(app: &AppState) -> anyhow::Result<RegionRecord> {
