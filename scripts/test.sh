@@ -42,6 +42,12 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> control plane without WireGuard code (no node agent in its dependency tree)"
+cargo build -p clawn-server --no-default-features --locked
+if cargo tree -p clawn-server --no-default-features -e normal --prefix none | grep -E '^(clawn-node|boringtun|nftables|rtnetlink|netlink)' ; then
+  echo "error: the control plane without default features still depends on WireGuard code" >&2
+  exit 1
+fi
 echo "==> tests"
 # The end-to-end tests start the workspace's binaries (server, CLI, node agent).
 cargo build --workspace --bins --locked

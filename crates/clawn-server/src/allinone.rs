@@ -1,5 +1,7 @@
 //! All-in-one: a node agent inside the server process (`--with-node`), so one command on
-//! one machine gives a working VPN.
+//! one machine gives a working VPN. Composed here, in the `clawn-server` binary (feature
+//! `with-node`), from two libraries that do not know each other: the control plane
+//! (`clawn_server`) and the node agent (`clawn_node`).
 //!
 //! On first start the server makes sure region `default` exists (created, audited as the
 //! system, only when there are no regions at all), mints a one-time join token for it and
@@ -15,12 +17,10 @@ use clawn_node::{Agent, AgentConfig};
 use clawn_proto::time::now_millis;
 use serde_json::json;
 
-use crate::app::AppState;
-use crate::service;
-use crate::store::audit::AuditActor;
-use crate::store::regions::RegionRecord;
-
-pub use crate::service::regions::{DEFAULT_POOL, DEFAULT_REGION};
+use clawn_server::app::AppState;
+use clawn_server::service;
+use clawn_server::store::audit::AuditActor;
+use clawn_server::store::regions::RegionRecord;
 
 /// Enrolls (first start) and runs the in-process node until the server shuts down.
 pub async fn run(app: AppState, bound: SocketAddr) {

@@ -5,8 +5,6 @@
 //! TOML), [`store`] (SQLite/PostgreSQL), [`policy`] (who may touch what), [`http`]
 //! (routes), [`hub`] (node streams), [`auth`] (secrets), [`ippool`] (address math).
 
-#[cfg(feature = "with-node")]
-pub mod allinone;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -185,15 +183,21 @@ async fn bootstrap(app: &AppState) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// A task started next to the server once it listens (the all-in-one node agent, which
+/// the `clawn-server` binary composes in; the control-plane library knows no WireGuard).
+/// Given the state and the bound address; awaited (bounded) after the server stops.
+pub type Companion = Box<dyn FnOnce(AppState, SocketAddr) -> tokio::task::JoinHandle<()> + Send>;
+
 /// Serves until `shutdown` resolves, then closes node streams and the database.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    companion: Option<Companion>,
 ) -> Result<(), ServeError> {
     let (tx, rx) = watch::channel(false);
     let app = build_app(config, rx).await?;
-    serve_app(app, listener, shutdown, tx).await
+    serve_app_with(app, listener, shutdown, tx, companion).await
 }
 
 /// Serves a built app (lets callers keep a handle on the state).
@@ -203,21 +207,22 @@ pub async fn serve_app(
     shutdown: impl Future<Output = ()> + Send + 'static,
     stop: watch::Sender<bool>,
 ) -> Result<(), ServeError> {
+    serve_app_with(app, listener, shutdown, stop, None).await
+}
+
+/// [`serve_app`] with a companion task started once the listener is bound.
+pub async fn serve_app_with(
+    app: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: watch::Sender<bool>,
+    companion: Option<Companion>,
+) -> Result<(), ServeError> {
     let (router, _doc) = http::router(app.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = ?app.store.kind(), "clawn-server listening");
     let monitor = tokio::spawn(monitor::run(app.clone()));
-    #[cfg(feature = "with-node")]
-    let node = app
-        .config
-        .with_node
-        .then(|| tokio::spawn(allinone::run(app.clone(), addr)));
-    #[cfg(not(feature = "with-node"))]
-    if app.config.with_node {
-        return Err(ServeError::Bootstrap(
-            "--with-node needs a build with the `with-node` feature".into(),
-        ));
-    }
+    let companion = companion.map(|start| start(app.clone(), addr));
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -228,9 +233,8 @@ pub async fn serve_app(
     })
     .await?;
     // The in-process node removes its firewall table on the way out.
-    #[cfg(feature = "with-node")]
-    if let Some(node) = node {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), node).await;
+    if let Some(task) = companion {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), monitor).await;
     app.store.close().await;

@@ -1,4 +1,10 @@
 //! `clawn-server`: parse configuration, set up logging, serve until Ctrl-C / SIGTERM.
+//! With the `with-node` feature (default) `--with-node` also runs a node agent in the
+//! process; `cargo build -p clawn-server --no-default-features` gives a control plane
+//! with no WireGuard code at all.
+
+#[cfg(feature = "with-node")]
+mod allinone;
 
 use clawn_server::config::{Config, ConfigError, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -33,13 +39,39 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match clawn_server::serve(config, listener, shutdown_signal()).await {
+    let companion = match node_companion(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match clawn_server::serve(config, listener, shutdown_signal(), companion).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// The in-process node agent, when `--with-node` asks for it.
+#[cfg(feature = "with-node")]
+fn node_companion(config: &Config) -> Result<Option<clawn_server::Companion>, String> {
+    Ok(config.with_node.then(|| {
+        Box::new(|app, addr| tokio::spawn(allinone::run(app, addr))) as clawn_server::Companion
+    }))
+}
+
+/// A build without the node agent refuses `--with-node` with the way out.
+#[cfg(not(feature = "with-node"))]
+fn node_companion(config: &Config) -> Result<Option<clawn_server::Companion>, String> {
+    if config.with_node {
+        return Err("--with-node needs a build with the `with-node` feature\n\
+             hint: build with default features, or run clawn-node separately"
+            .into());
+    }
+    Ok(None)
 }
 
 async fn shutdown_signal() {
