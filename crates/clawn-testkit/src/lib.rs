@@ -13,8 +13,12 @@ use std::time::Duration;
 use clawn_proto::WgKeyPair;
 use clawn_server::app::AppState;
 use clawn_server::config::Config;
+use clawn_server::hub::NodeHub;
+use clawn_server::service::Publisher;
+use clawn_server::store::devices::NodeChange;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
 pub use node::ProtoNode;
@@ -134,6 +138,32 @@ impl Retry {
     }
 }
 
+/// A [`Publisher`] that records every publication of a committed change, then hands it
+/// to the node hub like the production publisher does.
+#[derive(Debug)]
+pub struct RecordingPublisher {
+    hub: Arc<NodeHub>,
+    /// Every publication so far, in order.
+    pub seen: std::sync::Mutex<Vec<NodeChange>>,
+}
+
+impl RecordingPublisher {
+    /// Takes the publications recorded since the last call.
+    pub fn take(&self) -> Vec<NodeChange> {
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Publisher for RecordingPublisher {
+    fn publish(&self, change: NodeChange) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
+        self.hub.publish(change);
+    }
+}
+
 /// A running server.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
@@ -155,6 +185,37 @@ impl TestServer {
 
     /// Starts a server after letting the caller adjust the configuration.
     pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(db, adjust, clawn_server::service::hub_publisher).await
+    }
+
+    /// Starts a server whose publications of committed changes are recorded (and then
+    /// delivered to the node hub as usual).
+    pub async fn start_recording(db: Db) -> (Self, Arc<RecordingPublisher>) {
+        let recorder = Arc::new(std::sync::OnceLock::new());
+        let slot = recorder.clone();
+        let srv = Self::start_full(
+            db,
+            |_| {},
+            move |hub| {
+                let r = Arc::new(RecordingPublisher {
+                    hub,
+                    seen: std::sync::Mutex::new(Vec::new()),
+                });
+                let _ = slot.set(r.clone());
+                r as Arc<dyn Publisher>
+            },
+        )
+        .await;
+        let r = recorder.get().expect("publisher built").clone();
+        (srv, r)
+    }
+
+    /// Starts a server with a configuration adjustment and a publisher made from the hub.
+    pub async fn start_full(
+        db: Db,
+        adjust: impl FnOnce(&mut Config),
+        publisher: impl FnOnce(Arc<NodeHub>) -> Arc<dyn Publisher>,
+    ) -> Self {
         init_crypto();
         let dir = TempDir::new("srv");
         let mut config = Config::for_data_dir(&dir.0);
@@ -172,7 +233,7 @@ impl TestServer {
         config.public_url = format!("http://{addr}");
         adjust(&mut config);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let app = clawn_server::build_app(config, stop_rx)
+        let app = clawn_server::build_app_with(config, stop_rx, publisher)
             .await
             .expect("server builds");
         // The admin every test uses, created straight in the store like the env bootstrap does.
