@@ -9,7 +9,7 @@
 //! - region load is sampled for the p95 scale-out signal, and the Prometheus gauges are set.
 //!
 //! Abuse signals are counted as they arrive (telemetry, region moves) by [`Abuse`].
-//! Revocation never waits for this loop: it pushes at once (ARCHITECTURE §4).
+//! Revocation never waits for this loop: it pushes at once (docs/architecture.md §5).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

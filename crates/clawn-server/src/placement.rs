@@ -1,4 +1,4 @@
-//! The load score and node choice (ARCHITECTURE §5), as pure functions of what the store
+//! The load score and node choice (docs/architecture.md §4), as pure functions of what the store
 //! knows about each node, so they are property-tested without a database.
 //!
 //! Hard constraints first: state `online`, heartbeat fresh, live peers below the seats

@@ -1,4 +1,4 @@
-//! The ownership policy: who may see and change what (ARCHITECTURE.md §3).
+//! The ownership policy: who may see and change what (docs/architecture.md §3).
 //!
 //! Every handler that touches user data takes an [`Actor`] (authenticated by the
 //! extractor in `http::auth`), and turns it into a [`Scope`] that the store puts into

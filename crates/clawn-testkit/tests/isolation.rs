@@ -1,4 +1,4 @@
-//! Ownership isolation (ARCHITECTURE.md §3): a user never sees, changes or infers another
+//! Ownership isolation (docs/architecture.md §3): a user never sees, changes or infers another
 //! user's devices; every per-device route answers 404 for them exactly like for a
 //! missing id; non-admins get 403 on every admin route.
 
