@@ -289,6 +289,17 @@ async fn address_free(
     Ok(taken == 0)
 }
 
+/// SQL for "the user holds a priority token for the region, valid now, and none of the
+/// user's devices is quarantined" (which suspends it): 1 or 0. `user`, `region` and `now`
+/// are the SQL expressions (parameters or columns) to use.
+fn priority_sql(user: &str, region: &str, now: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM priority_tokens t WHERE t.user_id = {user} AND t.region_id = {region} \
+         AND t.revoked_at IS NULL AND t.starts_at <= {now} AND t.expires_at > {now} \
+         AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = t.user_id AND d.quarantined_at IS NOT NULL AND d.state = 'active'))"
+    )
+}
+
 /// Whether `user` holds a valid priority token for `region` now (and none of the user's
 /// devices is quarantined, which suspends it).
 pub(crate) async fn has_priority(
@@ -297,11 +308,10 @@ pub(crate) async fn has_priority(
     region: Uuid,
     now: i64,
 ) -> Result<bool, DeviceError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM priority_tokens t WHERE t.user_id = $1 AND t.region_id = $2 \
-         AND t.revoked_at IS NULL AND t.starts_at <= $3 AND t.expires_at > $3 \
-         AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = t.user_id AND d.quarantined_at IS NOT NULL AND d.state = 'active')",
-    )
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT {}",
+        priority_sql("$1", "$2", "$3")
+    )))
     .bind(user.to_string())
     .bind(region.to_string())
     .bind(now)
@@ -431,15 +441,19 @@ pub async fn create(
     if key_ever_used(tx, key).await? {
         return Err(DeviceError::KeyInUse);
     }
-    let slot = sqlx::query(
+    // Taking the slot also answers whether the owner holds a priority token here: one
+    // statement fewer on the hottest write path.
+    let slot: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE users SET active_devices = active_devices + 1, updated_at = $2 \
-         WHERE id = $1 AND active_devices < device_slots AND disabled = 0",
-    )
+         WHERE id = $1 AND active_devices < device_slots AND disabled = 0 RETURNING {}",
+        priority_sql("$1", "$3", "$2")
+    )))
     .bind(owner.to_string())
     .bind(now)
-    .execute(&mut *tx)
+    .bind(region.id.to_string())
+    .fetch_optional(&mut *tx)
     .await?;
-    if slot.rows_affected() != 1 {
+    let Some(priority) = slot else {
         let slots: Option<i64> = sqlx::query_scalar("SELECT device_slots FROM users WHERE id = $1")
             .bind(owner.to_string())
             .fetch_optional(&mut *tx)
@@ -447,8 +461,8 @@ pub async fn create(
         return Err(DeviceError::SlotsExhausted {
             slots: super::count(slots.unwrap_or(0)),
         });
-    }
-    let priority = has_priority(tx, owner, region.id, now).await?;
+    };
+    let priority = priority > 0;
     let device_id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO devices (id, user_id, name, public_key, state, region_id, created_at, updated_at) \
