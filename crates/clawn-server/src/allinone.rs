@@ -12,6 +12,7 @@ use clawn_node::enroll::{JoinOptions, join};
 use clawn_node::state::StateDir;
 use clawn_node::wireguard::BackendKind;
 use clawn_node::{Agent, AgentConfig};
+use clawn_proto::api::AuditAction;
 use clawn_proto::time::now_millis;
 use serde_json::json;
 use uuid::Uuid;
@@ -96,7 +97,7 @@ async fn ensure_region(app: &AppState) -> anyhow::Result<RegionRecord> {
     audit::record(
         &mut w.tx,
         &AuditActor::system(),
-        "region.create",
+        AuditAction::RegionCreate,
         "region",
         Some(rec.code.clone()),
         json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "reason": "all-in-one"}),

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
+use clawn_proto::api::AuditAction;
 use clawn_proto::api::Role;
 use clawn_proto::time::now_millis;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -173,7 +174,7 @@ async fn bootstrap(app: &AppState) -> Result<(), ServeError> {
         audit::record(
             &mut w.tx,
             &AuditActor::system(),
-            "user.bootstrap",
+            AuditAction::UserBootstrap,
             "user",
             Some(user.id.to_string()),
             json!({"email": email, "via": "environment"}),

@@ -4,6 +4,7 @@
 //! Every one of these is an explicit admin route on the server, which checks the role and writes
 //! an audit event; the CLI only shapes requests and shows answers.
 
+use clawn_proto::api::{AdminDeviceQuery, DeviceState, HealthAlert, PriorityStatus};
 use clawn_proto::api::{
     AdminRegionView, AuditEventView, CreateNodeTokenRequest, CreateRegionRequest,
     CreateUserRequest, DeviceDiagnostics, DeviceView, DiagnosticsOverview,
@@ -20,7 +21,7 @@ use crate::cli::{
     AdminCommand, AdminDeviceCommand, DiagArgs, NodeCommand, NodeTokenCommand, PriorityCommand,
     RegionCommand, UserCommand,
 };
-use crate::client::{AdminDeviceQuery, Client};
+use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{Table, describe_ack, emit, emit_json, note, or_dash};
 use crate::resolve::{as_id, resolve};
@@ -250,7 +251,16 @@ fn health_verdict(n: &NodeView) -> Option<String> {
     if let Some(r) = &n.health.reason {
         return Some(r.clone());
     }
-    (!n.health.alerts.is_empty()).then(|| n.health.alerts.join(", "))
+    (!n.health.alerts.is_empty()).then(|| alerts_text(&n.health.alerts, ", "))
+}
+
+/// Alert names joined by `sep`.
+fn alerts_text(alerts: &[HealthAlert], sep: &str) -> String {
+    alerts
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 async fn node(client: &Client, cmd: NodeCommand) -> Result<(), CliError> {
@@ -458,7 +468,11 @@ async fn device(client: &Client, cmd: AdminDeviceCommand) -> Result<(), CliError
             let devices = client
                 .admin_devices(&AdminDeviceQuery {
                     user_id,
-                    state,
+                    // clap admits only `active` and `revoked`.
+                    state: state.as_deref().map(|s| match s {
+                        "revoked" => DeviceState::Revoked,
+                        _ => DeviceState::Active,
+                    }),
                     quarantined,
                     waiting,
                 })
@@ -546,10 +560,14 @@ fn priority_table(tokens: &[PriorityTokenView]) -> String {
         "NOTE",
     ]);
     for p in tokens {
-        let mut status = p.status.clone();
-        match p.status.as_str() {
-            "active" => status.push_str(&format!(", ends {}", format_ago(now, p.expires_at))),
-            "scheduled" => status.push_str(&format!(", starts {}", format_ago(now, p.starts_at))),
+        let mut status = p.status.to_string();
+        match p.status {
+            PriorityStatus::Active => {
+                status.push_str(&format!(", ends {}", format_ago(now, p.expires_at)));
+            }
+            PriorityStatus::Scheduled => {
+                status.push_str(&format!(", starts {}", format_ago(now, p.starts_at)));
+            }
             _ => {}
         }
         if let Some(at) = p.revoked_at {
@@ -719,7 +737,7 @@ fn diag_node_table(nodes: &[&NodeDiagnostics]) -> String {
             if n.health.alerts.is_empty() {
                 "-".into()
             } else {
-                n.health.alerts.join(",")
+                alerts_text(&n.health.alerts, ",")
             },
             health_text(n),
         ]);
@@ -734,7 +752,7 @@ fn event_table(events: &[(&str, &AuditEventView)]) -> String {
         t.row(vec![
             format_utc(e.at),
             (*subject).to_string(),
-            e.action.clone(),
+            e.action.to_string(),
             super::audit::actor_cell(e),
             super::audit::details_cell(e),
         ]);
@@ -884,7 +902,7 @@ fn node_diag_text(d: &NodeDiagnostics) -> String {
             if n.health.alerts.is_empty() {
                 "-".into()
             } else {
-                n.health.alerts.join(", ")
+                alerts_text(&n.health.alerts, ", ")
             },
         ),
         ("health", health_verdict(n).unwrap_or_else(|| "ok".into())),

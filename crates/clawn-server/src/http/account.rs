@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, SameSite};
+use clawn_proto::api::AuditAction;
+use clawn_proto::api::ErrorCode;
 use clawn_proto::api::{
     ApiError, ApiTokenView, CreateApiTokenRequest, LoginRequest, LoginResponse, RegisterRequest,
     Role, SessionKind, SessionView, SetupRequest, UserView,
@@ -35,7 +37,7 @@ pub fn normalize_email(email: &str) -> Result<String, ApiErr> {
         Ok(e)
     } else {
         Err(ApiErr::bad_request(
-            "invalid_email",
+            ErrorCode::InvalidEmail,
             "that is not a valid email address",
         ))
     }
@@ -45,7 +47,7 @@ pub fn normalize_email(email: &str) -> Result<String, ApiErr> {
 pub fn check_password(p: &str) -> Result<(), ApiErr> {
     if p.chars().count() < MIN_PASSWORD_LEN || p.len() > 1024 {
         return Err(ApiErr::bad_request(
-            "weak_password",
+            ErrorCode::WeakPassword,
             format!("passwords must be {MIN_PASSWORD_LEN} to 1024 characters long"),
         ));
     }
@@ -82,7 +84,7 @@ fn rate_limit(app: &AppState, account: &str, addr: Option<&str>) -> ApiResult<()
             tracing::warn!(client = ?addr, "sign-in rate limit hit");
             let mut e = ApiErr::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many sign-in attempts",
             )
             .hint(format!("wait {secs} s and try again"));
@@ -204,14 +206,14 @@ pub async fn login(
     let Some(user) = user.filter(|_| ok) else {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "wrong email or password",
         ));
     };
     if user.view.disabled {
         return Err(ApiErr::new(
             StatusCode::FORBIDDEN,
-            "account_disabled",
+            ErrorCode::AccountDisabled,
             "this account is disabled",
         )
         .hint("ask an admin to enable it"));
@@ -250,7 +252,7 @@ pub async fn register(
     if !app.config.self_registration {
         return Err(ApiErr::new(
             StatusCode::FORBIDDEN,
-            "registration_closed",
+            ErrorCode::RegistrationClosed,
             "self-registration is off",
         )
         .hint("ask an admin to create your account"));
@@ -273,10 +275,11 @@ pub async fn register(
     {
         Ok(u) => u,
         Err(e) if e.is_unique_violation() => {
-            return Err(
-                ApiErr::conflict("email_taken", "an account with this email exists")
-                    .hint("sign in instead"),
-            );
+            return Err(ApiErr::conflict(
+                ErrorCode::EmailTaken,
+                "an account with this email exists",
+            )
+            .hint("sign in instead"));
         }
         Err(e) => return Err(e.into()),
     };
@@ -289,7 +292,7 @@ pub async fn register(
     audit::record(
         &mut w.tx,
         &actor,
-        "user.register",
+        AuditAction::UserRegister,
         "user",
         Some(user.id.to_string()),
         json!({"email": email}),
@@ -325,7 +328,7 @@ pub async fn setup(
     let invalid = || {
         ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_setup_token",
+            ErrorCode::InvalidSetupToken,
             "the setup token is wrong or was used",
         )
         .hint("the token is printed by the server at a start with an empty database")
@@ -358,7 +361,7 @@ pub async fn setup(
         .map_err(crate::store::StoreError::from)?;
     if n > 0 {
         return Err(ApiErr::conflict(
-            "already_set_up",
+            ErrorCode::AlreadySetUp,
             "an account exists already; setup is done",
         ));
     }
@@ -380,7 +383,7 @@ pub async fn setup(
     audit::record(
         &mut w.tx,
         &actor,
-        "user.bootstrap",
+        AuditAction::UserBootstrap,
         "user",
         Some(user.id.to_string()),
         json!({"email": email, "via": "setup_token"}),
@@ -440,7 +443,7 @@ pub async fn end_all_sessions(State(app): State<AppState>, actor: Actor) -> ApiR
     audit::record(
         &mut w.tx,
         &actor.audit(),
-        "session.end_all",
+        AuditAction::SessionEndAll,
         "user",
         Some(actor.user.id.to_string()),
         json!({"ended": n}),
@@ -472,20 +475,20 @@ pub async fn create_token(
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(ApiErr::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "token names are 1 to 64 characters",
         ));
     }
     let days = req.expires_in_days.unwrap_or(90);
     if !(1..=365).contains(&days) {
         return Err(ApiErr::bad_request(
-            "invalid_expiry",
+            ErrorCode::InvalidExpiry,
             "expires_in_days must be 1 to 365",
         ));
     }
     if app.store.list_api_tokens(actor.user.id).await?.len() >= MAX_API_TOKENS {
         return Err(ApiErr::conflict(
-            "too_many_tokens",
+            ErrorCode::TooManyTokens,
             format!("at most {MAX_API_TOKENS} live API tokens per user"),
         )
         .hint("revoke tokens you no longer use"));

@@ -4,9 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use clawn_proto::api::AuditAction;
+use clawn_proto::api::{AdminDeviceQuery, AuditQuery, ErrorCode};
 use clawn_proto::api::{
     AdminRegionView, ApiError, AuditEventView, CreateNodeTokenRequest, CreateRegionRequest,
-    CreateUserRequest, DeviceState, DeviceView, NodeState, NodeTokenResponse, NodeView, Page,
+    CreateUserRequest, DeviceView, NodeState, NodeTokenResponse, NodeView, Page,
     ResetPasswordRequest, RevokeResponse, Role, UpdateNodeRequest, UpdateRegionRequest,
     UpdateUserRequest, UserView,
 };
@@ -36,7 +38,7 @@ fn check_region_code(code: &str) -> ApiResult<()> {
         Ok(())
     } else {
         Err(ApiErr::bad_request(
-            "invalid_region_code",
+            ErrorCode::InvalidRegionCode,
             "region codes are 2-32 of a-z, 0-9 and -",
         ))
     }
@@ -45,19 +47,19 @@ fn check_region_code(code: &str) -> ApiResult<()> {
 fn check_pool(cidr: &str, node_prefix: u8) -> ApiResult<Ipv4Net> {
     let net: Ipv4Net = cidr.parse().map_err(|_| {
         ApiErr::bad_request(
-            "invalid_cidr",
+            ErrorCode::InvalidCidr,
             format!("`{cidr}` is not an IPv4 CIDR like 10.100.0.0/16"),
         )
     })?;
     if net.trunc() != net {
         return Err(ApiErr::bad_request(
-            "invalid_cidr",
+            ErrorCode::InvalidCidr,
             format!("`{cidr}` has host bits set; did you mean {}?", net.trunc()),
         ));
     }
     if node_prefix < net.prefix_len() || !(8..=30).contains(&node_prefix) {
         return Err(ApiErr::bad_request(
-            "invalid_node_prefix",
+            ErrorCode::InvalidNodePrefix,
             format!(
                 "node_prefix must be between the pool's prefix /{} and /30",
                 net.prefix_len()
@@ -70,7 +72,7 @@ fn check_pool(cidr: &str, node_prefix: u8) -> ApiResult<Ipv4Net> {
 fn check_dns(dns: &[String]) -> ApiResult<()> {
     if dns.len() > 4 || dns.iter().any(|d| d.parse::<std::net::IpAddr>().is_err()) {
         return Err(ApiErr::bad_request(
-            "invalid_dns",
+            ErrorCode::InvalidDns,
             "dns must be up to 4 IP addresses",
         ));
     }
@@ -116,7 +118,7 @@ pub async fn create_region(
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(ApiErr::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "region names are 1 to 64 characters",
         ));
     }
@@ -134,7 +136,7 @@ pub async fn create_region(
     match regions::insert(&mut w.tx, &rec, now).await {
         Err(e) if e.is_unique_violation() => {
             return Err(ApiErr::conflict(
-                "region_exists",
+                ErrorCode::RegionExists,
                 "a region with this code exists",
             ));
         }
@@ -143,7 +145,7 @@ pub async fn create_region(
     audit::record(
         &mut w.tx,
         &admin.audit(),
-        "region.create",
+        AuditAction::RegionCreate,
         "region",
         Some(rec.code.clone()),
         json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": node_prefix, "dns": rec.dns}),
@@ -175,7 +177,7 @@ pub async fn update_region(
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 {
             return Err(ApiErr::bad_request(
-                "invalid_name",
+                ErrorCode::InvalidName,
                 "region names are 1 to 64 characters",
             ));
         }
@@ -195,7 +197,7 @@ pub async fn update_region(
     let mut w = app.store.write().await?;
     if pool_change && regions::node_count(&mut w.tx, rec.id).await? > 0 {
         return Err(ApiErr::conflict(
-            "region_has_nodes",
+            ErrorCode::RegionHasNodes,
             "the pool of a region with nodes cannot change",
         )
         .hint("remove the region's nodes first"));
@@ -204,7 +206,7 @@ pub async fn update_region(
     audit::record(
         &mut w.tx,
         &admin.audit(),
-        "region.update",
+        AuditAction::RegionUpdate,
         "region",
         Some(rec.code.clone()),
         json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "dns": rec.dns}),
@@ -230,14 +232,14 @@ pub async fn create_node_token(
     let secs = req.expires_in_secs.unwrap_or(3600);
     if !(60..=604_800).contains(&secs) {
         return Err(ApiErr::bad_request(
-            "invalid_expiry",
+            ErrorCode::InvalidExpiry,
             "expires_in_secs must be 60 to 604800",
         ));
     }
     let capacity = req.capacity.unwrap_or(1000);
     if !(1..=1_000_000).contains(&capacity) {
         return Err(ApiErr::bad_request(
-            "invalid_capacity",
+            ErrorCode::InvalidCapacity,
             "capacity must be 1 to 1000000",
         ));
     }
@@ -313,26 +315,26 @@ pub async fn update_node(
         )
     {
         return Err(ApiErr::bad_request(
-            "invalid_state",
+            ErrorCode::InvalidState,
             "admins can set online, maintenance, draining or experimental",
         ));
     }
     if req.capacity.is_some_and(|c| c > 1_000_000) {
         return Err(ApiErr::bad_request(
-            "invalid_capacity",
+            ErrorCode::InvalidCapacity,
             "capacity must be 0 to 1000000",
         ));
     }
     let name = req.name.as_deref().map(str::trim);
     if name.is_some_and(|n| n.is_empty() || n.chars().count() > 64) {
         return Err(ApiErr::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "node names are 1 to 64 characters",
         ));
     }
     if req.link_mbps.is_some_and(|l| l == 0 || l > 10_000_000) {
         return Err(ApiErr::bad_request(
-            "invalid_link_mbps",
+            ErrorCode::InvalidLinkMbps,
             "link_mbps must be 1 to 10000000 (Mbit/s)",
         ));
     }
@@ -343,7 +345,7 @@ pub async fn update_node(
     audit::record(
         &mut w.tx,
         &admin.audit(),
-        "node.update",
+        AuditAction::NodeUpdate,
         "node",
         Some(id.to_string()),
         json!({"state": req.state, "capacity": req.capacity, "name": name, "link_mbps": req.link_mbps}),
@@ -390,7 +392,7 @@ pub async fn remove_node(
     };
     if live > 0 && !q.force {
         return Err(ApiErr::conflict(
-            "node_has_peers",
+            ErrorCode::NodeHasPeers,
             format!("the node still serves {live} devices"),
         )
         .hint("set it to draining and wait, or remove with ?force=true"));
@@ -412,7 +414,7 @@ pub async fn remove_node(
     audit::record(
         &mut w.tx,
         &admin.audit(),
-        "node.remove",
+        AuditAction::NodeRemove,
         "node",
         Some(id.to_string()),
         json!({"retired_peers": live, "force": q.force}),
@@ -446,7 +448,7 @@ pub async fn create_user(
     let slots = req.device_slots.unwrap_or(app.config.default_device_slots);
     if slots > 1000 {
         return Err(ApiErr::bad_request(
-            "invalid_slots",
+            ErrorCode::InvalidSlots,
             "device_slots must be 0 to 1000",
         ));
     }
@@ -456,7 +458,7 @@ pub async fn create_user(
     let user = match users::insert(&mut w.tx, &email, &hash, role, slots, now_millis()).await {
         Err(e) if e.is_unique_violation() => {
             return Err(ApiErr::conflict(
-                "email_taken",
+                ErrorCode::EmailTaken,
                 "a user with this email exists",
             ));
         }
@@ -465,7 +467,7 @@ pub async fn create_user(
     audit::record(
         &mut w.tx,
         &admin.audit(),
-        "user.create",
+        AuditAction::UserCreate,
         "user",
         Some(user.id.to_string()),
         json!({"email": email, "role": role.as_str(), "device_slots": slots}),
@@ -486,15 +488,16 @@ pub async fn update_user(
 ) -> ApiResult<Json<UserView>> {
     if req.device_slots.is_some_and(|s| s > 1000) {
         return Err(ApiErr::bad_request(
-            "invalid_slots",
+            ErrorCode::InvalidSlots,
             "device_slots must be 0 to 1000",
         ));
     }
     if id == admin.actor().user.id && (req.disabled == Some(true) || req.role == Some(Role::User)) {
-        return Err(
-            ApiErr::conflict("self_lockout", "you cannot disable or demote yourself")
-                .hint("ask another admin"),
-        );
+        return Err(ApiErr::conflict(
+            ErrorCode::SelfLockout,
+            "you cannot disable or demote yourself",
+        )
+        .hint("ask another admin"));
     }
     let now = now_millis();
     let mut w = app.store.write().await?;
@@ -527,7 +530,7 @@ pub async fn update_user(
         (changes, without_room) =
             devices::restore_user(&mut w.tx, app.store.tuning(), id, now).await?;
     }
-    audit::record(&mut w.tx, &admin.audit(), "user.update", "user", Some(id.to_string()),
+    audit::record(&mut w.tx, &admin.audit(), AuditAction::UserUpdate, "user", Some(id.to_string()),
         json!({"disabled": req.disabled, "device_slots": req.device_slots, "role": req.role,
                "sessions_ended": ended, "peers_changed": changes.len(), "devices_without_room": without_room})).await?;
     w.commit().await?;
@@ -562,7 +565,7 @@ pub async fn reset_password(
     audit::record(
         &mut w.tx,
         &admin.audit(),
-        "user.reset_password",
+        AuditAction::UserResetPassword,
         "user",
         Some(id.to_string()),
         json!({"sessions_ended": ended}),
@@ -570,21 +573,6 @@ pub async fn reset_password(
     .await?;
     w.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Filters of the admin device list.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct AdminDeviceQuery {
-    /// Only this user's devices.
-    pub user_id: Option<Uuid>,
-    /// Only devices in this state.
-    pub state: Option<DeviceState>,
-    /// Only quarantined devices (for review).
-    #[serde(default)]
-    pub quarantined: bool,
-    /// Only devices waiting for capacity.
-    #[serde(default)]
-    pub waiting: bool,
 }
 
 /// Everyone's devices.
@@ -618,25 +606,6 @@ pub async fn revoke_device(
         .map(Json)
 }
 
-/// Audit log filters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct AuditQuery {
-    /// Actor id or label (email, node name).
-    pub actor: Option<String>,
-    /// Action, or a prefix ending in `.` such as `device.`.
-    pub action: Option<String>,
-    /// Target id.
-    pub target: Option<String>,
-    /// From (Unix ms, inclusive).
-    pub since: Option<i64>,
-    /// Until (Unix ms, exclusive).
-    pub until: Option<i64>,
-    /// Page size, 1–500 (default 100).
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// The audit log, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditQuery),
     responses((status = 200, body = Page<AuditEventView>), (status = 400, body = ApiError)))]
@@ -649,7 +618,7 @@ pub async fn audit_log(
         && Uuid::parse_str(c).is_err()
     {
         return Err(ApiErr::bad_request(
-            "invalid_cursor",
+            ErrorCode::InvalidCursor,
             "cursor must be a next_cursor value from a previous page",
         ));
     }
@@ -697,7 +666,7 @@ pub async fn mint_join_token(
     audit::record(
         &mut w.tx,
         actor,
-        "node_token.create",
+        AuditAction::NodeTokenCreate,
         "join_token",
         Some(id.to_string()),
         meta,

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use clawn_proto::api::{AckStatus, ErrorCode};
 use clawn_proto::api::{
     ApiError, CreateDeviceRequest, DeviceConfigResponse, DeviceView, DeviceWithConfig, NodeAck,
     ReassignDeviceRequest, RegionView, RenameDeviceRequest, RevokeResponse, RotateDeviceRequest,
@@ -21,7 +22,7 @@ pub fn check_name(name: &str) -> ApiResult<String> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
         return Err(ApiErr::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "device names are 1 to 64 printable characters",
         ));
     }
@@ -32,7 +33,7 @@ pub fn check_name(name: &str) -> ApiResult<String> {
         .any(clawn_proto::keys::decodes_to_32_bytes);
     if key_shaped || n.to_ascii_lowercase().contains("privatekey") {
         return Err(ApiErr::bad_request(
-            "name_looks_like_key",
+            ErrorCode::NameLooksLikeKey,
             "the name looks like a WireGuard key",
         )
         .hint("never paste a private key anywhere; pick a plain name such as \"laptop\""));
@@ -67,19 +68,19 @@ where
 pub async fn node_ack(app: &AppState, changed: &DeviceChanged, wait: bool) -> NodeAck {
     let Some(c) = changed.change else {
         return NodeAck {
-            status: "none".into(),
+            status: AckStatus::None,
             version: None,
             waited_ms: 0,
         };
     };
     if !wait {
         let status = if app.hub.is_connected(c.node_id) {
-            "pending"
+            AckStatus::Pending
         } else {
-            "offline"
+            AckStatus::Offline
         };
         return NodeAck {
-            status: status.into(),
+            status,
             version: Some(c.version),
             waited_ms: 0,
         };
@@ -89,7 +90,7 @@ pub async fn node_ack(app: &AppState, changed: &DeviceChanged, wait: bool) -> No
         .wait_ack(c.node_id, c.version, app.config.ack_timeout)
         .await;
     NodeAck {
-        status: outcome.as_str().into(),
+        status: outcome.wire(),
         version: Some(c.version),
         waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
     }
@@ -132,9 +133,9 @@ async fn with_config(
     let config = config_for(app, scope, changed.device_id)
         .await
         .map_err(|e| {
-            if e.code == "not_found" {
+            if e.code == ErrorCode::NotFound {
                 ApiErr::conflict(
-                    "device_revoked",
+                    ErrorCode::DeviceRevoked,
                     "the device was revoked while this request ran",
                 )
             } else {

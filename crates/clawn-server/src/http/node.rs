@@ -15,6 +15,8 @@ use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clawn_proto::api::ApiError;
+use clawn_proto::api::AuditAction;
+use clawn_proto::api::ErrorCode;
 use clawn_proto::node::{
     Delta, DesiredState, EnrollRequest, EnrollResponse, InterfaceSpec, NodeMessage, NodePolicy,
     ServerMessage, Snapshot,
@@ -35,7 +37,7 @@ use crate::store::nodes::{self, JoinTokenProblem, NewNode, NodeAuth};
 fn check_endpoint(endpoint: &str) -> ApiResult<()> {
     let bad = || {
         ApiErr::bad_request(
-            "invalid_endpoint",
+            ErrorCode::InvalidEndpoint,
             "endpoint must be host:port, e.g. vpn1.example.com:51820",
         )
     };
@@ -67,26 +69,26 @@ pub async fn enroll(
     check_endpoint(&req.endpoint)?;
     if req.listen_port == 0 {
         return Err(ApiErr::bad_request(
-            "invalid_listen_port",
+            ErrorCode::InvalidListenPort,
             "listen_port must be 1 to 65535",
         ));
     }
     clawn_proto::sign::parse_verifying_key(&req.identity_public_key).map_err(|_| {
         ApiErr::bad_request(
-            "invalid_identity_key",
+            ErrorCode::InvalidIdentityKey,
             "identity_public_key must be a base64 ed25519 public key",
         )
     })?;
     if req.capabilities.len() > 32 || req.capabilities.iter().any(|c| c.len() > 64) {
         return Err(ApiErr::bad_request(
-            "invalid_capabilities",
+            ErrorCode::InvalidCapabilities,
             "at most 32 capabilities of up to 64 characters",
         ));
     }
     let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if name.is_some_and(|n| n.chars().count() > 64) {
         return Err(ApiErr::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "node names are 1 to 64 characters",
         ));
     }
@@ -96,9 +98,15 @@ pub async fn enroll(
         Ok(g) => g,
         Err(p) => {
             let (code, msg) = match p {
-                JoinTokenProblem::Invalid => ("invalid_join_token", "the join token is not valid"),
-                JoinTokenProblem::Used => ("join_token_used", "the join token was already used"),
-                JoinTokenProblem::Expired => ("join_token_expired", "the join token has expired"),
+                JoinTokenProblem::Invalid => {
+                    (ErrorCode::InvalidJoinToken, "the join token is not valid")
+                }
+                JoinTokenProblem::Used => {
+                    (ErrorCode::JoinTokenUsed, "the join token was already used")
+                }
+                JoinTokenProblem::Expired => {
+                    (ErrorCode::JoinTokenExpired, "the join token has expired")
+                }
             };
             return Err(ApiErr::new(StatusCode::UNAUTHORIZED, code, msg).hint(
                 "ask an admin for a new token: clawn admin node-token create --region REGION",
@@ -138,14 +146,14 @@ pub async fn enroll(
         Ok(Some(p)) => p,
         Ok(None) => {
             return Err(ApiErr::conflict(
-                "region_pool_full",
+                ErrorCode::RegionPoolFull,
                 "the region's address pool has no room for another node",
             )
             .hint("an admin can widen the region's pool or remove unused nodes"));
         }
         Err(e) if e.is_unique_violation() => {
             return Err(ApiErr::conflict(
-                "node_key_in_use",
+                ErrorCode::NodeKeyInUse,
                 "a node with this WireGuard key is enrolled already",
             ));
         }
@@ -163,7 +171,7 @@ pub async fn enroll(
         label: Some(node.name.clone()),
         client_addr: addr,
     };
-    audit::record(&mut w.tx, &actor, "node.enroll", "node", Some(id.to_string()),
+    audit::record(&mut w.tx, &actor, AuditAction::NodeEnroll, "node", Some(id.to_string()),
         json!({"region": region.0, "endpoint": node.endpoint, "pool": pool.net.to_string(), "join_token_id": grant.token_id,
                "capabilities": node.capabilities})).await?;
     w.commit().await?;
@@ -188,7 +196,7 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
     let token = bearer(parts).ok_or_else(|| {
         ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "node credential required",
         )
     })?;
@@ -199,7 +207,7 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
         .ok_or_else(|| {
             ApiErr::new(
                 StatusCode::UNAUTHORIZED,
-                "invalid_node_credential",
+                ErrorCode::InvalidNodeCredential,
                 "unknown or removed node",
             )
         })?;
@@ -212,7 +220,7 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
     ) else {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "identity_proof_required",
+            ErrorCode::IdentityProofRequired,
             "the stream needs the node's identity proof",
         )
         .hint("upgrade clawn-node; it signs each stream request with its identity key"));
@@ -220,14 +228,14 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
     let at: i64 = at.parse().map_err(|_| {
         ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_identity_proof",
+            ErrorCode::InvalidIdentityProof,
             "the identity proof time is not a number",
         )
     })?;
     if now_millis().abs_diff(at) > clawn_proto::sign::IDENTITY_PROOF_MAX_SKEW_MS.unsigned_abs() {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "identity_proof_expired",
+            ErrorCode::IdentityProofExpired,
             "the identity proof is more than 5 minutes from the control plane's time",
         )
         .hint("check the node's clock (NTP)"));
@@ -237,7 +245,7 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
     if !clawn_proto::sign::verify_identity_proof(&key, node.id, at, proof) {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_identity_proof",
+            ErrorCode::InvalidIdentityProof,
             "the identity proof does not match the node's enrolled key",
         ));
     }
@@ -258,7 +266,7 @@ pub async fn stream(
     let ws = ws.map_err(|e| {
         ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "upgrade_required",
+            ErrorCode::UpgradeRequired,
             format!("this is a WebSocket endpoint: {e}"),
         )
     })?;

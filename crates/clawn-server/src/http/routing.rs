@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use clawn_proto::api::ErrorCode;
 use clawn_proto::api::{
     ApiError, AuditEventView, DeviceDiagnostics, DeviceView, DiagnosticsOverview,
     GrantPriorityTokenRequest, NodeDiagnostics, PriorityTokenView,
@@ -45,7 +46,7 @@ pub async fn grant_priority_token(
             .ok_or_else(|| ApiErr::not_found("user"))?,
         _ => {
             return Err(ApiErr::bad_request(
-                "invalid_user",
+                ErrorCode::InvalidUser,
                 "give exactly one of user_id or email",
             ));
         }
@@ -64,27 +65,27 @@ pub async fn grant_priority_token(
         }
         _ => {
             return Err(ApiErr::bad_request(
-                "invalid_window",
+                ErrorCode::InvalidWindow,
                 "give exactly one of expires_at or duration_secs",
             ));
         }
     };
     if expires_at <= starts_at || expires_at <= now {
         return Err(ApiErr::bad_request(
-            "invalid_window",
+            ErrorCode::InvalidWindow,
             "the window must end after it starts, and in the future",
         ));
     }
     if expires_at - starts_at > MAX_WINDOW_MS || starts_at > now + MAX_WINDOW_MS {
         return Err(ApiErr::bad_request(
-            "invalid_window",
+            ErrorCode::InvalidWindow,
             "a priority window lasts at most 366 days and starts within a year",
         ));
     }
     let note = req.note.as_deref().unwrap_or("").trim().to_string();
     if note.chars().count() > 200 || note.chars().any(char::is_control) {
         return Err(ApiErr::bad_request(
-            "invalid_note",
+            ErrorCode::InvalidNote,
             "notes are at most 200 printable characters",
         ));
     }
@@ -142,7 +143,10 @@ pub async fn revoke_priority_token(
     if !app.store.revoke_priority(id, &admin.audit()).await? {
         let exists = !app.store.priority_tokens(None, Some(id)).await?.is_empty();
         return Err(if exists {
-            ApiErr::conflict("already_revoked", "the priority token is already revoked")
+            ApiErr::conflict(
+                ErrorCode::AlreadyRevoked,
+                "the priority token is already revoked",
+            )
         } else {
             ApiErr::not_found("priority token")
         });
@@ -171,7 +175,7 @@ pub async fn release_device(
     };
     if !device.quarantined {
         return Err(ApiErr::conflict(
-            "not_quarantined",
+            ErrorCode::NotQuarantined,
             "the device is not quarantined",
         ));
     }
