@@ -8,6 +8,7 @@ use std::error::Error as _;
 use std::path::Path;
 use std::time::Duration;
 
+use clawn_proto::api::{AdminDeviceQuery, AuditQuery, ErrorCode};
 use clawn_proto::api::{
     AdminRegionView, ApiError, AuditEventView, CreateDeviceRequest, CreateNodeTokenRequest,
     CreateRegionRequest, CreateUserRequest, DeviceConfigResponse, DeviceDiagnostics, DeviceView,
@@ -92,7 +93,7 @@ impl ClientError {
             // The server's generic hint for a missing session speaks of headers and cookies;
             // a CLI user needs the command instead.
             Self::Api { status, error, .. }
-                if *status == StatusCode::UNAUTHORIZED && error.code == "unauthenticated" =>
+                if *status == StatusCode::UNAUTHORIZED && error.code == ErrorCode::Unauthenticated =>
             {
                 Some("the session has ended or the token is not valid; run `clawn login`".into())
             }
@@ -114,7 +115,7 @@ impl ClientError {
         match self {
             // An API error body is the server's decision; only an internal error (whose
             // transaction should have rolled back, but we do not bet a key on it) is unsure.
-            Self::Api { error, .. } => error.code == "internal",
+            Self::Api { error, .. } => error.code == ErrorCode::Internal,
             Self::Status { status, .. } => status.is_server_error(),
             Self::Transport {
                 maybe_delivered, ..
@@ -125,36 +126,13 @@ impl ClientError {
     }
 }
 
-/// Normalises a server URL: adds `https://` when no scheme is given, drops a trailing slash,
-/// and refuses anything that is not a plain http(s) base URL.
+/// Normalises a server URL by the one rule in [`clawn_proto::server_url`] (a bare host means
+/// `https://`; no query, fragment or credentials; no trailing slash).
 pub fn normalize_server_url(input: &str) -> Result<String, ClientError> {
-    let bad = |reason: &str| ClientError::InvalidServerUrl {
-        url: input.to_string(),
-        reason: reason.to_string(),
-    };
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    let with_scheme = if trimmed.contains("://") {
-        trimmed.to_string()
-    } else {
-        format!("https://{trimmed}")
-    };
-    let url = Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(bad("the scheme must be https or http"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("it has no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("it must not have a query or fragment"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("it must not contain credentials"));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_string())
+    clawn_proto::server_url::normalise(input).map_err(|e| ClientError::InvalidServerUrl {
+        url: e.url,
+        reason: e.reason,
+    })
 }
 
 /// Whether sending a token to `server` would expose it on the network: plain http to a host
@@ -167,49 +145,6 @@ pub fn is_insecure(server: &str) -> bool {
         return false;
     }
     !matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
-}
-
-/// Filters of `GET /api/v1/admin/audit`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct AuditQuery {
-    /// Actor id or label (email, node name).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// Exact action, or a prefix ending in `.`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    /// Target id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// From (inclusive), Unix ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub since: Option<i64>,
-    /// Until (exclusive), Unix ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub until: Option<i64>,
-    /// Page size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-    /// Cursor from the previous page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cursor: Option<String>,
-}
-
-/// Filters of `GET /api/v1/admin/devices`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct AdminDeviceQuery {
-    /// Owner id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<Uuid>,
-    /// `active` or `revoked`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// Only quarantined devices.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub quarantined: bool,
-    /// Only devices waiting for capacity.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub waiting: bool,
 }
 
 #[derive(Serialize)]
@@ -732,7 +667,7 @@ mod tests {
         let e = ClientError::Api {
             status: StatusCode::CONFLICT,
             error: ApiError {
-                code: "slots_exhausted".into(),
+                code: ErrorCode::SlotsExhausted,
                 message: "no free device slots".into(),
                 hint: Some("revoke a device or ask an admin for more slots".into()),
             },
@@ -747,7 +682,7 @@ mod tests {
         let e = ClientError::Api {
             status: StatusCode::UNAUTHORIZED,
             error: ApiError {
-                code: "unauthenticated".into(),
+                code: ErrorCode::Unauthenticated,
                 message: "sign in first".into(),
                 hint: Some("send `Authorization: Bearer <token>`".into()),
             },

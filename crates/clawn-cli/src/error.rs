@@ -126,7 +126,7 @@ mod tests {
         let e = CliError::from(ClientError::Api {
             status: StatusCode::CONFLICT,
             error: ApiError {
-                code: "slots_exhausted".into(),
+                code: clawn_proto::api::ErrorCode::SlotsExhausted,
                 message: "no free device slots".into(),
                 hint: Some("revoke a device or ask an admin for more slots".into()),
             },

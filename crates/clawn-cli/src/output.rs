@@ -6,7 +6,7 @@
 
 use std::io::{self, IsTerminal as _, Write as _};
 
-use clawn_proto::api::NodeAck;
+use clawn_proto::api::{AckStatus, NodeAck};
 use qrcode::render::unicode::Dense1x2;
 use qrcode::{EcLevel, QrCode};
 use serde::Serialize;
@@ -124,16 +124,16 @@ pub fn describe_ack(ack: &NodeAck) -> String {
         .version
         .map(|v| format!(" version {v}"))
         .unwrap_or_default();
-    match ack.status.as_str() {
-        "acknowledged" => format!("node acknowledged{version} after {} ms", ack.waited_ms),
-        "timeout" => format!(
+    match ack.status {
+        AckStatus::Acknowledged => format!("node acknowledged{version} after {} ms", ack.waited_ms),
+        AckStatus::Timeout => format!(
             "node is connected but did not acknowledge{version} within {} ms; it applies the change when it catches up",
             ack.waited_ms
         ),
-        "pending" => format!("pushed{version} to the node; it applies it within moments"),
-        "offline" => format!("node is offline; it applies{version} when it reconnects"),
-        "none" => "no node was involved".to_string(),
-        other => format!("node status: {other}{version}"),
+        AckStatus::Pending => format!("pushed{version} to the node; it applies it within moments"),
+        AckStatus::Offline => format!("node is offline; it applies{version} when it reconnects"),
+        AckStatus::None => "no node was involved".to_string(),
+        AckStatus::Unknown => format!("node status: {}{version}", ack.status),
     }
 }
 
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn acks_are_worded() {
         let ack = |status: &str| NodeAck {
-            status: status.into(),
+            status: AckStatus::parse(status),
             version: Some(7),
             waited_ms: 40,
         };

@@ -621,7 +621,7 @@ async fn admin_commands() {
     )
     .expect("audit JSON");
     assert_eq!(page.items.len(), 1);
-    assert_eq!(page.items[0].action, "device.revoke");
+    assert_eq!(page.items[0].action.as_str(), "device.revoke");
     let cursor = page.next_cursor.expect("a second page");
     let first = admin
         .run(&["admin", "audit", "--action", "device.", "--limit", "1"])

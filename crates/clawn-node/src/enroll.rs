@@ -95,15 +95,6 @@ fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(500).collect()
 }
 
-/// Normalises a server URL (no trailing slash; http or https only).
-pub fn normalise_server(url: &str) -> anyhow::Result<String> {
-    let url = url.trim().trim_end_matches('/');
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        anyhow::bail!("--server must start with http:// or https:// (got {url:?})");
-    }
-    Ok(url.to_string())
-}
-
 /// Enrolls and saves the identity. Returns it.
 pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinError> {
     if dir.has_identity() {
@@ -112,8 +103,8 @@ pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinEr
     if !valid_ifname(&opts.interface_name) {
         return Err(JoinError::InvalidInterface(opts.interface_name.clone()));
     }
-    let server =
-        normalise_server(&opts.server).map_err(|e| JoinError::InvalidServer(e.to_string()))?;
+    let server = clawn_proto::server_url::normalise(&opts.server)
+        .map_err(|e| JoinError::InvalidServer(format!("--server: {e}")))?;
     let wg = WgKeyPair::generate();
     let identity = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let exit_ipv4 = match opts.exit_ipv4 {
@@ -156,7 +147,7 @@ pub async fn join(dir: &StateDir, opts: &JoinOptions) -> Result<Identity, JoinEr
         let text = resp.text().await.unwrap_or_default();
         return Err(match serde_json::from_str::<ApiError>(&text) {
             Ok(e) => JoinError::Refused {
-                code: printable(&e.code),
+                code: printable(e.code.as_str()),
                 message: printable(&e.message),
                 hint: e.hint.as_deref().map(printable),
             },

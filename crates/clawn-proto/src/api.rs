@@ -12,12 +12,18 @@ use crate::keys::WgPublicKey;
 use crate::node::HostMetrics;
 use crate::time::UnixMillis;
 
+mod states;
+pub use states::{
+    AckStatus, AuditAction, DeviceClass, ErrorCode, HealthAlert, Placement, PriorityStatus,
+    RegionStatus, TunnelState,
+};
+
 /// The error body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     /// Stable machine-readable code, e.g. `not_found`, `slots_exhausted`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Human-readable message.
     pub message: String,
     /// What to do about it, when there is something to do.
@@ -235,7 +241,7 @@ pub struct RegionView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegionHealth {
     /// `healthy` (all nodes eligible), `degraded` (some nodes not eligible) or `unavailable`.
-    pub status: String,
+    pub status: RegionStatus,
     /// Nodes that can take new devices.
     pub eligible_nodes: u32,
     /// All nodes in the region.
@@ -367,7 +373,7 @@ pub struct DeviceNodeView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TunnelStatus {
     /// `active` (handshake within 3 minutes) or `inactive`.
-    pub status: String,
+    pub status: TunnelState,
     /// Last handshake, Unix ms.
     pub last_handshake: Option<UnixMillis>,
     /// Bytes received by the node from the device.
@@ -411,9 +417,9 @@ pub struct DeviceView {
     /// `assigned` (a live peer on a node), `waiting_for_capacity` (its node failed or
     /// drains and no node of the region has room; it stays where it is meanwhile) or
     /// `unassigned` (no peer; fetching the config places it again).
-    pub placement: String,
+    pub placement: Placement,
     /// `priority` while the owner holds a valid priority token for the region.
-    pub class: String,
+    pub class: DeviceClass,
     /// When the system last moved it to another node (failover, drain, region move); its
     /// config changed then and must be fetched again.
     pub moved_at: Option<UnixMillis>,
@@ -437,7 +443,7 @@ pub struct NodeAck {
     /// time; `offline`: the node is not connected (it will apply the change when it
     /// reconnects); `pending`: pushed to a connected node, not waited for (device
     /// creation answers at once); `none`: no node was involved.
-    pub status: String,
+    pub status: AckStatus,
     /// The node's desired-state version carrying the change.
     pub version: Option<u64>,
     /// How long the server waited, ms.
@@ -709,7 +715,7 @@ pub struct NodeHealth {
     pub cpu_high_since: Option<UnixMillis>,
     /// Alert conditions holding now: `cpu_high`, `packet_loss`, `latency_high`,
     /// `over_capacity` (any of them makes an online node degraded).
-    pub alerts: Vec<String>,
+    pub alerts: Vec<HealthAlert>,
     /// Human-readable reason, e.g. "packet loss 6.7% > 2%".
     pub reason: Option<String>,
     /// When this was measured.
@@ -777,7 +783,7 @@ pub struct PriorityTokenView {
     /// Revocation time.
     pub revoked_at: Option<UnixMillis>,
     /// `scheduled`, `active`, `expired` or `revoked`.
-    pub status: String,
+    pub status: PriorityStatus,
     /// Whether it is suspended because a device of the holder is quarantined.
     pub suspended: bool,
 }
@@ -869,6 +875,53 @@ pub struct UpdateNodeRequest {
     pub link_mbps: Option<u64>,
 }
 
+/// Query of `GET /api/v1/admin/audit`: filters and paging. The CLI sends it, the server
+/// reads it; absent filters are left out of the query string.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct AuditQuery {
+    /// Actor id or label (email, node name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Action, or a prefix ending in `.` such as `device.`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Target id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// From (Unix ms, inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// Until (Unix ms, exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// Page size, 1–500 (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// Query of `GET /api/v1/admin/devices`: filters of the admin device list. Absent filters
+/// (and `false` flags) are left out of the query string.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct AdminDeviceQuery {
+    /// Only this user's devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    /// Only devices in this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<DeviceState>,
+    /// Only quarantined devices (for review).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
+    /// Only devices waiting for capacity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waiting: bool,
+}
+
 /// An audit event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -884,7 +937,7 @@ pub struct AuditEventView {
     /// Actor label (email or node name) at the time.
     pub actor_label: Option<String>,
     /// Action, e.g. `device.create`.
-    pub action: String,
+    pub action: AuditAction,
     /// Target kind, e.g. `device`.
     pub target_kind: String,
     /// Target id.
@@ -913,7 +966,7 @@ mod tests {
     #[test]
     fn wire_spellings_are_pinned() {
         let e = ApiError {
-            code: "not_found".into(),
+            code: ErrorCode::NotFound,
             message: "device not found".into(),
             hint: None,
         };

@@ -10,6 +10,7 @@ pub mod api;
 pub mod config;
 pub mod keys;
 pub mod node;
+pub mod server_url;
 pub mod sign;
 pub mod time;
 

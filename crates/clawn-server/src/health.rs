@@ -25,7 +25,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use clawn_proto::api::NodeHealth;
+use clawn_proto::api::{HealthAlert, NodeHealth};
 use serde::{Deserialize, Serialize};
 
 use crate::config::HealthConfig;
@@ -179,7 +179,7 @@ pub fn evaluate(cfg: &HealthConfig, mem: &mut Memory, i: Inputs) -> NodeHealth {
         let since = *mem.cpu_high_since.get_or_insert(i.now_ms);
         let held = i.now_ms.saturating_sub(since);
         if held >= i64::try_from(cfg.cpu_sustain_secs.saturating_mul(1000)).unwrap_or(i64::MAX) {
-            alerts.push("cpu_high".to_string());
+            alerts.push(HealthAlert::CpuHigh);
             reasons.push(format!(
                 "CPU {:.0}% > {:.0}% for {}s",
                 i.cpu_percent,
@@ -193,7 +193,7 @@ pub fn evaluate(cfg: &HealthConfig, mem: &mut Memory, i: Inputs) -> NodeHealth {
     if let Some(loss) = i.probes.loss_ratio
         && loss * 100.0 > cfg.loss_percent
     {
-        alerts.push("packet_loss".to_string());
+        alerts.push(HealthAlert::PacketLoss);
         reasons.push(format!(
             "probe loss {:.1}% > {}%",
             loss * 100.0,
@@ -204,7 +204,7 @@ pub fn evaluate(cfg: &HealthConfig, mem: &mut Memory, i: Inputs) -> NodeHealth {
         && rtt > base * cfg.latency_factor
         && rtt - base >= cfg.latency_floor_ms
     {
-        alerts.push("latency_high".to_string());
+        alerts.push(HealthAlert::LatencyHigh);
         reasons.push(format!(
             "latency {rtt:.1} ms > {}x baseline {base:.1} ms",
             cfg.latency_factor
@@ -220,7 +220,7 @@ pub fn evaluate(cfg: &HealthConfig, mem: &mut Memory, i: Inputs) -> NodeHealth {
         });
     }
     if i.live_peers > i.capacity {
-        alerts.push("over_capacity".to_string());
+        alerts.push(HealthAlert::OverCapacity);
         reasons.push(format!(
             "{} live peers > capacity {}",
             i.live_peers, i.capacity
@@ -313,7 +313,7 @@ mod tests {
                 .is_empty()
         );
         let h = evaluate(&cfg, &mut m, inputs(60_000, 90.0, ProbeStats::default()));
-        assert_eq!(h.alerts, ["cpu_high"]);
+        assert_eq!(h.alerts, [HealthAlert::CpuHigh]);
         assert!(
             evaluate(&cfg, &mut m, inputs(61_000, 20.0, ProbeStats::default()))
                 .alerts
@@ -338,7 +338,7 @@ mod tests {
             ..ok
         };
         let h = evaluate(&cfg, &mut m, inputs(1, 5.0, slow));
-        assert_eq!(h.alerts, ["latency_high"]);
+        assert_eq!(h.alerts, [HealthAlert::LatencyHigh]);
         assert!(
             m.baseline_ms.is_some_and(|b| b > 10.0 && b < 10.1),
             "a spike barely moves the baseline: {m:?}"
@@ -349,11 +349,14 @@ mod tests {
         };
         assert_eq!(
             evaluate(&cfg, &mut m, inputs(2, 5.0, lossy)).alerts,
-            ["packet_loss"]
+            [HealthAlert::PacketLoss]
         );
         let mut over = inputs(3, 5.0, ok);
         over.live_peers = 11;
-        assert_eq!(evaluate(&cfg, &mut m, over).alerts, ["over_capacity"]);
+        assert_eq!(
+            evaluate(&cfg, &mut m, over).alerts,
+            [HealthAlert::OverCapacity]
+        );
         // Sub-millisecond LAN jitter: 3x but under the floor.
         let mut lan = Memory {
             baseline_ms: Some(0.2),

@@ -44,12 +44,12 @@ pub enum AckOutcome {
 }
 
 impl AckOutcome {
-    /// Wire spelling.
-    pub fn as_str(self) -> &'static str {
+    /// Wire value.
+    pub fn wire(self) -> clawn_proto::api::AckStatus {
         match self {
-            Self::Acknowledged => "acknowledged",
-            Self::Timeout => "timeout",
-            Self::Offline => "offline",
+            Self::Acknowledged => clawn_proto::api::AckStatus::Acknowledged,
+            Self::Timeout => clawn_proto::api::AckStatus::Timeout,
+            Self::Offline => clawn_proto::api::AckStatus::Offline,
         }
     }
 }

@@ -354,10 +354,10 @@ async fn sample_and_export(app: &AppState, now: i64) -> anyhow::Result<()> {
         if let Some(b) = n.health.baseline_rtt_ms {
             metrics::gauge!("clawn_node_latency_baseline_ms", &labels).set(b);
         }
-        for alert in ["cpu_high", "packet_loss", "latency_high", "over_capacity"] {
+        for &alert in clawn_proto::api::HealthAlert::ALL {
             let mut l = labels.to_vec();
             l.push(("alert", alert.to_string()));
-            let firing = n.health.alerts.iter().any(|a| a == alert)
+            let firing = n.health.alerts.contains(&alert)
                 && matches!(n.state, NodeState::Online | NodeState::Degraded);
             metrics::gauge!("clawn_node_alert", &l).set(if firing { 1.0 } else { 0.0 });
         }

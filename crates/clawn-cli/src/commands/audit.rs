@@ -4,10 +4,11 @@ use clawn_proto::api::AuditEventView;
 use clawn_proto::time::now_millis;
 
 use crate::cli::AuditArgs;
-use crate::client::{AuditQuery, Client};
+use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{Table, emit, emit_json, note};
 use crate::time::format_utc;
+use clawn_proto::api::AuditQuery;
 
 /// Runs `clawn admin audit`.
 pub async fn run(client: &Client, args: AuditArgs) -> Result<(), CliError> {
@@ -59,7 +60,7 @@ fn audit_table(events: &[AuditEventView]) -> String {
         t.row(vec![
             format_utc(e.at),
             actor_cell(e),
-            e.action.clone(),
+            e.action.to_string(),
             target,
             details_cell(e),
         ]);
@@ -138,7 +139,7 @@ mod tests {
             actor_kind: "admin".into(),
             actor_id: Some(Uuid::new_v4()),
             actor_label: Some("root@example.com".into()),
-            action: "device.revoke".into(),
+            action: clawn_proto::api::AuditAction::DeviceRevoke,
             target_kind: "device".into(),
             target_id: Some(id.to_string()),
             metadata: serde_json::json!({"node_ack": "acknowledged"}),

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use clawn_proto::WgKeyPair;
 use clawn_proto::api::{
-    CreateDeviceRequest, DeviceState, DeviceView, ReassignDeviceRequest, RotateDeviceRequest,
+    CreateDeviceRequest, DeviceClass, DeviceState, DeviceView, ErrorCode, Placement,
+    ReassignDeviceRequest, RotateDeviceRequest,
 };
 use clawn_proto::config::ConfigTemplate;
 use clawn_proto::time::{UnixMillis, now_millis};
@@ -281,19 +282,19 @@ pub(crate) fn moved_notice(d: &DeviceView, now: UnixMillis) -> Option<String> {
 }
 
 /// A device's placement in a few words (a table cell).
-fn placement_cell(d: &DeviceView) -> &str {
-    match d.placement.as_str() {
-        "waiting_for_capacity" => "waiting",
-        other => other,
+fn placement_cell(d: &DeviceView) -> &'static str {
+    match d.placement {
+        Placement::WaitingForCapacity => "waiting",
+        other => other.as_str(),
     }
 }
 
 /// A device's placement in a sentence.
 fn placement_text(d: &DeviceView) -> String {
-    match d.placement.as_str() {
-        "assigned" => "assigned".into(),
-        "waiting_for_capacity" => "waiting for capacity: its node failed or drains and no node of the region has room; it stays where it is meanwhile".into(),
-        "unassigned" if d.state == DeviceState::Active => {
+    match d.placement {
+        Placement::Assigned => "assigned".into(),
+        Placement::WaitingForCapacity => "waiting for capacity: its node failed or drains and no node of the region has room; it stays where it is meanwhile".into(),
+        Placement::Unassigned if d.state == DeviceState::Active => {
             format!("unassigned: no node yet; `clawn device config {}` places it again", d.name)
         }
         other => other.to_string(),
@@ -350,8 +351,8 @@ pub(crate) fn device_table(
             or_dash(d.tunnel_ip.as_deref()),
             or_dash(d.node.as_ref().map(|n| n.name.as_str())),
             placement_cell(d).to_string(),
-            d.class.clone(),
-            d.tunnel.status.clone(),
+            d.class.to_string(),
+            d.tunnel.status.to_string(),
             or_dash(d.tunnel.last_handshake.map(|h| format_ago(now, h))),
         ]);
         if let Some(here) = key_here {
@@ -421,7 +422,7 @@ pub(crate) fn device_rows(d: &DeviceView, key: Option<&str>) -> Vec<(&'static st
             .unwrap_or_default();
         rows.push(("node", format!("{} ({}{exit})", n.name, n.endpoint)));
     }
-    let mut tunnel = d.tunnel.status.clone();
+    let mut tunnel = d.tunnel.status.to_string();
     if let Some(h) = d.tunnel.last_handshake {
         tunnel.push_str(&format!(", last handshake {}", format_ago(now, h)));
     }
@@ -438,10 +439,10 @@ pub(crate) fn device_rows(d: &DeviceView, key: Option<&str>) -> Vec<(&'static st
         rows.push(("placement", placement_text(d)));
         rows.push((
             "class",
-            if d.class == "priority" {
+            if d.class == DeviceClass::Priority {
                 "priority (a priority token for this region holds)".into()
             } else {
-                d.class.clone()
+                d.class.to_string()
             },
         ));
     }
@@ -766,11 +767,10 @@ fn move_failed(e: ClientError, device: &DeviceView, region: &str) -> CliError {
     else {
         return e.into();
     };
-    match error.code.as_str() {
-        "reassign_rate_limited" => {
+    match error.code {
+        ErrorCode::ReassignRateLimited => {
             let mut hint = "try again later".to_string();
-            if let Some(secs) = retry_after.or_else(|| retry_secs_from_hint(error.hint.as_deref()))
-            {
+            if let Some(secs) = *retry_after {
                 let at = now_millis().saturating_add(i64::try_from(secs).unwrap_or(0) * 1000);
                 hint = format!(
                     "try again in {} (after {} UTC)",
@@ -786,22 +786,16 @@ fn move_failed(e: ClientError, device: &DeviceView, region: &str) -> CliError {
                 hint,
             )
         }
-        "device_quarantined" => quarantined(device),
-        "same_region" => same_region(device),
-        "not_found" if *status == StatusCode::NOT_FOUND && error.message.contains("region") => {
-            CliError::input_with_hint(
-                format!("there is no region {region:?} (not_found)"),
-                "`clawn regions` lists the regions",
-            )
-        }
+        ErrorCode::DeviceQuarantined => quarantined(device),
+        ErrorCode::SameRegion => same_region(device),
+        // The device was found (in the caller's own list) just before, and devices are never
+        // deleted, only revoked: a 404 from the move is about the region.
+        ErrorCode::NotFound if *status == StatusCode::NOT_FOUND => CliError::input_with_hint(
+            format!("there is no region {region:?} (not_found)"),
+            "`clawn regions` lists the regions",
+        ),
         _ => e.into(),
     }
-}
-
-/// `try again in 42 s` → 42 (for a server answer without `Retry-After`).
-fn retry_secs_from_hint(hint: Option<&str>) -> Option<u64> {
-    let rest = hint?.split("try again in ").nth(1)?;
-    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// `clawn device rename`.
@@ -860,7 +854,7 @@ mod tests {
             tunnel_ip: Some("10.100.0.2".into()),
             node: None,
             tunnel: clawn_proto::api::TunnelStatus {
-                status: "inactive".into(),
+                status: clawn_proto::api::TunnelState::Inactive,
                 last_handshake: None,
                 rx_bytes: 0,
                 tx_bytes: 0,
@@ -870,8 +864,8 @@ mod tests {
             revoked_at: None,
             owner_id: None,
             owner_email: None,
-            placement: "assigned".into(),
-            class: "standard".into(),
+            placement: Placement::Assigned,
+            class: DeviceClass::Standard,
             moved_at: None,
             moved_reason: None,
             quarantined: false,
@@ -904,10 +898,10 @@ mod tests {
     #[test]
     fn tables_show_placement_class_and_quarantine() {
         let mut a = sample_device();
-        a.class = "priority".into();
+        a.class = DeviceClass::Priority;
         let mut b = sample_device();
         b.name = "phone".into();
-        b.placement = "waiting_for_capacity".into();
+        b.placement = Placement::WaitingForCapacity;
         b.quarantined = true;
         b.quarantine_reason = Some("6 region switches within 3600 s (threshold 6)".into());
         let user = device_table(&[a.clone(), b.clone()], false, None);
@@ -938,29 +932,45 @@ mod tests {
     }
 
     #[test]
-    fn rate_limit_hints_yield_the_wait() {
-        assert_eq!(retry_secs_from_hint(Some("try again in 42 s")), Some(42));
-        assert_eq!(retry_secs_from_hint(Some("later")), None);
-        assert_eq!(retry_secs_from_hint(None), None);
+    fn the_wait_comes_from_retry_after_not_the_hint() {
+        let limited = |hint: &str, retry_after| ClientError::Api {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            error: clawn_proto::api::ApiError {
+                code: ErrorCode::ReassignRateLimited,
+                message: "a device may move region at most 3 times per hour".into(),
+                hint: Some(hint.into()),
+            },
+            retry_after,
+        };
+        let d = sample_device();
+        let with_header = move_failed(limited("soon", Some(42)), &d, "sg").report();
+        assert!(
+            with_header.contains("\nhint: try again in 42s (after "),
+            "{with_header}"
+        );
+        // The server's hint is prose for people; without the header the CLI does not guess.
+        let without = move_failed(limited("try again in 42 s", None), &d, "sg").report();
+        assert!(without.ends_with("\nhint: try again later"), "{without}");
     }
 
     #[test]
     fn refused_moves_read_in_terms_of_the_device() {
         let d = sample_device();
-        let api =
-            |status, code: &str, message: &str, hint: Option<&str>, retry_after| ClientError::Api {
+        let api = |status, code: ErrorCode, message: &str, hint: Option<&str>, retry_after| {
+            ClientError::Api {
                 status,
                 error: clawn_proto::api::ApiError {
-                    code: code.into(),
+                    code,
                     message: message.into(),
                     hint: hint.map(str::to_string),
                 },
                 retry_after,
-            };
+            }
+        };
         let e = move_failed(
             api(
                 StatusCode::TOO_MANY_REQUESTS,
-                "reassign_rate_limited",
+                ErrorCode::ReassignRateLimited,
                 "a device may move region at most 3 times per hour",
                 Some("try again in 3599 s"),
                 Some(3599),
@@ -974,7 +984,13 @@ mod tests {
             "{report}"
         );
         let e = move_failed(
-            api(StatusCode::CONFLICT, "device_quarantined", "q", None, None),
+            api(
+                StatusCode::CONFLICT,
+                ErrorCode::DeviceQuarantined,
+                "q",
+                None,
+                None,
+            ),
             &d,
             "sg",
         );
@@ -986,8 +1002,21 @@ mod tests {
         let e = move_failed(
             api(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "region not found",
+                None,
+                None,
+            ),
+            &d,
+            "xx",
+        );
+        assert!(e.report().contains("no region \"xx\""), "{}", e.report());
+        // Decided by the code, not by the wording of the message.
+        let e = move_failed(
+            api(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "gone",
                 None,
                 None,
             ),
@@ -997,8 +1026,20 @@ mod tests {
         assert!(e.report().contains("no region \"xx\""), "{}", e.report());
         let e = move_failed(
             api(
+                StatusCode::CONFLICT,
+                ErrorCode::Unknown,
+                "region",
+                None,
+                None,
+            ),
+            &d,
+            "xx",
+        );
+        assert_eq!(e.report(), "error: region (unknown)");
+        let e = move_failed(
+            api(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "no_capacity",
+                ErrorCode::NoCapacity,
                 "no node in region sg can take a new device right now",
                 Some("try another region or try again later"),
                 None,

@@ -4,10 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use clawn_proto::api::ErrorCode;
 use clawn_proto::api::{
-    AdminRegionView, ApiError, AuditEventView, CreateNodeTokenRequest, CreateRegionRequest,
-    CreateUserRequest, DeviceState, DeviceView, NodeTokenResponse, NodeView, Page,
-    ResetPasswordRequest, RevokeResponse, UpdateNodeRequest, UpdateRegionRequest,
+    AdminDeviceQuery, AdminRegionView, ApiError, AuditEventView, AuditQuery,
+    CreateNodeTokenRequest, CreateRegionRequest, CreateUserRequest, DeviceView, NodeTokenResponse,
+    NodeView, Page, ResetPasswordRequest, RevokeResponse, UpdateNodeRequest, UpdateRegionRequest,
     UpdateUserRequest, UserView,
 };
 use serde::Deserialize;
@@ -172,21 +173,6 @@ pub async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Filters of the admin device list.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct AdminDeviceQuery {
-    /// Only this user's devices.
-    pub user_id: Option<Uuid>,
-    /// Only devices in this state.
-    pub state: Option<DeviceState>,
-    /// Only quarantined devices (for review).
-    #[serde(default)]
-    pub quarantined: bool,
-    /// Only devices waiting for capacity.
-    #[serde(default)]
-    pub waiting: bool,
-}
-
 /// Everyone's devices.
 #[utoipa::path(get, path = "/api/v1/admin/devices", tag = "admin", params(AdminDeviceQuery),
     responses((status = 200, body = Vec<DeviceView>)))]
@@ -217,25 +203,6 @@ pub async fn revoke_device(
     Ok(Json(revoked))
 }
 
-/// Audit log filters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct AuditQuery {
-    /// Actor id or label (email, node name).
-    pub actor: Option<String>,
-    /// Action, or a prefix ending in `.` such as `device.`.
-    pub action: Option<String>,
-    /// Target id.
-    pub target: Option<String>,
-    /// From (Unix ms, inclusive).
-    pub since: Option<i64>,
-    /// Until (Unix ms, exclusive).
-    pub until: Option<i64>,
-    /// Page size, 1–500 (default 100).
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
 /// The audit log, newest first.
 #[utoipa::path(get, path = "/api/v1/admin/audit", tag = "admin", params(AuditQuery),
     responses((status = 200, body = Page<AuditEventView>), (status = 400, body = ApiError)))]
@@ -248,7 +215,7 @@ pub async fn audit_log(
         && Uuid::parse_str(c).is_err()
     {
         return Err(ApiErr::bad_request(
-            "invalid_cursor",
+            ErrorCode::InvalidCursor,
             "cursor must be a next_cursor value from a previous page",
         ));
     }

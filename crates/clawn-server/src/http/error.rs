@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use clawn_proto::api::ApiError;
+use clawn_proto::api::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 
 use crate::store::StoreError;
@@ -19,7 +19,7 @@ pub struct ApiErr {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable code.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// Human message.
     pub message: String,
     /// What to do.
@@ -30,7 +30,7 @@ pub struct ApiErr {
 
 impl ApiErr {
     /// A new error.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -45,32 +45,36 @@ impl ApiErr {
         self
     }
     /// 400 with a code.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
     /// 404 for `what`.
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
     /// 401.
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first")
-            .hint("send `Authorization: Bearer <token>` or sign in to get a session cookie")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "sign in first",
+        )
+        .hint("send `Authorization: Bearer <token>` or sign in to get a session cookie")
     }
     /// 403 for non-admins on admin routes.
     pub fn forbidden() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "this needs an admin account",
         )
     }
     /// 409.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
     /// 500, logging the cause.
@@ -78,7 +82,7 @@ impl ApiErr {
         tracing::error!(error = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error; the server log has details",
         )
     }
@@ -87,7 +91,7 @@ impl ApiErr {
 impl IntoResponse for ApiErr {
     fn into_response(self) -> Response {
         let body = ApiError {
-            code: self.code.to_string(),
+            code: self.code,
             message: self.message,
             hint: self.hint,
         };
@@ -116,28 +120,28 @@ impl From<DeviceError> for ApiErr {
                 Self::not_found("region").hint("list regions with GET /api/v1/regions")
             }
             DeviceError::SlotsExhausted { slots } => Self::conflict(
-                "slots_exhausted",
+                ErrorCode::SlotsExhausted,
                 format!("all {slots} of your device slots are in use"),
             )
             .hint("revoke a device you no longer use, or ask an admin for more slots"),
             DeviceError::NoCapacity(region) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "no_capacity",
+                ErrorCode::NoCapacity,
                 format!("no node in region {region} can take a new device right now"),
             )
             .hint("try another region or try again later"),
             DeviceError::PoolExhausted => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "pool_exhausted",
+                ErrorCode::PoolExhausted,
                 "the node's tunnel address pool is exhausted",
             )
             .hint("an admin can add a node to the region"),
             DeviceError::KeyInUse => {
-                Self::conflict("key_in_use", "this public key is already registered")
+                Self::conflict(ErrorCode::KeyInUse, "this public key is already registered")
                     .hint("generate a new key pair for every device and every rotation")
             }
             DeviceError::AlreadyRevoked => {
-                Self::conflict("device_revoked", "the device is revoked")
+                Self::conflict(ErrorCode::DeviceRevoked, "the device is revoked")
             }
             DeviceError::Store(e) => Self::internal(&e),
         }
@@ -149,12 +153,12 @@ impl From<crate::store::routing::ReassignError> for ApiErr {
         use crate::store::routing::ReassignError as R;
         match e {
             R::Quarantined => Self::conflict(
-                "device_quarantined",
+                ErrorCode::DeviceQuarantined,
                 "this device is quarantined: region moves are blocked",
             )
             .hint("an admin reviews quarantined devices; ask yours to release it"),
             R::SameRegion(r) => Self::conflict(
-                "same_region",
+                ErrorCode::SameRegion,
                 format!("the device is already in region {r}"),
             ),
             R::RateLimited {
@@ -163,7 +167,7 @@ impl From<crate::store::routing::ReassignError> for ApiErr {
             } => {
                 let mut err = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "reassign_rate_limited",
+                    ErrorCode::ReassignRateLimited,
                     format!("a device may move region at most {limit} times per hour"),
                 )
                 .hint(format!("try again in {retry_after_secs} s"));
@@ -194,7 +198,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json {
             return Err(ApiErr::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as JSON",
             )
             .hint("set `Content-Type: application/json`"));
@@ -205,25 +209,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiErr::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
+                        ErrorCode::BodyTooLarge,
                         "the request body is too large",
                     )
                 } else {
-                    ApiErr::bad_request("invalid_body", e.body_text())
+                    ApiErr::bad_request(ErrorCode::InvalidBody, e.body_text())
                 }
             })?;
         // JSON can only carry NUL as the escape \u0000; no text field of ours may hold one
         // (PostgreSQL TEXT cannot), so refuse it here for every body at once.
         if bytes.windows(6).any(|w| w == b"\\u0000") {
             return Err(ApiErr::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "text may not contain NUL characters",
             ));
         }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(e) => Err(ApiErr::bad_request(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 clean_serde_message(&e.body_text()),
             )),
         }
@@ -247,9 +251,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Self(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(ApiErr::bad_request("invalid_path", e.body_text()))
+                Err(ApiErr::bad_request(ErrorCode::InvalidPath, e.body_text()))
             }
-            Err(e) => Err(ApiErr::bad_request("invalid_path", e.body_text())),
+            Err(e) => Err(ApiErr::bad_request(ErrorCode::InvalidPath, e.body_text())),
         }
     }
 }
@@ -264,10 +268,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
             Err(e @ QueryRejection::FailedToDeserializeQueryString(_)) => Err(ApiErr::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 clean_serde_message(&e.body_text()),
             )),
-            Err(e) => Err(ApiErr::bad_request("invalid_query", e.body_text())),
+            Err(e) => Err(ApiErr::bad_request(ErrorCode::InvalidQuery, e.body_text())),
         }
     }
 }

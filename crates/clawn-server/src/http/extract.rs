@@ -136,7 +136,7 @@ impl FromRequestParts<AppState> for Actor {
                     if !ok {
                         return Err(ApiErr::new(
                             axum::http::StatusCode::FORBIDDEN,
-                            "csrf_failed",
+                            clawn_proto::api::ErrorCode::CsrfFailed,
                             "missing or wrong CSRF token",
                         )
                         .hint("send the csrf_token from sign-in as the X-CSRF-Token header"));

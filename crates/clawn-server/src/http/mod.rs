@@ -9,6 +9,7 @@ pub mod node;
 pub mod routing;
 pub mod web;
 
+use clawn_proto::api::ErrorCode;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -120,7 +121,7 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response
     if let Some(resp) = web::serve(&method, &uri) {
         return resp;
     }
-    ApiErr::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    ApiErr::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         .hint("the API lives under /api/v1; see /api/v1/openapi.json")
         .into_response()
 }
@@ -128,7 +129,7 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response
 async fn method_not_allowed() -> ApiErr {
     ApiErr::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method",
     )
 }
@@ -138,8 +139,11 @@ async fn method_not_allowed() -> ApiErr {
 async fn reject_nul(req: Request, next: Next) -> Response {
     let uri = req.uri().to_string();
     if uri.contains("%00") || uri.contains("%u0000") {
-        return ApiErr::bad_request("invalid_path", "the URL may not contain NUL characters")
-            .into_response();
+        return ApiErr::bad_request(
+            ErrorCode::InvalidPath,
+            "the URL may not contain NUL characters",
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -157,11 +161,11 @@ async fn json_errors(req: Request, next: Next) -> Response {
             return resp;
         }
         let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-            StatusCode::BAD_REQUEST => "bad_request",
-            StatusCode::UPGRADE_REQUIRED => "upgrade_required",
-            s if s.is_server_error() => "internal",
-            _ => "error",
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
+            StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+            StatusCode::UPGRADE_REQUIRED => ErrorCode::UpgradeRequired,
+            s if s.is_server_error() => ErrorCode::Internal,
+            _ => ErrorCode::Error,
         };
         let message = status.canonical_reason().unwrap_or("error").to_lowercase();
         return ApiErr::new(status, code, message).into_response();
@@ -234,7 +238,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
             tracing::error!(error = %e, "health check: database unreachable");
             ApiErr::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
+                ErrorCode::DatabaseUnavailable,
                 "database unreachable",
             )
             .into_response()

@@ -12,7 +12,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use clawn_proto::api::ApiError;
+use clawn_proto::api::{ApiError, ErrorCode};
 use clawn_proto::node::{
     Delta, DesiredState, EnrollRequest, EnrollResponse, NodeMessage, NodePolicy, ServerMessage,
     Snapshot,
@@ -45,7 +45,7 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
     let token = bearer(parts).ok_or_else(|| {
         ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "node credential required",
         )
     })?;
@@ -56,7 +56,7 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
         .ok_or_else(|| {
             ApiErr::new(
                 StatusCode::UNAUTHORIZED,
-                "invalid_node_credential",
+                ErrorCode::InvalidNodeCredential,
                 "unknown or removed node",
             )
         })?;
@@ -69,7 +69,7 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
     ) else {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "identity_proof_required",
+            ErrorCode::IdentityProofRequired,
             "the stream needs the node's identity proof",
         )
         .hint("upgrade clawn-node; it signs each stream request with its identity key"));
@@ -77,14 +77,14 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
     let at: i64 = at.parse().map_err(|_| {
         ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_identity_proof",
+            ErrorCode::InvalidIdentityProof,
             "the identity proof time is not a number",
         )
     })?;
     if now_millis().abs_diff(at) > clawn_proto::sign::IDENTITY_PROOF_MAX_SKEW_MS.unsigned_abs() {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "identity_proof_expired",
+            ErrorCode::IdentityProofExpired,
             "the identity proof is more than 5 minutes from the control plane's time",
         )
         .hint("check the node's clock (NTP)"));
@@ -94,7 +94,7 @@ async fn authenticate_node(app: &AppState, parts: &Parts) -> ApiResult<NodeAuth>
     if !clawn_proto::sign::verify_identity_proof(&key, node.id, at, proof) {
         return Err(ApiErr::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_identity_proof",
+            ErrorCode::InvalidIdentityProof,
             "the identity proof does not match the node's enrolled key",
         ));
     }
@@ -115,7 +115,7 @@ pub async fn stream(
     let ws = ws.map_err(|e| {
         ApiErr::new(
             StatusCode::BAD_REQUEST,
-            "upgrade_required",
+            ErrorCode::UpgradeRequired,
             format!("this is a WebSocket endpoint: {e}"),
         )
     })?;

@@ -10,6 +10,7 @@
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use clawn_proto::api::ErrorCode;
 use rust_embed::RustEmbed;
 
 use super::error::ApiErr;
@@ -79,7 +80,7 @@ fn is_route(path: &str) -> bool {
 fn not_built() -> Response {
     ApiErr::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "dashboard_not_built",
+        ErrorCode::DashboardNotBuilt,
         "this clawn-server was built without the web dashboard",
     )
     .hint("run `npm ci && npm run build` in web/, then rebuild clawn-server (scripts/run.sh does both)")

@@ -4,6 +4,7 @@
 
 use axum::http::StatusCode;
 use clawn_proto::api::{ApiTokenView, LoginResponse, Role, SessionKind, UserView};
+use clawn_proto::api::{AuditAction, ErrorCode};
 use clawn_proto::time::now_millis;
 use serde_json::json;
 use uuid::Uuid;
@@ -32,7 +33,7 @@ pub fn normalize_email(email: &str) -> Result<String> {
         Ok(e)
     } else {
         Err(Error::bad_request(
-            "invalid_email",
+            ErrorCode::InvalidEmail,
             "that is not a valid email address",
         ))
     }
@@ -42,7 +43,7 @@ pub fn normalize_email(email: &str) -> Result<String> {
 pub fn check_password(p: &str) -> Result<()> {
     if p.chars().count() < MIN_PASSWORD_LEN || p.len() > 1024 {
         return Err(Error::bad_request(
-            "weak_password",
+            ErrorCode::WeakPassword,
             format!("passwords must be {MIN_PASSWORD_LEN} to 1024 characters long"),
         ));
     }
@@ -72,7 +73,7 @@ fn rate_limit(app: &AppState, account: &str, addr: Option<&str>) -> Result<()> {
             tracing::warn!(client = ?addr, "sign-in rate limit hit");
             let mut e = Error::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many sign-in attempts",
             )
             .hint(format!("wait {secs} s and try again"));
@@ -166,14 +167,14 @@ pub async fn login(
     let Some(user) = user.filter(|_| ok) else {
         return Err(Error::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "wrong email or password",
         ));
     };
     if user.view.disabled {
         return Err(Error::new(
             StatusCode::FORBIDDEN,
-            "account_disabled",
+            ErrorCode::AccountDisabled,
             "this account is disabled",
         )
         .hint("ask an admin to enable it"));
@@ -200,7 +201,7 @@ pub async fn register(
     if !app.config.self_registration {
         return Err(Error::new(
             StatusCode::FORBIDDEN,
-            "registration_closed",
+            ErrorCode::RegistrationClosed,
             "self-registration is off",
         )
         .hint("ask an admin to create your account"));
@@ -223,10 +224,11 @@ pub async fn register(
     {
         Ok(u) => u,
         Err(e) if e.is_unique_violation() => {
-            return Err(
-                Error::conflict("email_taken", "an account with this email exists")
-                    .hint("sign in instead"),
-            );
+            return Err(Error::conflict(
+                ErrorCode::EmailTaken,
+                "an account with this email exists",
+            )
+            .hint("sign in instead"));
         }
         Err(e) => return Err(e.into()),
     };
@@ -239,7 +241,7 @@ pub async fn register(
     audit::record(
         &mut w.tx,
         &actor,
-        "user.register",
+        AuditAction::UserRegister,
         "user",
         Some(user.id.to_string()),
         json!({"email": email}),
@@ -264,7 +266,7 @@ pub async fn setup(
     let invalid = || {
         Error::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_setup_token",
+            ErrorCode::InvalidSetupToken,
             "the setup token is wrong or was used",
         )
         .hint("the token is printed by the server at a start with an empty database")
@@ -286,7 +288,7 @@ pub async fn setup(
     }
     if users::count_users(&mut w.tx).await? > 0 {
         return Err(Error::conflict(
-            "already_set_up",
+            ErrorCode::AlreadySetUp,
             "an account exists already; setup is done",
         ));
     }
@@ -308,7 +310,7 @@ pub async fn setup(
     audit::record(
         &mut w.tx,
         &actor,
-        "user.bootstrap",
+        AuditAction::UserBootstrap,
         "user",
         Some(user.id.to_string()),
         json!({"email": email, "via": "setup_token"}),
@@ -337,7 +339,7 @@ pub async fn bootstrap_admin(app: &AppState, email: &str, password: String) -> R
     audit::record(
         &mut w.tx,
         &AuditActor::system(),
-        "user.bootstrap",
+        AuditAction::UserBootstrap,
         "user",
         Some(user.id.to_string()),
         json!({"email": email, "via": "environment"}),
@@ -363,7 +365,7 @@ pub async fn end_all_sessions(app: &AppState, actor: &Actor) -> Result<()> {
     audit::record(
         &mut w.tx,
         &actor.audit(),
-        "session.end_all",
+        AuditAction::SessionEndAll,
         "user",
         Some(actor.user.id.to_string()),
         json!({"ended": n}),
@@ -392,20 +394,20 @@ pub async fn create_api_token(
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(Error::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "token names are 1 to 64 characters",
         ));
     }
     let days = expires_in_days.unwrap_or(90);
     if !(1..=365).contains(&days) {
         return Err(Error::bad_request(
-            "invalid_expiry",
+            ErrorCode::InvalidExpiry,
             "expires_in_days must be 1 to 365",
         ));
     }
     if app.store.list_api_tokens(actor.user.id).await?.len() >= MAX_API_TOKENS {
         return Err(Error::conflict(
-            "too_many_tokens",
+            ErrorCode::TooManyTokens,
             format!("at most {MAX_API_TOKENS} live API tokens per user"),
         )
         .hint("revoke tokens you no longer use"));

@@ -4,6 +4,7 @@
 //! missing one.
 
 use clawn_proto::WgPublicKey;
+use clawn_proto::api::{AckStatus, ErrorCode};
 use clawn_proto::api::{
     DeviceConfigResponse, DeviceView, DeviceWithConfig, NodeAck, RevokeResponse,
 };
@@ -22,7 +23,7 @@ pub fn check_name(name: &str) -> Result<String> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
         return Err(Error::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "device names are 1 to 64 printable characters",
         ));
     }
@@ -33,7 +34,7 @@ pub fn check_name(name: &str) -> Result<String> {
         .any(clawn_proto::keys::decodes_to_32_bytes);
     if key_shaped || n.to_ascii_lowercase().contains("privatekey") {
         return Err(Error::bad_request(
-            "name_looks_like_key",
+            ErrorCode::NameLooksLikeKey,
             "the name looks like a WireGuard key",
         )
         .hint("never paste a private key anywhere; pick a plain name such as \"laptop\""));
@@ -45,19 +46,19 @@ pub fn check_name(name: &str) -> Result<String> {
 pub async fn node_ack(app: &AppState, change: Option<NodeChange>, wait: bool) -> NodeAck {
     let Some(c) = change else {
         return NodeAck {
-            status: "none".into(),
+            status: AckStatus::None,
             version: None,
             waited_ms: 0,
         };
     };
     if !wait {
         let status = if app.hub.is_connected(c.node_id) {
-            "pending"
+            AckStatus::Pending
         } else {
-            "offline"
+            AckStatus::Offline
         };
         return NodeAck {
-            status: status.into(),
+            status,
             version: Some(c.version),
             waited_ms: 0,
         };
@@ -67,7 +68,7 @@ pub async fn node_ack(app: &AppState, change: Option<NodeChange>, wait: bool) ->
         .wait_ack(c.node_id, c.version, app.config.ack_timeout)
         .await;
     NodeAck {
-        status: outcome.as_str().into(),
+        status: outcome.wire(),
         version: Some(c.version),
         waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
     }
@@ -114,9 +115,9 @@ async fn with_config(
     let device = get(app, scope, id).await?;
     // The change committed; if the device lost its peer since (a concurrent revoke), say so.
     let config = config_template(app, scope, id).await.map_err(|e| {
-        if e.code == "not_found" {
+        if e.code == ErrorCode::NotFound {
             Error::conflict(
-                "device_revoked",
+                ErrorCode::DeviceRevoked,
                 "the device was revoked while this request ran",
             )
         } else {

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use clawn_proto::api::{AuditAction, ErrorCode};
 use clawn_proto::api::{
     CreateNodeTokenRequest, NodeState, NodeTokenResponse, NodeView, UpdateNodeRequest,
 };
@@ -50,7 +51,7 @@ pub async fn mint_join_token(
     audit::record(
         &mut w.tx,
         actor,
-        "node_token.create",
+        AuditAction::NodeTokenCreate,
         "join_token",
         Some(id.to_string()),
         meta,
@@ -75,14 +76,14 @@ pub async fn create_token(
     let secs = req.expires_in_secs.unwrap_or(3600);
     if !(60..=604_800).contains(&secs) {
         return Err(Error::bad_request(
-            "invalid_expiry",
+            ErrorCode::InvalidExpiry,
             "expires_in_secs must be 60 to 604800",
         ));
     }
     let capacity = req.capacity.unwrap_or(1000);
     if !(1..=1_000_000).contains(&capacity) {
         return Err(Error::bad_request(
-            "invalid_capacity",
+            ErrorCode::InvalidCapacity,
             "capacity must be 1 to 1000000",
         ));
     }
@@ -113,7 +114,7 @@ pub async fn create_token(
 fn check_endpoint(endpoint: &str) -> Result<()> {
     let bad = || {
         Error::bad_request(
-            "invalid_endpoint",
+            ErrorCode::InvalidEndpoint,
             "endpoint must be host:port, e.g. vpn1.example.com:51820",
         )
     };
@@ -137,26 +138,26 @@ fn check_enroll(req: &EnrollRequest) -> Result<Option<String>> {
     check_endpoint(&req.endpoint)?;
     if req.listen_port == 0 {
         return Err(Error::bad_request(
-            "invalid_listen_port",
+            ErrorCode::InvalidListenPort,
             "listen_port must be 1 to 65535",
         ));
     }
     clawn_proto::sign::parse_verifying_key(&req.identity_public_key).map_err(|_| {
         Error::bad_request(
-            "invalid_identity_key",
+            ErrorCode::InvalidIdentityKey,
             "identity_public_key must be a base64 ed25519 public key",
         )
     })?;
     if req.capabilities.len() > 32 || req.capabilities.iter().any(|c| c.len() > 64) {
         return Err(Error::bad_request(
-            "invalid_capabilities",
+            ErrorCode::InvalidCapabilities,
             "at most 32 capabilities of up to 64 characters",
         ));
     }
     let name = req.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
     if name.is_some_and(|n| n.chars().count() > 64) {
         return Err(Error::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "node names are 1 to 64 characters",
         ));
     }
@@ -177,9 +178,15 @@ pub async fn enroll(
         Ok(g) => g,
         Err(p) => {
             let (code, msg) = match p {
-                JoinTokenProblem::Invalid => ("invalid_join_token", "the join token is not valid"),
-                JoinTokenProblem::Used => ("join_token_used", "the join token was already used"),
-                JoinTokenProblem::Expired => ("join_token_expired", "the join token has expired"),
+                JoinTokenProblem::Invalid => {
+                    (ErrorCode::InvalidJoinToken, "the join token is not valid")
+                }
+                JoinTokenProblem::Used => {
+                    (ErrorCode::JoinTokenUsed, "the join token was already used")
+                }
+                JoinTokenProblem::Expired => {
+                    (ErrorCode::JoinTokenExpired, "the join token has expired")
+                }
             };
             return Err(Error::new(StatusCode::UNAUTHORIZED, code, msg).hint(
                 "ask an admin for a new token: clawn admin node-token create --region REGION",
@@ -212,14 +219,14 @@ pub async fn enroll(
         Ok(Some(p)) => p,
         Ok(None) => {
             return Err(Error::conflict(
-                "region_pool_full",
+                ErrorCode::RegionPoolFull,
                 "the region's address pool has no room for another node",
             )
             .hint("an admin can widen the region's pool or remove unused nodes"));
         }
         Err(e) if e.is_unique_violation() => {
             return Err(Error::conflict(
-                "node_key_in_use",
+                ErrorCode::NodeKeyInUse,
                 "a node with this WireGuard key is enrolled already",
             ));
         }
@@ -232,7 +239,7 @@ pub async fn enroll(
         label: Some(node.name.clone()),
         client_addr,
     };
-    audit::record(&mut w.tx, &actor, "node.enroll", "node", Some(id.to_string()),
+    audit::record(&mut w.tx, &actor, AuditAction::NodeEnroll, "node", Some(id.to_string()),
         json!({"region": region.code, "endpoint": node.endpoint, "pool": pool.net.to_string(), "join_token_id": grant.token_id,
                "capabilities": node.capabilities})).await?;
     w.commit().await?;
@@ -276,26 +283,26 @@ pub async fn update(
         )
     {
         return Err(Error::bad_request(
-            "invalid_state",
+            ErrorCode::InvalidState,
             "admins can set online, maintenance, draining or experimental",
         ));
     }
     if req.capacity.is_some_and(|c| c > 1_000_000) {
         return Err(Error::bad_request(
-            "invalid_capacity",
+            ErrorCode::InvalidCapacity,
             "capacity must be 0 to 1000000",
         ));
     }
     let name = req.name.as_deref().map(str::trim);
     if name.is_some_and(|n| n.is_empty() || n.chars().count() > 64) {
         return Err(Error::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "node names are 1 to 64 characters",
         ));
     }
     if req.link_mbps.is_some_and(|l| l == 0 || l > 10_000_000) {
         return Err(Error::bad_request(
-            "invalid_link_mbps",
+            ErrorCode::InvalidLinkMbps,
             "link_mbps must be 1 to 10000000 (Mbit/s)",
         ));
     }
@@ -306,7 +313,7 @@ pub async fn update(
     audit::record(
         &mut w.tx,
         actor,
-        "node.update",
+        AuditAction::NodeUpdate,
         "node",
         Some(id.to_string()),
         json!({"state": req.state, "capacity": req.capacity, "name": name, "link_mbps": req.link_mbps}),
@@ -329,7 +336,7 @@ pub async fn remove(app: &AppState, id: Uuid, force: bool, actor: &AuditActor) -
         };
         if live > 0 && !force {
             return Err(Error::conflict(
-                "node_has_peers",
+                ErrorCode::NodeHasPeers,
                 format!("the node still serves {live} devices"),
             )
             .hint("set it to draining and wait, or remove with ?force=true"));
@@ -338,7 +345,7 @@ pub async fn remove(app: &AppState, id: Uuid, force: bool, actor: &AuditActor) -
         audit::record(
             &mut w.tx,
             &actor,
-            "node.remove",
+            AuditAction::NodeRemove,
             "node",
             Some(id.to_string()),
             json!({"retired_peers": live, "force": force}),

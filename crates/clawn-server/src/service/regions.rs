@@ -2,6 +2,7 @@
 //! and update (pools are validated here; a region with nodes keeps its pool).
 
 use clawn_proto::api::{AdminRegionView, CreateRegionRequest, RegionView, UpdateRegionRequest};
+use clawn_proto::api::{AuditAction, ErrorCode};
 use clawn_proto::time::now_millis;
 use ipnet::Ipv4Net;
 use serde_json::json;
@@ -26,7 +27,7 @@ fn check_region_code(code: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::bad_request(
-            "invalid_region_code",
+            ErrorCode::InvalidRegionCode,
             "region codes are 2-32 of a-z, 0-9 and -",
         ))
     }
@@ -35,19 +36,19 @@ fn check_region_code(code: &str) -> Result<()> {
 fn check_pool(cidr: &str, node_prefix: u8) -> Result<Ipv4Net> {
     let net: Ipv4Net = cidr.parse().map_err(|_| {
         Error::bad_request(
-            "invalid_cidr",
+            ErrorCode::InvalidCidr,
             format!("`{cidr}` is not an IPv4 CIDR like 10.100.0.0/16"),
         )
     })?;
     if net.trunc() != net {
         return Err(Error::bad_request(
-            "invalid_cidr",
+            ErrorCode::InvalidCidr,
             format!("`{cidr}` has host bits set; did you mean {}?", net.trunc()),
         ));
     }
     if node_prefix < net.prefix_len() || !(8..=30).contains(&node_prefix) {
         return Err(Error::bad_request(
-            "invalid_node_prefix",
+            ErrorCode::InvalidNodePrefix,
             format!(
                 "node_prefix must be between the pool's prefix /{} and /30",
                 net.prefix_len()
@@ -60,7 +61,7 @@ fn check_pool(cidr: &str, node_prefix: u8) -> Result<Ipv4Net> {
 fn check_dns(dns: &[String]) -> Result<()> {
     if dns.len() > 4 || dns.iter().any(|d| d.parse::<std::net::IpAddr>().is_err()) {
         return Err(Error::bad_request(
-            "invalid_dns",
+            ErrorCode::InvalidDns,
             "dns must be up to 4 IP addresses",
         ));
     }
@@ -71,7 +72,7 @@ fn check_region_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(Error::bad_request(
-            "invalid_name",
+            ErrorCode::InvalidName,
             "region names are 1 to 64 characters",
         ));
     }
@@ -135,7 +136,7 @@ pub async fn create(
     };
     insert(app, &rec, actor, json!({})).await.map_err(|e| {
         if e.is_unique_violation() {
-            Error::conflict("region_exists", "a region with this code exists")
+            Error::conflict(ErrorCode::RegionExists, "a region with this code exists")
         } else {
             e.into()
         }
@@ -159,7 +160,7 @@ async fn insert(
     audit::record(
         &mut w.tx,
         actor,
-        "region.create",
+        AuditAction::RegionCreate,
         "region",
         Some(rec.code.clone()),
         meta,
@@ -197,7 +198,7 @@ pub async fn update(
     let mut w = app.store.write().await?;
     if pool_change && regions::node_count(&mut w.tx, rec.id).await? > 0 {
         return Err(Error::conflict(
-            "region_has_nodes",
+            ErrorCode::RegionHasNodes,
             "the pool of a region with nodes cannot change",
         )
         .hint("remove the region's nodes first"));
@@ -206,7 +207,7 @@ pub async fn update(
     audit::record(
         &mut w.tx,
         actor,
-        "region.update",
+        AuditAction::RegionUpdate,
         "region",
         Some(rec.code.clone()),
         json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "dns": rec.dns}),
@@ -223,8 +224,9 @@ pub async fn ensure_default(app: &AppState) -> Result<RegionRecord> {
         return Ok(r);
     }
     if !app.store.list_regions().await?.is_empty() {
-        return Err(Error::conflict(
-            "default_region_missing",
+        return Err(Error::new(
+            axum::http::StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
             format!("regions exist but none is called `{DEFAULT_REGION}`"),
         )
         .hint(format!(

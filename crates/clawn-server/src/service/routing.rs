@@ -2,6 +2,7 @@
 //! monitor's moves (failover and drain evacuation, idle hygiene, peer-class sync). Each
 //! publishes what it committed through [`super::publish`].
 
+use clawn_proto::api::ErrorCode;
 use clawn_proto::api::{DeviceView, GrantPriorityTokenRequest, PriorityTokenView};
 use clawn_proto::time::now_millis;
 use uuid::Uuid;
@@ -56,7 +57,7 @@ pub async fn grant_priority(
             .ok_or_else(|| Error::not_found("user"))?,
         _ => {
             return Err(Error::bad_request(
-                "invalid_user",
+                ErrorCode::InvalidUser,
                 "give exactly one of user_id or email",
             ));
         }
@@ -75,27 +76,27 @@ pub async fn grant_priority(
         }
         _ => {
             return Err(Error::bad_request(
-                "invalid_window",
+                ErrorCode::InvalidWindow,
                 "give exactly one of expires_at or duration_secs",
             ));
         }
     };
     if expires_at <= starts_at || expires_at <= now {
         return Err(Error::bad_request(
-            "invalid_window",
+            ErrorCode::InvalidWindow,
             "the window must end after it starts, and in the future",
         ));
     }
     if expires_at - starts_at > MAX_WINDOW_MS || starts_at > now + MAX_WINDOW_MS {
         return Err(Error::bad_request(
-            "invalid_window",
+            ErrorCode::InvalidWindow,
             "a priority window lasts at most 366 days and starts within a year",
         ));
     }
     let note = req.note.as_deref().unwrap_or("").trim().to_string();
     if note.chars().count() > 200 || note.chars().any(char::is_control) {
         return Err(Error::bad_request(
-            "invalid_note",
+            ErrorCode::InvalidNote,
             "notes are at most 200 printable characters",
         ));
     }
@@ -125,7 +126,10 @@ pub async fn revoke_priority(
     if !app.store.revoke_priority(id, actor).await? {
         let exists = !app.store.priority_tokens(None, Some(id)).await?.is_empty();
         return Err(if exists {
-            Error::conflict("already_revoked", "the priority token is already revoked")
+            Error::conflict(
+                ErrorCode::AlreadyRevoked,
+                "the priority token is already revoked",
+            )
         } else {
             Error::not_found("priority token")
         });
@@ -145,7 +149,7 @@ pub async fn release(
     let device = super::devices::get(app, scope, id).await?;
     if !device.quarantined {
         return Err(Error::conflict(
-            "not_quarantined",
+            ErrorCode::NotQuarantined,
             "the device is not quarantined",
         ));
     }

@@ -1,6 +1,7 @@
 //! Users as admins manage them: create, role and slots, disable/enable (which suspends
 //! and restores the user's tunnels at the nodes), password reset.
 
+use clawn_proto::api::{AuditAction, ErrorCode};
 use clawn_proto::api::{CreateUserRequest, Role, UpdateUserRequest, UserView};
 use clawn_proto::time::now_millis;
 use serde_json::json;
@@ -15,7 +16,7 @@ use crate::store::{devices, users};
 fn check_slots(slots: Option<u32>) -> Result<()> {
     if slots.is_some_and(|s| s > 1000) {
         return Err(Error::bad_request(
-            "invalid_slots",
+            ErrorCode::InvalidSlots,
             "device_slots must be 0 to 1000",
         ));
     }
@@ -38,7 +39,7 @@ pub async fn create(
     let user = match users::insert(&mut w.tx, &email, &hash, role, slots, now_millis()).await {
         Err(e) if e.is_unique_violation() => {
             return Err(Error::conflict(
-                "email_taken",
+                ErrorCode::EmailTaken,
                 "a user with this email exists",
             ));
         }
@@ -47,7 +48,7 @@ pub async fn create(
     audit::record(
         &mut w.tx,
         actor,
-        "user.create",
+        AuditAction::UserCreate,
         "user",
         Some(user.id.to_string()),
         json!({"email": email, "role": role.as_str(), "device_slots": slots}),
@@ -69,10 +70,11 @@ pub async fn update(
 ) -> Result<UserView> {
     check_slots(req.device_slots)?;
     if id == admin && (req.disabled == Some(true) || req.role == Some(Role::User)) {
-        return Err(
-            Error::conflict("self_lockout", "you cannot disable or demote yourself")
-                .hint("ask another admin"),
-        );
+        return Err(Error::conflict(
+            ErrorCode::SelfLockout,
+            "you cannot disable or demote yourself",
+        )
+        .hint("ask another admin"));
     }
     let actor = actor.clone();
     run(app, move |app| async move {
@@ -98,7 +100,7 @@ pub async fn update(
             (changes, without_room) =
                 devices::restore_user(&mut w.tx, app.store.tuning(), id, now).await?;
         }
-        audit::record(&mut w.tx, &actor, "user.update", "user", Some(id.to_string()),
+        audit::record(&mut w.tx, &actor, AuditAction::UserUpdate, "user", Some(id.to_string()),
             json!({"disabled": req.disabled, "device_slots": req.device_slots, "role": req.role,
                    "sessions_ended": ended, "peers_changed": changes.len(), "devices_without_room": without_room})).await?;
         w.commit().await?;
@@ -131,7 +133,7 @@ pub async fn reset_password(
     audit::record(
         &mut w.tx,
         actor,
-        "user.reset_password",
+        AuditAction::UserResetPassword,
         "user",
         Some(id.to_string()),
         json!({"sessions_ended": ended}),

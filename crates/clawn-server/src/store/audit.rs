@@ -1,6 +1,6 @@
 //! The audit log: append-only, written in the same transaction as the change it records.
 
-use clawn_proto::api::{AuditEventView, Page};
+use clawn_proto::api::{AuditAction, AuditEventView, Page};
 use clawn_proto::time::now_millis;
 use serde_json::Value;
 use sqlx::{Any, AssertSqlSafe, Row};
@@ -37,7 +37,7 @@ impl AuditActor {
 pub async fn record(
     tx: &mut sqlx::AnyConnection,
     actor: &AuditActor,
-    action: &str,
+    action: AuditAction,
     target_kind: &str,
     target_id: Option<String>,
     metadata: Value,
@@ -51,7 +51,7 @@ pub async fn record(
     .bind(actor.kind)
     .bind(actor.id.map(|u| u.to_string()))
     .bind(actor.label.clone())
-    .bind(action)
+    .bind(action.as_str())
     .bind(target_kind)
     .bind(target_id)
     .bind(metadata.to_string())
@@ -142,7 +142,7 @@ pub async fn query(pool: &sqlx::AnyPool, f: &AuditFilter) -> StoreResult<Page<Au
                 .map(|s| uuid(s, "audit_events.actor_id"))
                 .transpose()?,
             actor_label: r.try_get("actor_label")?,
-            action: r.try_get("action")?,
+            action: AuditAction::parse(&r.try_get::<String, _>("action")?),
             target_kind: r.try_get("target_kind")?,
             target_id: r.try_get("target_id")?,
             metadata: serde_json::from_str(&metadata).unwrap_or(Value::Null),

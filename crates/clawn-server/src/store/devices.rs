@@ -6,7 +6,10 @@
 use std::net::Ipv4Addr;
 
 use clawn_proto::WgPublicKey;
-use clawn_proto::api::{DeviceNodeView, DeviceState, DeviceView, TunnelStatus};
+use clawn_proto::api::AuditAction;
+use clawn_proto::api::{
+    DeviceClass, DeviceNodeView, DeviceState, DeviceView, Placement, TunnelState, TunnelStatus,
+};
 use clawn_proto::node::PeerClass;
 use clawn_proto::time::now_millis;
 use serde_json::json;
@@ -496,7 +499,7 @@ pub async fn create(
     audit::record(
         tx,
         actor,
-        "device.create",
+        AuditAction::DeviceCreate,
         "device",
         Some(device_id.to_string()),
         json!({"name": name, "region": region.code, "node_id": node_id, "tunnel_ip": Ipv4Addr::from(ip).to_string(),
@@ -544,7 +547,7 @@ pub async fn revoke(
     audit::record(
         tx,
         actor,
-        "device.revoke",
+        AuditAction::DeviceRevoke,
         "device",
         Some(id.to_string()),
         json!({"owner_id": owner, "node_id": change.map(|c| c.node_id), "version": change.map(|c| c.version)}),
@@ -704,7 +707,7 @@ pub async fn rotate(
     audit::record(
         tx,
         actor,
-        "device.rotate",
+        AuditAction::DeviceRotate,
         "device",
         Some(id.to_string()),
         json!({"owner_id": owner, "node_id": change.node_id, "version": change.version, "public_key": key.to_base64()}),
@@ -739,7 +742,7 @@ pub async fn rename(
     audit::record(
         &mut w.tx,
         actor,
-        "device.rename",
+        AuditAction::DeviceRename,
         "device",
         Some(id.to_string()),
         json!({"name": name}),
@@ -887,7 +890,11 @@ fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView>
         tunnel_ip: r.try_get("tunnel_ip")?,
         node,
         tunnel: TunnelStatus {
-            status: if active { "active" } else { "inactive" }.into(),
+            status: if active {
+                TunnelState::Active
+            } else {
+                TunnelState::Inactive
+            },
             last_handshake,
             rx_bytes: u64::try_from(r.try_get::<Option<i64>, _>("rx_bytes")?.unwrap_or(0))
                 .unwrap_or(0),
@@ -904,18 +911,17 @@ fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView>
             None
         },
         placement: if state != "active" {
-            "unassigned"
+            Placement::Unassigned
         } else if r.try_get::<Option<i64>, _>("waiting_since")?.is_some() {
-            "waiting_for_capacity"
+            Placement::WaitingForCapacity
         } else if node_present {
-            "assigned"
+            Placement::Assigned
         } else {
-            "unassigned"
-        }
-        .into(),
+            Placement::Unassigned
+        },
         class: r
             .try_get::<Option<String>, _>("class")?
-            .unwrap_or_else(|| "standard".into()),
+            .map_or(DeviceClass::Standard, |c| DeviceClass::parse(&c)),
         moved_at: r.try_get("moved_at")?,
         moved_reason: r.try_get("moved_reason")?,
         quarantined: r.try_get::<Option<i64>, _>("quarantined_at")?.is_some(),

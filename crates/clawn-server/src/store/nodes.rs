@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use clawn_proto::WgPublicKey;
+use clawn_proto::api::AuditAction;
 use clawn_proto::api::{NodeHealth, NodeState, NodeView};
 use clawn_proto::node::{HostMetrics, InterfaceSpec, PeerClass, PeerSpec, Telemetry};
 use ipnet::Ipv4Net;
@@ -468,7 +469,7 @@ impl Store {
             audit::record(
                 &mut tx.tx,
                 &AuditActor::system(),
-                "node.online",
+                AuditAction::NodeOnline,
                 "node",
                 Some(node_id.to_string()),
                 json!({"name": r.try_get::<String, _>("name")?, "reason": "stream connected"}),
@@ -530,9 +531,9 @@ impl Store {
         }
         if let Some(next) = next {
             let action = match (state.as_str(), next) {
-                (_, "degraded") => "node.degraded",
-                ("degraded", _) => "node.recovered",
-                _ => "node.online",
+                (_, "degraded") => AuditAction::NodeDegraded,
+                ("degraded", _) => AuditAction::NodeRecovered,
+                _ => AuditAction::NodeOnline,
             };
             audit::record(
                 &mut tx.tx,
@@ -589,7 +590,7 @@ impl Store {
             audit::record(
                 &mut tx.tx,
                 &AuditActor::system(),
-                "node.offline",
+                AuditAction::NodeOffline,
                 "node",
                 Some(id.clone()),
                 json!({"name": r.try_get::<String, _>("name")?, "reason": format!("no heartbeat for {} s", grace_ms / 1000)}),
@@ -751,7 +752,7 @@ impl Store {
             audit::record(
                 &mut tx.tx,
                 &AuditActor::system(),
-                "node.offline",
+                AuditAction::NodeOffline,
                 "node",
                 Some(node_id.to_string()),
                 json!({"name": r.try_get::<String, _>("name")?, "reason": "stream closed"}),

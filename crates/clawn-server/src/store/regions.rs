@@ -1,6 +1,6 @@
 //! Regions: a code, a name, an IPv4 tunnel pool carved into one sub-pool per node, DNS.
 
-use clawn_proto::api::{AdminRegionView, RegionHealth};
+use clawn_proto::api::{AdminRegionView, RegionHealth, RegionStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
@@ -61,21 +61,21 @@ impl RegionCounts {
             } else {
                 "no node is online".to_string()
             };
-            ("unavailable", Some(why))
+            (RegionStatus::Unavailable, Some(why))
         } else if self.eligible < self.total {
             let n = self.total - self.eligible;
             (
-                "degraded",
+                RegionStatus::Degraded,
                 Some(format!(
                     "{n} of {} nodes cannot take new devices",
                     self.total
                 )),
             )
         } else {
-            ("healthy", None)
+            (RegionStatus::Healthy, None)
         };
         RegionHealth {
-            status: status.into(),
+            status,
             eligible_nodes: self.eligible,
             total_nodes: self.total,
             reason,

@@ -10,7 +10,8 @@
 use std::net::Ipv4Addr;
 
 use clawn_proto::WgPublicKey;
-use clawn_proto::api::PriorityTokenView;
+use clawn_proto::api::AuditAction;
+use clawn_proto::api::{PriorityStatus, PriorityTokenView};
 use clawn_proto::node::PeerClass;
 use serde_json::json;
 use sqlx::Row;
@@ -215,7 +216,7 @@ pub async fn move_device(
                 audit::record(
                     tx,
                     actor,
-                    "device.waiting",
+                    AuditAction::DeviceWaiting,
                     "device",
                     Some(device_id.to_string()),
                     json!({"owner_id": owner, "node_id": current_node, "reason": reason.as_str(), "region": region_code}),
@@ -242,7 +243,11 @@ pub async fn move_device(
     audit::record(
         tx,
         actor,
-        &format!("device.{}", reason.as_str()),
+        match reason {
+            MoveReason::Failover => AuditAction::DeviceFailover,
+            MoveReason::Drain => AuditAction::DeviceDrain,
+            MoveReason::Reassign => AuditAction::DeviceReassign,
+        },
         "device",
         Some(device_id.to_string()),
         json!({
@@ -346,7 +351,7 @@ pub async fn ensure_placed(
     audit::record(
         tx,
         actor,
-        "device.place",
+        AuditAction::DevicePlace,
         "device",
         Some(device_id.to_string()),
         json!({"owner_id": owner, "node_id": node_id, "tunnel_ip": Ipv4Addr::from(ip).to_string()}),
@@ -439,7 +444,7 @@ impl Store {
                     audit::record(
                         &mut w.tx,
                         &AuditActor::system(),
-                        "device.waiting",
+                        AuditAction::DeviceWaiting,
                         "device",
                         Some(d.to_string()),
                         json!({"owner_id": r.try_get::<String, _>("user_id")?, "reason": "no capacity in the region"}),
@@ -601,9 +606,9 @@ impl Store {
                     Some(c) => changes.push(c),
                     None => continue,
                 }
-                "peer.idle_removed"
+                AuditAction::PeerIdleRemoved
             } else {
-                "peer.idle_flagged"
+                AuditAction::PeerIdleFlagged
             };
             audit::record(
                 &mut w.tx,
@@ -637,7 +642,7 @@ impl Store {
         audit::record(
             &mut w.tx,
             &AuditActor::system(),
-            "device.quarantine",
+            AuditAction::DeviceQuarantine,
             "device",
             Some(device.to_string()),
             json!({"owner_id": row.try_get::<String, _>("user_id")?, "reason": reason}),
@@ -661,7 +666,7 @@ impl Store {
         audit::record(
             &mut w.tx,
             actor,
-            "device.release",
+            AuditAction::DeviceRelease,
             "device",
             Some(device.to_string()),
             json!({"owner_id": row.try_get::<String, _>("user_id")?}),
@@ -706,7 +711,7 @@ impl Store {
         audit::record(
             &mut w.tx,
             actor,
-            "priority_token.grant",
+            AuditAction::PriorityTokenGrant,
             "priority_token",
             Some(id.to_string()),
             json!({"user_id": user, "region_id": region, "starts_at": starts_at, "expires_at": expires_at, "note": note}),
@@ -731,7 +736,7 @@ impl Store {
         audit::record(
             &mut w.tx,
             actor,
-            "priority_token.revoke",
+            AuditAction::PriorityTokenRevoke,
             "priority_token",
             Some(id.to_string()),
             json!({"user_id": row.try_get::<String, _>("user_id")?}),
@@ -765,13 +770,13 @@ impl Store {
                 let revoked_at: Option<i64> = r.try_get("revoked_at")?;
                 let granted_by: Option<String> = r.try_get("granted_by")?;
                 let status = if revoked_at.is_some() {
-                    "revoked"
+                    PriorityStatus::Revoked
                 } else if now >= expires_at {
-                    "expired"
+                    PriorityStatus::Expired
                 } else if now < starts_at {
-                    "scheduled"
+                    PriorityStatus::Scheduled
                 } else {
-                    "active"
+                    PriorityStatus::Active
                 };
                 Ok(PriorityTokenView {
                     id: uuid(&r.try_get::<String, _>("id")?, "priority_tokens.id")?,
@@ -789,7 +794,7 @@ impl Store {
                         .transpose()?,
                     created_at: r.try_get("created_at")?,
                     revoked_at,
-                    status: status.into(),
+                    status,
                     suspended: r.try_get::<i64, _>("quarantined")? > 0,
                 })
             })

@@ -1,5 +1,6 @@
 //! Users, sessions and personal API tokens.
 
+use clawn_proto::api::AuditAction;
 use clawn_proto::api::{ApiTokenView, Role, SessionKind, SessionView, UserView};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -419,7 +420,7 @@ impl Store {
         super::audit::record(
             &mut tx.tx,
             actor,
-            "api_token.create",
+            AuditAction::ApiTokenCreate,
             "api_token",
             Some(id.to_string()),
             serde_json::json!({"name": name, "expires_at": expires_at}),
@@ -478,7 +479,7 @@ impl Store {
             super::audit::record(
                 &mut tx.tx,
                 actor,
-                "api_token.revoke",
+                AuditAction::ApiTokenRevoke,
                 "api_token",
                 Some(id.to_string()),
                 serde_json::json!({}),
