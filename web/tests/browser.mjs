@@ -66,8 +66,15 @@ export async function newSession(browser, lab, { width = 1280, height = 900 } = 
     },
   };
   context.on('request', (req) => {
+    const seen = { url: req.url(), method: req.method(), body: req.postData() ?? '' };
     pending.push(
-      req.allHeaders().then((headers) => ({ url: req.url(), method: req.method(), headers, body: req.postData() ?? '' })),
+      req.allHeaders().then(
+        (headers) => ({ ...seen, headers }),
+        // The page or context closed before the headers could be read (a request still in
+        // flight at the end of a test): keep URL and body, and say the headers are missing
+        // rather than leave a rejection nobody handles.
+        () => ({ ...seen, headers: { 'x-clawn-recorder': 'headers unavailable: page closed' } }),
+      ),
     );
   });
   context.on('response', (resp) => {
