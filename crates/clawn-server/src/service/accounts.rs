@@ -280,7 +280,6 @@ pub async fn setup(
         return Err(invalid());
     }
     let hash = hash_password(password).await?;
-    let now = now_millis();
     let mut w = app.store.write().await?;
     // Consuming the token is the lock: of two concurrent setups exactly one deletes the row.
     if !users::consume_setting(&mut w.tx, SETUP_TOKEN_KEY, &presented).await? {
@@ -292,30 +291,13 @@ pub async fn setup(
             "an account exists already; setup is done",
         ));
     }
-    let user = users::insert(
-        &mut w.tx,
-        &email,
-        &hash,
-        Role::Admin,
-        app.config.default_device_slots.max(1),
-        now,
-    )
-    .await?;
     let actor = AuditActor {
         kind: "system",
         id: None,
         label: Some("setup".into()),
         client_addr: client.addr.clone(),
     };
-    audit::record(
-        &mut w.tx,
-        &actor,
-        AuditAction::UserBootstrap,
-        "user",
-        Some(user.id.to_string()),
-        json!({"email": email, "via": "setup_token"}),
-    )
-    .await?;
+    let user = insert_first_admin(app, &mut w.tx, &email, &hash, &actor, "setup_token").await?;
     w.commit().await?;
     start_session(app, user, kind, client).await
 }
@@ -327,26 +309,47 @@ pub async fn bootstrap_admin(app: &AppState, email: &str, password: String) -> R
     check_password(&password)?;
     let hash = hash_password(password).await?;
     let mut w = app.store.write().await?;
-    let user = users::insert(
+    insert_first_admin(
+        app,
         &mut w.tx,
         &email,
         &hash,
+        &AuditActor::system(),
+        "environment",
+    )
+    .await?;
+    w.commit().await?;
+    Ok(email)
+}
+
+/// The first admin, audited as `user.bootstrap` with how it was made.
+async fn insert_first_admin(
+    app: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    email: &str,
+    hash: &str,
+    actor: &AuditActor,
+    via: &str,
+) -> Result<UserView> {
+    let user = users::insert(
+        tx,
+        email,
+        hash,
         Role::Admin,
         app.config.default_device_slots.max(1),
         now_millis(),
     )
     .await?;
     audit::record(
-        &mut w.tx,
-        &AuditActor::system(),
+        tx,
+        actor,
         AuditAction::UserBootstrap,
         "user",
         Some(user.id.to_string()),
-        json!({"email": email, "via": "environment"}),
+        json!({"email": email, "via": via}),
     )
     .await?;
-    w.commit().await?;
-    Ok(email)
+    Ok(user)
 }
 
 /// Makes (or replaces) the one-time setup token; only its hash is stored.

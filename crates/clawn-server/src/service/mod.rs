@@ -82,6 +82,17 @@ pub fn publish(app: &App, changes: &Changes) {
     }
 }
 
+/// Audit metadata: `meta` with the fields of `extra` (an object) added.
+pub(crate) fn with_extra(
+    mut meta: serde_json::Value,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    if let (Some(m), serde_json::Value::Object(e)) = (meta.as_object_mut(), extra) {
+        m.extend(e);
+    }
+    meta
+}
+
 /// Runs a mutating operation to completion in its own task and publishes what it
 /// committed, even if the caller (an HTTP request) is dropped midway.
 pub async fn run<T, F, Fut>(app: &AppState, op: F) -> Result<T>

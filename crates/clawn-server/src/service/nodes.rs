@@ -44,10 +44,10 @@ pub async fn mint_join_token(
             expires_at,
         )
         .await?;
-    let mut meta = json!({"region": region.code, "expires_at": expires_at, "capacity": capacity});
-    if let (Some(m), Some(e)) = (meta.as_object_mut(), extra.as_object()) {
-        m.extend(e.clone());
-    }
+    let meta = super::with_extra(
+        json!({"region": region.code, "expires_at": expires_at, "capacity": capacity}),
+        extra,
+    );
     audit::record(
         &mut w.tx,
         actor,

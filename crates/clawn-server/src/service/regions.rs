@@ -152,11 +152,10 @@ async fn insert(
 ) -> crate::store::StoreResult<()> {
     let mut w = app.store.write().await?;
     regions::insert(&mut w.tx, rec, rec.created_at).await?;
-    let mut meta =
-        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "dns": rec.dns});
-    if let (Some(m), Some(e)) = (meta.as_object_mut(), extra.as_object()) {
-        m.extend(e.clone());
-    }
+    let meta = super::with_extra(
+        json!({"name": rec.name, "cidr": rec.cidr, "node_prefix": rec.node_prefix, "dns": rec.dns}),
+        extra,
+    );
     audit::record(
         &mut w.tx,
         actor,
