@@ -1,0 +1,26 @@
+//! `clawn device show`.
+
+use clawn_proto::time::now_millis;
+
+use super::{Context, find};
+use crate::error::CliError;
+use crate::output::device::{describe_device, moved_notice};
+use crate::output::{emit, emit_json};
+
+/// `clawn device show`.
+pub(super) async fn show(ctx: &Context, query: &str, json: bool) -> Result<(), CliError> {
+    let d = find(&ctx.client()?, query).await?;
+    if json {
+        return emit_json(&d);
+    }
+    let key = if ctx.store.has_key(d.id) {
+        ctx.store.key_path(d.id).display().to_string()
+    } else {
+        "not on this machine".to_string()
+    };
+    let mut text = describe_device(&d, Some(&key));
+    if let Some(n) = moved_notice(&d, now_millis()) {
+        text.push_str(&format!("\n\n{n}"));
+    }
+    emit(&text)
+}
