@@ -4,11 +4,15 @@
 
 use std::path::Path;
 
-use clawn_proto::api::{DeviceClass, DeviceState, DeviceView, Placement};
+use clawn_proto::api::{
+    DeviceClass, DeviceState, DeviceView, DeviceWithConfig, Placement, RevokeResponse,
+};
+use clawn_proto::config::ConfigTemplate;
 use clawn_proto::time::{UnixMillis, now_millis};
+use uuid::Uuid;
 
 use crate::error::CliError;
-use crate::output::{Table, emit, format_bytes, note, or_dash};
+use crate::output::{Table, describe_ack, emit, format_bytes, note, or_dash};
 use crate::store::write_private_file;
 use crate::time::{format_ago, format_utc};
 
@@ -51,6 +55,101 @@ pub(crate) fn say(out: &Path, text: &str) -> Result<(), CliError> {
     } else {
         emit(text)
     }
+}
+
+/// The node a new or moved device is on, and its tunnel address (from the config when the
+/// device view has none).
+fn node_line(d: &DeviceView, config: &ConfigTemplate) -> Option<String> {
+    let node = d.node.as_ref()?;
+    Some(format!(
+        "node: {} ({}), tunnel address {}",
+        node.name,
+        node.endpoint,
+        d.tunnel_ip.as_deref().unwrap_or(&config.address)
+    ))
+}
+
+/// What `clawn device add` says: the device, its node, the node's acknowledgement, where the
+/// key and (unless it went to stdout) the config are.
+pub(crate) fn added_summary(created: &DeviceWithConfig, key_path: &Path, out: &Path) -> String {
+    let device = &created.device;
+    let mut lines = vec![format!(
+        "created device {} ({}) in region {}",
+        device.name, device.id, device.region
+    )];
+    lines.extend(node_line(device, &created.config));
+    lines.push(describe_ack(&created.node_ack));
+    lines.push(format!("private key: {}", key_path.display()));
+    if !is_stdout(out) {
+        lines.push(format!("config: {}", out.display()));
+        if let Some(h) = usage_hint(out) {
+            lines.push(h);
+        }
+    }
+    lines.join("\n")
+}
+
+/// What `clawn device rotate` says about device `id`.
+pub(crate) fn rotated_summary(rotated: &DeviceWithConfig, id: Uuid, out: &Path) -> String {
+    let mut lines = vec![
+        format!(
+            "rotated the key of device {} ({}); the old key no longer works",
+            rotated.device.name, id
+        ),
+        describe_ack(&rotated.node_ack),
+    ];
+    if !is_stdout(out) {
+        lines.push(format!("config: {}", out.display()));
+    }
+    lines.join("\n")
+}
+
+/// What `clawn device move` says: `before` is the device as it was, `complete` whether the
+/// config has its private key (only then is the wg-quick hint any use).
+pub(crate) fn moved_summary(
+    before: &DeviceView,
+    moved: &DeviceWithConfig,
+    complete: bool,
+    out: &Path,
+) -> String {
+    let d = &moved.device;
+    let mut lines = vec![format!(
+        "moved device {} ({}) from region {} to {}; its old config no longer works",
+        d.name, d.id, before.region, d.region
+    )];
+    lines.extend(node_line(d, &moved.config));
+    lines.push(describe_ack(&moved.node_ack));
+    if !is_stdout(out) {
+        lines.push(format!("config: {}", out.display()));
+        if complete && let Some(h) = usage_hint(out) {
+            lines.push(h);
+        }
+    }
+    lines.join("\n")
+}
+
+/// What `clawn device revoke` says; `key_removed` whether its private key was deleted here.
+pub(crate) fn revoked_summary(resp: &RevokeResponse, key_removed: bool) -> String {
+    let mut text = format!(
+        "revoked device {} ({})\n{}",
+        resp.device.name,
+        resp.device.id,
+        describe_ack(&resp.node_ack)
+    );
+    if key_removed {
+        text.push_str("\ndeleted its private key from this machine");
+    }
+    text
+}
+
+/// What `clawn device show` says: the description, `key` where its private key is, and the
+/// moved notice if any.
+pub(crate) fn show_text(d: &DeviceView, key: &str) -> String {
+    let mut text = describe_device(d, Some(key));
+    if let Some(n) = moved_notice(d, now_millis()) {
+        text.push_str(&format!("\n\n{n}"));
+    }
+    text
 }
 
 /// For a device the system moved to another node (failover, drain, region move): when and
@@ -358,6 +457,50 @@ mod tests {
                 .lines()
                 .any(|l| l.contains("phone") && l.ends_with("(threshold 6)")),
             "{admin}"
+        );
+    }
+
+    #[test]
+    fn summaries_leave_out_the_config_lines_for_stdout_and_the_hint_for_incomplete_configs() {
+        let mut before = sample_device();
+        before.region = "sg".into();
+        let moved = DeviceWithConfig {
+            device: sample_device(),
+            config: ConfigTemplate {
+                address: "10.100.0.7/32".into(),
+                dns: vec![],
+                peer_public_key: clawn_proto::WgKeyPair::generate().public(),
+                endpoint: "eu-1.example.com:51820".into(),
+                allowed_ips: vec!["0.0.0.0/0".into()],
+                persistent_keepalive: 25,
+                mtu: None,
+            },
+            config_text: String::new(),
+            node_ack: clawn_proto::api::NodeAck {
+                status: clawn_proto::api::AckStatus::None,
+                version: None,
+                waited_ms: 0,
+            },
+        };
+        let file = Path::new("laptop.conf");
+        let complete = moved_summary(&before, &moved, true, file);
+        assert!(
+            complete.starts_with("moved device laptop (")
+                && complete.contains(") from region sg to eu;")
+                && complete.contains("\nconfig: laptop.conf\n")
+                && complete.ends_with("`sudo wg-quick up ./laptop.conf`"),
+            "{complete}"
+        );
+        let incomplete = moved_summary(&before, &moved, false, file);
+        assert!(
+            incomplete.ends_with("\nconfig: laptop.conf"),
+            "{incomplete}"
+        );
+        let key = Path::new("/keys/k");
+        let added = added_summary(&moved, key, Path::new("-"));
+        assert!(
+            added.ends_with("\nprivate key: /keys/k") && !added.contains("config:"),
+            "{added}"
         );
     }
 }

@@ -7,8 +7,8 @@ use super::{Context, default_conf_path, key_request_failed};
 use crate::cli::ConfigOutput;
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::device::{is_stdout, say, usage_hint, write_config};
-use crate::output::{describe_ack, emit_qr};
+use crate::output::device::{added_summary, is_stdout, say, write_config};
+use crate::output::emit_qr;
 
 async fn default_region(client: &Client) -> Result<String, CliError> {
     let regions = client.regions().await?;
@@ -80,30 +80,7 @@ pub(super) async fn add(
         ))
     })?;
 
-    let mut lines = vec![format!(
-        "created device {} ({}) in region {}",
-        device.name, device.id, device.region
-    )];
-    if let Some(node) = &device.node {
-        lines.push(format!(
-            "node: {} ({}), tunnel address {}",
-            node.name,
-            node.endpoint,
-            device
-                .tunnel_ip
-                .as_deref()
-                .unwrap_or(&created.config.address)
-        ));
-    }
-    lines.push(describe_ack(&created.node_ack));
-    lines.push(format!("private key: {}", key_path.display()));
-    if !is_stdout(&out) {
-        lines.push(format!("config: {}", out.display()));
-        if let Some(h) = usage_hint(&out) {
-            lines.push(h);
-        }
-    }
-    say(&out, &lines.join("\n"))?;
+    say(&out, &added_summary(&created, &key_path, &out))?;
     if output.qr {
         emit_qr(&text)?;
     }

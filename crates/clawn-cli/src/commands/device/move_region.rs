@@ -9,8 +9,8 @@ use super::{Context, default_conf_path, find};
 use crate::cli::ConfigOutput;
 use crate::client::ClientError;
 use crate::error::CliError;
-use crate::output::device::{is_stdout, say, usage_hint, write_config};
-use crate::output::{describe_ack, emit_qr, warn};
+use crate::output::device::{moved_summary, say, write_config};
+use crate::output::{emit_qr, warn};
 use crate::time::{format_duration_secs, format_utc};
 
 /// `clawn device move`.
@@ -55,26 +55,7 @@ pub(super) async fn move_region(
             d.region, d.id
         ))
     })?;
-    let mut lines = vec![format!(
-        "moved device {} ({}) from region {} to {}; its old config no longer works",
-        d.name, d.id, device.region, d.region
-    )];
-    if let Some(node) = &d.node {
-        lines.push(format!(
-            "node: {} ({}), tunnel address {}",
-            node.name,
-            node.endpoint,
-            d.tunnel_ip.as_deref().unwrap_or(&moved.config.address)
-        ));
-    }
-    lines.push(describe_ack(&moved.node_ack));
-    if !is_stdout(&out) {
-        lines.push(format!("config: {}", out.display()));
-        if complete && let Some(h) = usage_hint(&out) {
-            lines.push(h);
-        }
-    }
-    say(&out, &lines.join("\n"))?;
+    say(&out, &moved_summary(&device, &moved, complete, &out))?;
     if output.qr {
         if complete {
             emit_qr(&text)?;

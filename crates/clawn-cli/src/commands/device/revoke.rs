@@ -2,7 +2,8 @@
 
 use super::{Context, find};
 use crate::error::CliError;
-use crate::output::{describe_ack, emit, emit_json, warn};
+use crate::output::device::revoked_summary;
+use crate::output::{emit, emit_json, warn};
 
 /// `clawn device revoke`.
 pub(super) async fn revoke(ctx: &Context, query: &str, json: bool) -> Result<(), CliError> {
@@ -19,14 +20,5 @@ pub(super) async fn revoke(ctx: &Context, query: &str, json: bool) -> Result<(),
     if json {
         return emit_json(&resp);
     }
-    let mut text = format!(
-        "revoked device {} ({})\n{}",
-        resp.device.name,
-        resp.device.id,
-        describe_ack(&resp.node_ack)
-    );
-    if removed {
-        text.push_str("\ndeleted its private key from this machine");
-    }
-    emit(&text)
+    emit(&revoked_summary(&resp, removed))
 }

@@ -6,8 +6,8 @@ use clawn_proto::api::{DeviceState, RotateDeviceRequest};
 use super::{Context, default_conf_path, find, key_request_failed};
 use crate::cli::ConfigOutput;
 use crate::error::CliError;
-use crate::output::device::{is_stdout, say, write_config};
-use crate::output::{describe_ack, emit_qr};
+use crate::output::device::{rotated_summary, say, write_config};
+use crate::output::emit_qr;
 
 /// `clawn device rotate`.
 pub(super) async fn rotate(
@@ -54,17 +54,7 @@ pub(super) async fn rotate(
             device.id
         ))
     })?;
-    let mut lines = vec![
-        format!(
-            "rotated the key of device {} ({}); the old key no longer works",
-            rotated.device.name, device.id
-        ),
-        describe_ack(&rotated.node_ack),
-    ];
-    if !is_stdout(&out) {
-        lines.push(format!("config: {}", out.display()));
-    }
-    say(&out, &lines.join("\n"))?;
+    say(&out, &rotated_summary(&rotated, device.id, &out))?;
     if output.qr {
         emit_qr(&text)?;
     }

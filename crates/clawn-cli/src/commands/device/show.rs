@@ -1,10 +1,8 @@
 //! `clawn device show`.
 
-use clawn_proto::time::now_millis;
-
 use super::{Context, find};
 use crate::error::CliError;
-use crate::output::device::{describe_device, moved_notice};
+use crate::output::device::show_text;
 use crate::output::{emit, emit_json};
 
 /// `clawn device show`.
@@ -18,9 +16,5 @@ pub(super) async fn show(ctx: &Context, query: &str, json: bool) -> Result<(), C
     } else {
         "not on this machine".to_string()
     };
-    let mut text = describe_device(&d, Some(&key));
-    if let Some(n) = moved_notice(&d, now_millis()) {
-        text.push_str(&format!("\n\n{n}"));
-    }
-    emit(&text)
+    emit(&show_text(&d, &key))
 }
