@@ -30,6 +30,9 @@ pub(crate) mod test_support {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    use clawn_proto::WgKeyPair;
+    use clawn_proto::api::{DeviceClass, DeviceState, DeviceView, Placement};
+
     /// Installs ring as rustls's provider, as `main` does (reqwest has none built in).
     pub(crate) fn install_crypto() {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -58,6 +61,37 @@ pub(crate) mod test_support {
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// An active, assigned device named `laptop` in region `eu`.
+    pub(crate) fn sample_device() -> DeviceView {
+        DeviceView {
+            id: uuid::Uuid::new_v4(),
+            name: "laptop".into(),
+            state: DeviceState::Active,
+            region: "eu".into(),
+            public_key: WgKeyPair::generate().public(),
+            tunnel_ip: Some("10.100.0.2".into()),
+            node: None,
+            tunnel: clawn_proto::api::TunnelStatus {
+                status: clawn_proto::api::TunnelState::Inactive,
+                last_handshake: None,
+                rx_bytes: 0,
+                tx_bytes: 0,
+                endpoint: None,
+            },
+            created_at: 0,
+            revoked_at: None,
+            owner_id: None,
+            owner_email: None,
+            placement: Placement::Assigned,
+            class: DeviceClass::Standard,
+            moved_at: None,
+            moved_reason: None,
+            quarantined: false,
+            quarantine_reason: None,
+            idle_flagged_at: None,
         }
     }
 }

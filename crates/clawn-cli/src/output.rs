@@ -13,6 +13,8 @@ use serde::Serialize;
 
 use crate::error::CliError;
 
+pub(crate) mod device;
+
 /// Writes `text` and a newline to stdout. A closed pipe is not an error.
 pub fn emit(text: &str) -> Result<(), CliError> {
     let mut out = io::stdout().lock();

@@ -39,7 +39,7 @@ pub(super) async fn device(client: &Client, cmd: AdminDeviceCommand) -> Result<(
                 note("no devices match");
                 return Ok(());
             }
-            emit(&crate::commands::device::device_table(&devices, true, None))
+            emit(&crate::output::device::device_table(&devices, true, None))
         }
         AdminDeviceCommand::Release { device, json } => {
             let id = any_device_id(client, &device).await?;

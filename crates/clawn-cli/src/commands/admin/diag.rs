@@ -9,8 +9,8 @@ use super::devices::any_device_id;
 use super::nodes::{alerts_text, find_node, health_text, health_verdict};
 use crate::cli::DiagArgs;
 use crate::client::Client;
-use crate::commands::device::key_values;
 use crate::error::CliError;
+use crate::output::device::key_values;
 use crate::output::{Table, emit, emit_json, or_dash};
 use crate::resolve::as_id;
 use crate::time::{format_ago, format_utc};
@@ -284,7 +284,7 @@ fn node_diag_text(d: &NodeDiagnostics) -> String {
 
 fn device_diag_text(d: &DeviceDiagnostics) -> String {
     let dev = &d.device;
-    let mut rows = crate::commands::device::device_rows(dev, None);
+    let mut rows = crate::output::device::device_rows(dev, None);
     rows.push((
         "handshake age",
         or_dash(
