@@ -15,7 +15,7 @@ use super::{Changes, Error, Result, run};
 use crate::app::AppState;
 use crate::policy::{Actor, Scope};
 use crate::store::audit::AuditActor;
-use crate::store::devices::{self, NodeChange};
+use crate::store::devices::{self, ConfigParts, NodeChange};
 use crate::store::routing::{self, MoveOutcome, MoveReason};
 
 /// Validates a device name.
@@ -76,14 +76,15 @@ pub async fn node_ack(app: &AppState, change: Option<NodeChange>, wait: bool) ->
 
 /// A device's config template (without the private key).
 pub async fn config_template(app: &AppState, scope: &Scope, id: Uuid) -> Result<ConfigTemplate> {
-    let parts = app
-        .store
-        .device_config_parts(scope, id)
-        .await?
-        .ok_or_else(|| {
-            Error::not_found("active device with a node")
-                .hint("revoked devices and devices without a node have no config")
-        })?;
+    let parts = app.store.device_config_parts(scope, id).await?;
+    template(app, parts)
+}
+
+fn template(app: &AppState, parts: Option<ConfigParts>) -> Result<ConfigTemplate> {
+    let parts = parts.ok_or_else(|| {
+        Error::not_found("active device with a node")
+            .hint("revoked devices and devices without a node have no config")
+    })?;
     Ok(ConfigTemplate {
         address: format!("{}/32", parts.tunnel_ip),
         dns: parts.dns,
@@ -112,9 +113,13 @@ async fn with_config(
     wait: bool,
 ) -> Result<DeviceWithConfig> {
     let node_ack = node_ack(app, change, wait).await;
-    let device = get(app, scope, id).await?;
+    let (device, parts) = app
+        .store
+        .device_with_config(scope, id)
+        .await?
+        .ok_or_else(|| Error::not_found("device"))?;
     // The change committed; if the device lost its peer since (a concurrent revoke), say so.
-    let config = config_template(app, scope, id).await.map_err(|e| {
+    let config = template(app, parts).map_err(|e| {
         if e.code == ErrorCode::NotFound {
             Error::conflict(
                 ErrorCode::DeviceRevoked,

@@ -848,7 +848,8 @@ pub struct DeviceFilter {
 const DEVICE_VIEW_SQL: &str = "SELECT d.id, d.name, d.state, d.public_key, d.created_at, d.revoked_at, d.user_id, \
      us.email AS owner_email, r.code AS region_code, p.tunnel_ip, n.id AS node_id, n.name AS node_name, \
      n.endpoint AS node_endpoint, n.exit_ipv4, u.last_handshake, u.rx_bytes, u.tx_bytes, u.endpoint AS peer_endpoint, \
-     p.class, p.idle_flagged_at, d.waiting_since, d.moved_at, d.moved_reason, d.quarantined_at, d.quarantine_reason \
+     p.class, p.idle_flagged_at, d.waiting_since, d.moved_at, d.moved_reason, d.quarantined_at, d.quarantine_reason, \
+     n.wg_public_key AS node_wg_key, n.removed_at AS node_removed_at, r.dns AS region_dns \
      FROM devices d JOIN regions r ON r.id = d.region_id JOIN users us ON us.id = d.user_id \
      LEFT JOIN peers p ON p.device_id = d.id AND p.retired_at IS NULL \
      LEFT JOIN nodes n ON n.id = p.node_id \
@@ -941,6 +942,54 @@ fn device_from_row(r: &AnyRow, admin: bool, now: i64) -> StoreResult<DeviceView>
 impl Store {
     /// Devices visible in `scope`, filtered.
     pub async fn devices(&self, scope: &Scope, f: &DeviceFilter) -> StoreResult<Vec<DeviceView>> {
+        let rows = self.device_rows(scope, f).await?;
+        let now = now_millis();
+        rows.iter()
+            .map(|r| device_from_row(r, scope.is_admin(), now))
+            .collect()
+    }
+
+    /// One device in `scope` and, if it has a config (active, with a live peer on a node
+    /// that is not removed), what the config needs: one query for the answer to a create,
+    /// rotate or move.
+    pub async fn device_with_config(
+        &self,
+        scope: &Scope,
+        id: Uuid,
+    ) -> StoreResult<Option<(DeviceView, Option<ConfigParts>)>> {
+        let f = DeviceFilter {
+            id: Some(id),
+            ..DeviceFilter::default()
+        };
+        let rows = self.device_rows(scope, &f).await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let device = device_from_row(r, scope.is_admin(), now_millis())?;
+        let tunnel_ip: Option<String> = r.try_get("tunnel_ip")?;
+        let key: Option<String> = r.try_get("node_wg_key")?;
+        let removed: Option<i64> = r.try_get("node_removed_at")?;
+        let parts = match (tunnel_ip, key, removed, device.state) {
+            (Some(tunnel_ip), Some(key), None, DeviceState::Active) => {
+                let dns: String = r.try_get("region_dns")?;
+                Some(ConfigParts {
+                    tunnel_ip,
+                    node_public_key: WgPublicKey::parse(&key)
+                        .map_err(|_| StoreError::Corrupt("nodes.wg_public_key"))?,
+                    endpoint: device
+                        .node
+                        .as_ref()
+                        .map(|n| n.endpoint.clone())
+                        .unwrap_or_default(),
+                    dns: serde_json::from_str(&dns).unwrap_or_default(),
+                })
+            }
+            _ => None,
+        };
+        Ok(Some((device, parts)))
+    }
+
+    async fn device_rows(&self, scope: &Scope, f: &DeviceFilter) -> StoreResult<Vec<AnyRow>> {
         // The owner filter comes from the scope; an admin may narrow by user. Each filter
         // is a plain equality (index-friendly), added only when present.
         let owner = scope.owner_param().or(f.user_id.map(|u| u.to_string()));
@@ -971,11 +1020,7 @@ impl Store {
         for b in binds {
             q = q.bind(b);
         }
-        let rows = q.fetch_all(self.pool()).await?;
-        let now = now_millis();
-        rows.iter()
-            .map(|r| device_from_row(r, scope.is_admin(), now))
-            .collect()
+        Ok(q.fetch_all(self.pool()).await?)
     }
 
     /// One device in `scope`.
