@@ -114,7 +114,7 @@ async fn claim_seat(
     let sql = format!(
         "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 WHERE id = $1 AND {} \
          RETURNING version, pool_first, pool_last",
-        crate::placement::claimable_sql("", "$2")
+        super::nodes::claimable_sql("", "$2")
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(node.to_string())
@@ -155,7 +155,7 @@ async fn claim_node(
         let sql = format!(
             "SELECT n.id, n.state, n.live_peers, n.capacity, n.metrics, n.health, n.last_heartbeat, n.link_mbps \
              FROM nodes n WHERE n.region_id = $1 AND {}",
-            crate::placement::claimable_sql("n.", "$2")
+            super::nodes::claimable_sql("n.", "$2")
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(region_id.to_string())

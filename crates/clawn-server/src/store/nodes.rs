@@ -879,3 +879,80 @@ pub async fn remove_node(tx: &mut sqlx::AnyConnection, id: Uuid, now: i64) -> St
     .await?;
     Ok(super::devices::version(v))
 }
+
+/// The part of the hard constraints the database checks while it claims a seat, as SQL
+/// over the `nodes` columns (`prefix` is the table alias with its dot, or empty), with the
+/// reserve percent bound as `reserve` (a parameter such as `$2`, or a literal): online,
+/// not removed, and a seat left by the same integer arithmetic as
+/// [`crate::placement::seats`]. Heartbeat freshness, the rest of
+/// [`crate::placement::eligible`], is judged on the candidates in Rust. This is the only SQL
+/// spelling of the seat rule; `seat_sql_matches_seats` pins it to `seats`.
+pub fn claimable_sql(prefix: &str, reserve: &str) -> String {
+    format!(
+        "{prefix}removed_at IS NULL AND {prefix}state = 'online' \
+         AND {prefix}live_peers < {prefix}capacity - ({prefix}capacity * {reserve}) / 100"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The database's seat check is the same arithmetic as `placement::seats` and
+    /// `placement::eligible`'s
+    /// state rule: evaluated by SQLite on boundary cases around every seat count.
+    #[tokio::test]
+    async fn seat_sql_matches_seats() {
+        sqlx::any::install_default_drivers();
+        // One connection: every connection to `:memory:` is its own database.
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .expect("sqlite memory");
+        sqlx::query(
+            "CREATE TABLE nodes (removed_at BIGINT, state TEXT, live_peers BIGINT, capacity BIGINT)",
+        )
+        .execute(&pool)
+        .await
+        .expect("table");
+        let sql = format!(
+            "SELECT COUNT(*) FROM nodes WHERE {}",
+            claimable_sql("", "$1")
+        );
+        for capacity in [0u32, 1, 2, 3, 7, 10, 99, 100, 101, 1000, 12_345] {
+            for reserve in [0u32, 1, 5, 10, 33, 50, 99, 100] {
+                let s = crate::placement::seats(capacity, reserve, false);
+                for live in [s.saturating_sub(1), s, s + 1, 0, capacity] {
+                    for (state, removed) in
+                        [("online", None), ("degraded", None), ("online", Some(1i64))]
+                    {
+                        sqlx::query("DELETE FROM nodes")
+                            .execute(&pool)
+                            .await
+                            .expect("clear");
+                        sqlx::query("INSERT INTO nodes VALUES ($1, $2, $3, $4)")
+                            .bind(removed)
+                            .bind(state)
+                            .bind(i64::from(live))
+                            .bind(i64::from(capacity))
+                            .execute(&pool)
+                            .await
+                            .expect("insert");
+                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                            .bind(i64::from(reserve))
+                            .fetch_one(&pool)
+                            .await
+                            .expect("query");
+                        let rust = state == "online" && removed.is_none() && live < s;
+                        assert_eq!(
+                            n == 1,
+                            rust,
+                            "capacity {capacity} reserve {reserve} live {live} {state} {removed:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

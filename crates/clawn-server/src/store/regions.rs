@@ -104,7 +104,7 @@ impl Store {
              SUM(CASE WHEN {} THEN 1 ELSE 0 END) AS eligible, \
              SUM(CASE WHEN n.state = 'online' AND n.live_peers >= n.capacity THEN 1 ELSE 0 END) AS full_nodes \
              FROM nodes n WHERE n.removed_at IS NULL GROUP BY n.region_id",
-            crate::placement::claimable_sql("n.", "0")
+            super::nodes::claimable_sql("n.", "0")
         );
         let counts = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
