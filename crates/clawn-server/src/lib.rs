@@ -163,15 +163,15 @@ async fn bootstrap(app: &AppState) -> Result<(), ServeError> {
             .map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_EMAIL: {}", e.message)))?;
         service::accounts::check_password(&password)
             .map_err(|e| ServeError::Bootstrap(format!("CLAWN_ADMIN_PASSWORD: {}", e.message)))?;
-        let email = service::accounts::bootstrap_admin(app, &email, password)
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
             .await
-            .map_err(|e| ServeError::Bootstrap(e.message))?;
+            .map_err(|e| ServeError::Bootstrap(e.to_string()))?
+            .map_err(ServeError::Bootstrap)?;
+        service::accounts::bootstrap_admin(app, &email, &hash).await?;
         tracing::info!(email = %email, "created the bootstrap admin from CLAWN_ADMIN_EMAIL");
         return Ok(());
     }
-    let token = service::accounts::new_setup_token(app)
-        .await
-        .map_err(|e| ServeError::Bootstrap(e.message))?;
+    let token = service::accounts::new_setup_token(app).await?;
     // Printed to the terminal only, never through the log pipeline.
     eprintln!(
         "\n  Clawn has no accounts yet. Create the first admin within this run with:\n\n    \
@@ -218,6 +218,13 @@ pub async fn serve_app_with(
     stop: watch::Sender<bool>,
     companion: Option<Companion>,
 ) -> Result<(), ServeError> {
+    if app.config.with_node && companion.is_none() {
+        return Err(ServeError::Bootstrap(
+            "--with-node needs the node agent, which this caller did not compose in \
+             (the clawn-server binary does with its default `with-node` feature)"
+                .into(),
+        ));
+    }
     let (router, _doc) = http::router(app.clone());
     let addr = listener.local_addr()?;
     tracing::info!(%addr, db = ?app.store.kind(), "clawn-server listening");

@@ -13,6 +13,7 @@ use super::{Error, Result};
 use crate::app::AppState;
 use crate::auth::{self, MIN_PASSWORD_LEN, TokenKind, new_token, token_hash};
 use crate::policy::Actor;
+use crate::store::StoreResult;
 use crate::store::audit::{self, AuditActor};
 use crate::store::users::{self, NewSession};
 
@@ -93,7 +94,7 @@ pub struct Client {
 
 /// A new session: the answer body, and the secrets the handler turns into cookies (for
 /// cookie sessions) or returns in the body (bearer sessions, already in `body.token`).
-#[derive(Debug)]
+/// Its `Debug` never shows a secret.
 pub struct NewSessionOut {
     /// The answer.
     pub body: LoginResponse,
@@ -101,6 +102,16 @@ pub struct NewSessionOut {
     pub token: String,
     /// The CSRF token of a cookie session.
     pub csrf: Option<String>,
+}
+
+impl std::fmt::Debug for NewSessionOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSessionOut")
+            .field("user", &self.body.user.id)
+            .field("session_id", &self.body.session_id)
+            .field("expires_at", &self.body.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Creates a session for `user`.
@@ -303,23 +314,21 @@ pub async fn setup(
 }
 
 /// First start with no users and `CLAWN_ADMIN_EMAIL` / `CLAWN_ADMIN_PASSWORD` set: the
-/// bootstrap admin, audited as the system. Never logs the password.
-pub async fn bootstrap_admin(app: &AppState, email: &str, password: String) -> Result<String> {
-    let email = normalize_email(email)?;
-    check_password(&password)?;
-    let hash = hash_password(password).await?;
+/// bootstrap admin (email normalised and password checked and hashed by the caller, which
+/// names the variable in its errors), audited as the system. Never logs the password.
+/// Start-up errors keep the store's cause.
+pub async fn bootstrap_admin(app: &AppState, email: &str, hash: &str) -> StoreResult<()> {
     let mut w = app.store.write().await?;
     insert_first_admin(
         app,
         &mut w.tx,
-        &email,
-        &hash,
+        email,
+        hash,
         &AuditActor::system(),
         "environment",
     )
     .await?;
-    w.commit().await?;
-    Ok(email)
+    w.commit().await
 }
 
 /// The first admin, audited as `user.bootstrap` with how it was made.
@@ -330,7 +339,7 @@ async fn insert_first_admin(
     hash: &str,
     actor: &AuditActor,
     via: &str,
-) -> Result<UserView> {
+) -> StoreResult<UserView> {
     let user = users::insert(
         tx,
         email,
@@ -353,7 +362,7 @@ async fn insert_first_admin(
 }
 
 /// Makes (or replaces) the one-time setup token; only its hash is stored.
-pub async fn new_setup_token(app: &AppState) -> Result<String> {
+pub async fn new_setup_token(app: &AppState) -> StoreResult<String> {
     let token = new_token(TokenKind::Setup);
     app.store
         .set_setting(SETUP_TOKEN_KEY, &token_hash(&token))

@@ -16,15 +16,6 @@ use crate::store::routing::{Evacuation, MoveOutcome, move_device};
 /// Longest priority window an admin may grant.
 const MAX_WINDOW_MS: i64 = 366 * 86_400_000;
 
-/// Brings peer classes in line with priority tokens now and publishes the changes.
-async fn sync_classes(app: &AppState) -> Result<()> {
-    run(app, |app| async move {
-        let changes = app.store.sync_peer_classes(now_millis()).await?;
-        Ok(((), Changes::versions(changes)))
-    })
-    .await
-}
-
 async fn token(app: &AppState, id: Uuid) -> Result<PriorityTokenView> {
     app.store
         .priority_tokens(None, Some(id))
@@ -100,19 +91,26 @@ pub async fn grant_priority(
             "notes are at most 200 printable characters",
         ));
     }
-    let id = app
-        .store
-        .grant_priority(
-            user,
-            region.id,
-            starts_at,
-            expires_at,
-            &note,
-            Some(admin),
-            actor,
-        )
-        .await?;
-    sync_classes(app).await?;
+    // The grant and the class change it causes run to completion together, even if the
+    // client goes away between them.
+    let actor = actor.clone();
+    let id = run(app, move |app| async move {
+        let id = app
+            .store
+            .grant_priority(
+                user,
+                region.id,
+                starts_at,
+                expires_at,
+                &note,
+                Some(admin),
+                &actor,
+            )
+            .await?;
+        let changes = app.store.sync_peer_classes(now_millis()).await?;
+        Ok((id, Changes::versions(changes)))
+    })
+    .await?;
     token(app, id).await
 }
 
@@ -123,7 +121,16 @@ pub async fn revoke_priority(
     id: Uuid,
     actor: &AuditActor,
 ) -> Result<PriorityTokenView> {
-    if !app.store.revoke_priority(id, actor).await? {
+    let actor = actor.clone();
+    let revoked = run(app, move |app| async move {
+        if !app.store.revoke_priority(id, &actor).await? {
+            return Ok((false, Changes::none()));
+        }
+        let changes = app.store.sync_peer_classes(now_millis()).await?;
+        Ok((true, Changes::versions(changes)))
+    })
+    .await?;
+    if !revoked {
         let exists = !app.store.priority_tokens(None, Some(id)).await?.is_empty();
         return Err(if exists {
             Error::conflict(
@@ -134,7 +141,6 @@ pub async fn revoke_priority(
             Error::not_found("priority token")
         });
     }
-    sync_classes(app).await?;
     token(app, id).await
 }
 
@@ -153,8 +159,13 @@ pub async fn release(
             "the device is not quarantined",
         ));
     }
-    app.store.release_quarantine(id, actor).await?;
-    sync_classes(app).await?;
+    let actor = actor.clone();
+    run(app, move |app| async move {
+        app.store.release_quarantine(id, &actor).await?;
+        let changes = app.store.sync_peer_classes(now_millis()).await?;
+        Ok(((), Changes::versions(changes)))
+    })
+    .await?;
     super::devices::get(app, scope, id).await
 }
 
