@@ -191,20 +191,24 @@ impl TestServer {
     /// Starts a server whose publications of committed changes are recorded (and then
     /// delivered to the node hub as usual).
     pub async fn start_recording(db: Db) -> (Self, Arc<RecordingPublisher>) {
+        Self::start_recording_with(db, |_| {}).await
+    }
+
+    /// [`Self::start_recording`] after letting the caller adjust the configuration.
+    pub async fn start_recording_with(
+        db: Db,
+        adjust: impl FnOnce(&mut Config),
+    ) -> (Self, Arc<RecordingPublisher>) {
         let recorder = Arc::new(std::sync::OnceLock::new());
         let slot = recorder.clone();
-        let srv = Self::start_full(
-            db,
-            |_| {},
-            move |hub| {
-                let r = Arc::new(RecordingPublisher {
-                    hub,
-                    seen: std::sync::Mutex::new(Vec::new()),
-                });
-                let _ = slot.set(r.clone());
-                r as Arc<dyn Publisher>
-            },
-        )
+        let srv = Self::start_full(db, adjust, move |hub| {
+            let r = Arc::new(RecordingPublisher {
+                hub,
+                seen: std::sync::Mutex::new(Vec::new()),
+            });
+            let _ = slot.set(r.clone());
+            r as Arc<dyn Publisher>
+        })
         .await;
         let r = recorder.get().expect("publisher built").clone();
         (srv, r)

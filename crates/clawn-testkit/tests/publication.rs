@@ -12,7 +12,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-both_dbs!(every_mutating_route_publishes_exactly_what_it_committed);
+both_dbs!(
+    every_mutating_route_publishes_exactly_what_it_committed,
+    background_removal_and_re_placement_publish_through_the_same_path,
+);
 
 /// Stored versions of the given nodes.
 async fn versions(srv: &TestServer, nodes: &[Uuid]) -> BTreeMap<Uuid, u64> {
@@ -276,6 +279,74 @@ async fn every_mutating_route_publishes_exactly_what_it_committed(db: Db) {
         )
         .await;
     })
+    .await;
+    srv.stop().await;
+}
+
+/// The monitor's work (here: the idle sweep removing a peer) and the re-placement a config
+/// fetch does afterwards publish through the same path, each committed version once.
+async fn background_removal_and_re_placement_publish_through_the_same_path(db: Db) {
+    let (srv, rec) = TestServer::start_recording_with(db, |c| {
+        c.hygiene.idle_peer_days = 1.0 / 86_400.0; // one second without a handshake
+        c.hygiene.sweep_interval_secs = 1;
+        c.hygiene.idle_action = clawn_server::config::IdleAction::Remove;
+    })
+    .await;
+    let admin = srv.admin().await;
+    let mut node = srv.region_with_node(&admin, "eu", "10.100.0.0/16").await;
+    let nodes = [node.node_id];
+    let (alice, _) = srv.user(&admin, "alice@example.com", 1).await;
+    let (s, b, kp) = alice.add_device("laptop", "eu").await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let device = b["device"]["id"].as_str().expect("id").to_string();
+    match node.next_state(Duration::from_secs(10)).await.expect("add") {
+        clawn_testkit::node::Applied::Delta { added, .. } => assert_eq!(added, vec![kp.public()]),
+        other => panic!("{other:?}"),
+    }
+    // The version that carried the new peer: what the sweep publishes comes after it (the
+    // sweep may run any time from one second after the create on).
+    let added_at = node.applied.expect("applied version");
+    // The peer never handshakes: the monitor's sweep removes it and publishes the removal.
+    match node
+        .next_state(Duration::from_secs(15))
+        .await
+        .expect("removal")
+    {
+        clawn_testkit::node::Applied::Delta { removed, .. } => {
+            assert_eq!(removed, vec![kp.public()])
+        }
+        other => panic!("{other:?}"),
+    }
+    let after = versions(&srv, &nodes).await;
+    let published: Vec<u64> = rec
+        .take()
+        .iter()
+        .map(|p| p.version)
+        .filter(|v| *v > added_at)
+        .collect();
+    let committed: Vec<u64> = (added_at + 1..=after[&node.node_id]).collect();
+    assert!(!committed.is_empty(), "the sweep bumped the node's version");
+    assert_eq!(
+        published, committed,
+        "the sweep published what it committed"
+    );
+    // Fetching the config places the device again: one more version, published once.
+    check(
+        &srv,
+        &rec,
+        &nodes,
+        "config fetch re-places",
+        true,
+        || async {
+            ok(
+                &alice,
+                "GET",
+                &format!("/api/v1/devices/{device}/config"),
+                json!(null),
+            )
+            .await;
+        },
+    )
     .await;
     srv.stop().await;
 }
