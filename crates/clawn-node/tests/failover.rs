@@ -95,17 +95,17 @@ async fn node_view_until(
     within: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + within;
+    let retry = clawn_testkit::Retry::new(
+        format!("node {id}: condition not met within {within:?}"),
+        within,
+        Duration::from_millis(50),
+    );
     loop {
         let v = node_view(admin, id).await;
         if done(&v) {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "node {id}: condition not met within {within:?}; last view: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        retry.again(format!("last view: {v}")).await;
     }
 }
 
