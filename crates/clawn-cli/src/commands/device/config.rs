@@ -1,9 +1,9 @@
 //! `clawn device config`: the server template completed with the locally stored key.
 
-use clawn_proto::api::{DeviceState, DeviceView};
+use clawn_proto::api::DeviceView;
 use clawn_proto::config::ConfigTemplate;
 
-use super::{Context, find};
+use super::{Context, find_active};
 use crate::cli::ConfigOutput;
 use crate::error::CliError;
 use crate::output::device::{is_stdout, missing_key_note, write_config};
@@ -17,13 +17,7 @@ pub(super) async fn config(
     output: ConfigOutput,
 ) -> Result<(), CliError> {
     let client = ctx.client()?;
-    let device = find(&client, query).await?;
-    if device.state == DeviceState::Revoked {
-        return Err(CliError::input(format!(
-            "device {} is revoked; it has no config",
-            device.name
-        )));
-    }
+    let device = find_active(&client, query, "it has no config").await?;
     let cfg = client.device_config(device.id).await?;
     let (text, complete) = render_with_stored_key(ctx, &device, &cfg.config)?;
 

@@ -18,7 +18,7 @@ mod show;
 
 use std::path::PathBuf;
 
-use clawn_proto::api::DeviceView;
+use clawn_proto::api::{DeviceState, DeviceView};
 
 use super::Context;
 use crate::cli::DeviceCommand;
@@ -58,6 +58,22 @@ pub(super) async fn find(client: &Client, query: &str) -> Result<DeviceView, Cli
     }
     let all = client.devices().await?;
     Ok(resolve(&all, query)?.clone())
+}
+
+/// Like [`find`], but a revoked device is refused with `why_not` ("it has no config").
+pub(super) async fn find_active(
+    client: &Client,
+    query: &str,
+    why_not: &str,
+) -> Result<DeviceView, CliError> {
+    let device = find(client, query).await?;
+    if device.state == DeviceState::Revoked {
+        return Err(CliError::input(format!(
+            "device {} is revoked; {why_not}",
+            device.name
+        )));
+    }
+    Ok(device)
 }
 
 /// `./NAME.conf`, with everything but `A-Z a-z 0-9 . _ -` replaced so a name cannot point

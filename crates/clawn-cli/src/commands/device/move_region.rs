@@ -1,11 +1,11 @@
 //! `clawn device move`: the same key on a node of another region, and why a move was refused.
 
-use clawn_proto::api::{DeviceState, DeviceView, ErrorCode, ReassignDeviceRequest};
+use clawn_proto::api::{DeviceView, ErrorCode, ReassignDeviceRequest};
 use clawn_proto::time::now_millis;
 use reqwest::StatusCode;
 
 use super::config::render_with_stored_key;
-use super::{Context, default_conf_path, find};
+use super::{Context, default_conf_path, find_active};
 use crate::cli::ConfigOutput;
 use crate::client::ClientError;
 use crate::error::CliError;
@@ -21,13 +21,7 @@ pub(super) async fn move_region(
     output: ConfigOutput,
 ) -> Result<(), CliError> {
     let client = ctx.client()?;
-    let device = find(&client, query).await?;
-    if device.state == DeviceState::Revoked {
-        return Err(CliError::input(format!(
-            "device {} is revoked; add a new device instead",
-            device.name
-        )));
-    }
+    let device = find_active(&client, query, "add a new device instead").await?;
     let region = region.trim();
     // Refused moves count towards the server's abuse signals too: do not ask for the
     // ones that cannot succeed.

@@ -1,9 +1,9 @@
 //! `clawn device rotate`: a new key pair for an existing device.
 
 use clawn_proto::WgKeyPair;
-use clawn_proto::api::{DeviceState, RotateDeviceRequest};
+use clawn_proto::api::RotateDeviceRequest;
 
-use super::{Context, default_conf_path, find, key_request_failed};
+use super::{Context, default_conf_path, find_active, key_request_failed};
 use crate::cli::ConfigOutput;
 use crate::error::CliError;
 use crate::output::device::{rotated_summary, say, write_config};
@@ -16,13 +16,7 @@ pub(super) async fn rotate(
     output: ConfigOutput,
 ) -> Result<(), CliError> {
     let client = ctx.client()?;
-    let device = find(&client, query).await?;
-    if device.state == DeviceState::Revoked {
-        return Err(CliError::input(format!(
-            "device {} is revoked; add a new device instead",
-            device.name
-        )));
-    }
+    let device = find_active(&client, query, "add a new device instead").await?;
     let key = WgKeyPair::generate();
     let pending = ctx.store.stash_rotation_key(device.id, &key)?;
     let rotated = match client
