@@ -4,6 +4,7 @@
 //! indistinguishable from a missing one.
 
 use std::net::Ipv4Addr;
+use std::sync::LazyLock;
 
 use clawn_proto::WgPublicKey;
 use clawn_proto::api::AuditAction;
@@ -111,12 +112,14 @@ async fn claim_seat(
     node: Uuid,
     priority: bool,
 ) -> Result<Option<Claimed>, DeviceError> {
-    let sql = format!(
-        "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 WHERE id = $1 AND {} \
-         RETURNING version, pool_first, pool_last",
-        super::nodes::claimable_sql("", "$2")
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE nodes SET version = version + 1, live_peers = live_peers + 1 WHERE id = $1 AND {} \
+             RETURNING version, pool_first, pool_last",
+            super::nodes::claimable_sql("", "$2")
+        )
+    });
+    let row = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
         .bind(node.to_string())
         .bind(i64::from(crate::placement::reserve_percent(
             &tuning.placement,
@@ -150,14 +153,16 @@ async fn claim_node(
         &tuning.placement,
         priority,
     ));
-    for _ in 0..5 {
-        let now = now_millis();
-        let sql = format!(
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "SELECT n.id, n.state, n.live_peers, n.capacity, n.metrics, n.health, n.last_heartbeat, n.link_mbps \
              FROM nodes n WHERE n.region_id = $1 AND {}",
             super::nodes::claimable_sql("n.", "$2")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        )
+    });
+    for _ in 0..5 {
+        let now = now_millis();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
             .bind(region_id.to_string())
             .bind(reserve)
             .fetch_all(&mut *tx)
@@ -311,15 +316,14 @@ pub(crate) async fn has_priority(
     region: Uuid,
     now: i64,
 ) -> Result<bool, DeviceError> {
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT {}",
-        priority_sql("$1", "$2", "$3")
-    )))
-    .bind(user.to_string())
-    .bind(region.to_string())
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {}", priority_sql("$1", "$2", "$3")));
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(user.to_string())
+        .bind(region.to_string())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
     Ok(n > 0)
 }
 
@@ -446,16 +450,19 @@ pub async fn create(
     }
     // Taking the slot also answers whether the owner holds a priority token here: one
     // statement fewer on the hottest write path.
-    let slot: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "UPDATE users SET active_devices = active_devices + 1, updated_at = $2 \
-         WHERE id = $1 AND active_devices < device_slots AND disabled = 0 RETURNING {}",
-        priority_sql("$1", "$3", "$2")
-    )))
-    .bind(owner.to_string())
-    .bind(now)
-    .bind(region.id.to_string())
-    .fetch_optional(&mut *tx)
-    .await?;
+    static SLOT_SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "UPDATE users SET active_devices = active_devices + 1, updated_at = $2 \
+             WHERE id = $1 AND active_devices < device_slots AND disabled = 0 RETURNING {}",
+            priority_sql("$1", "$3", "$2")
+        )
+    });
+    let slot: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(SLOT_SQL.as_str()))
+        .bind(owner.to_string())
+        .bind(now)
+        .bind(region.id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(priority) = slot else {
         let slots: Option<i64> = sqlx::query_scalar("SELECT device_slots FROM users WHERE id = $1")
             .bind(owner.to_string())
