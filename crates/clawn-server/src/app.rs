@@ -35,6 +35,11 @@ pub struct App {
     pub monitor: crate::monitor::MonitorState,
     /// Flips to `true` on shutdown; long-lived tasks (node streams) watch it.
     pub shutdown: watch::Receiver<bool>,
+    /// This process's id among the control-plane replicas (random per start).
+    pub replica_id: uuid::Uuid,
+    /// The bus to the other replicas (PostgreSQL); `None` on SQLite, where one process
+    /// serves everything.
+    pub replication: Option<crate::replicas::Replication>,
 }
 
 /// The state type of the router.

@@ -4,6 +4,10 @@
 //! [`crate::service::publish`] calls [`NodeHub::notify`] after a change committed; the node's stream task
 //! wakes on its watch channel, reads the delta from the store and pushes it. Revoke and
 //! rotate wait on [`NodeHub::wait_ack`] with a bound. Push, never poll.
+//!
+//! With replicas (PostgreSQL), a change committed on another replica arrives through the
+//! bus listener ([`crate::replicas`]) as [`NodeHub::remote_desired`], and acks of nodes
+//! held elsewhere as [`NodeHub::acked`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -125,6 +129,32 @@ impl NodeHub {
             .send_modify(|v| *v = (*v).max(version));
     }
 
+    /// Another replica committed a change that moved `node` to `version`: wake the
+    /// node's stream if this replica holds it (re-delivery, not a new publication).
+    pub(crate) fn remote_desired(&self, node: Uuid, version: u64) {
+        if self.is_connected(node) {
+            self.notify(node, version);
+        }
+    }
+
+    /// Every node with a stream open here.
+    pub fn held_nodes(&self) -> Vec<Uuid> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .filter(|(_, s)| s.connections.lock().map(|n| *n > 0).unwrap_or(false))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Wakes the stream of every node held here so it re-reads its stored version (after
+    /// the bus listener reconnected: notifications sent meanwhile were lost).
+    pub(crate) fn reread_all(&self) {
+        for node in self.held_nodes() {
+            self.notify(node, 0);
+        }
+    }
+
     /// The node acknowledged `version`.
     pub fn acked(&self, node: Uuid, version: u64) {
         self.slot(node).acked.send_if_modified(|v| {
@@ -134,7 +164,14 @@ impl NodeHub {
         });
     }
 
-    /// Waits until `node` acknowledges `version` or `bound` passes.
+    /// A receiver of `node`'s acked version (subscribe before reading anything else, so
+    /// an ack that lands in between still wakes the waiter).
+    pub fn ack_watch(&self, node: Uuid) -> watch::Receiver<u64> {
+        self.slot(node).acked.subscribe()
+    }
+
+    /// Waits until `node` acknowledges `version` or `bound` passes (this replica's streams
+    /// only; [`crate::replicas::wait_ack`] also answers for nodes held elsewhere).
     pub async fn wait_ack(
         &self,
         node: Uuid,
@@ -142,8 +179,7 @@ impl NodeHub {
         bound: Duration,
     ) -> (AckOutcome, Duration) {
         let start = Instant::now();
-        let slot = self.slot(node);
-        let mut rx = slot.acked.subscribe();
+        let mut rx = self.ack_watch(node);
         if *rx.borrow() >= version {
             return (AckOutcome::Acknowledged, start.elapsed());
         }

@@ -15,6 +15,7 @@ pub mod ippool;
 pub mod monitor;
 pub mod placement;
 pub mod policy;
+pub mod replicas;
 pub mod service;
 pub mod store;
 
@@ -116,6 +117,20 @@ pub async fn build_app_with(
         .map_err(|e| ServeError::Bootstrap(e.to_string()))?
         .map_err(ServeError::Bootstrap)?;
     let hub = Arc::new(hub::NodeHub::default());
+    let replica_id = uuid::Uuid::new_v4();
+    let replication = match store.kind() {
+        // One process owns the file: no stream of a previous run survived it.
+        store::DbKind::Sqlite => {
+            store.forget_streams().await?;
+            None
+        }
+        store::DbKind::Postgres => Some(replicas::start(
+            store.clone(),
+            hub.clone(),
+            replica_id,
+            shutdown.clone(),
+        )),
+    };
     let app = Arc::new(App {
         limiter: LoginLimiter::new(config.login_limit_per_account, config.login_limit_per_addr),
         config,
@@ -127,6 +142,8 @@ pub async fn build_app_with(
         metrics: metrics_handle(),
         monitor: monitor::MonitorState::default(),
         shutdown,
+        replica_id,
+        replication,
     });
     bootstrap(&app).await?;
     Ok(app)

@@ -1,4 +1,6 @@
-//! The control plane's watch over its nodes and devices, once a second:
+//! The control plane's watch over its nodes and devices, once a second, on one replica at
+//! a time (the holder of the monitor lease, [`crate::store::lease`]; every write it makes
+//! is fenced by the lease's term):
 //!
 //! - nodes with no heartbeat for the offline grace become `offline`;
 //! - nodes offline beyond the failover delay, and draining nodes, have their live peers
@@ -21,6 +23,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::config::{AbuseConfig, HealthConfig};
+use crate::store::Store;
 use crate::store::nodes::PeerSignal;
 use crate::store::routing::MoveOutcome;
 
@@ -30,6 +33,8 @@ pub struct MonitorState {
     /// Abuse counters.
     pub abuse: Abuse,
     loads: Mutex<HashMap<String, VecDeque<(i64, f64)>>>,
+    /// The monitor lease term this replica leads under; 0 while another replica leads.
+    term: std::sync::atomic::AtomicI64,
 }
 
 /// Per-device abuse counters over a sliding window (in memory: a restart forgets them,
@@ -107,6 +112,16 @@ impl Abuse {
 }
 
 impl MonitorState {
+    /// The term this replica runs the monitor under, if it does.
+    pub fn leading(&self) -> Option<i64> {
+        Some(self.term.load(std::sync::atomic::Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    fn set_leading(&self, term: Option<i64>) {
+        self.term
+            .store(term.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Region loads now and their p95 over the window.
     pub fn region_loads(&self, cfg: &HealthConfig) -> Vec<RegionLoad> {
         let loads = self.loads.lock().unwrap_or_else(|p| p.into_inner());
@@ -185,7 +200,8 @@ pub async fn telemetry_signals(app: &AppState, signals: &[PeerSignal]) {
     }
 }
 
-/// Runs until shutdown.
+/// Runs until shutdown: each tick, checks (or tries to take) the monitor lease and, while
+/// this replica holds it, does one pass with writes fenced by the lease's term.
 pub async fn run(app: AppState) {
     let mut shutdown = app.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -195,26 +211,59 @@ pub async fn run(app: AppState) {
         metrics::counter!("clawn_failovers_total", "reason" => reason).increment(0);
     }
     metrics::counter!("clawn_quarantines_total").increment(0);
-    let started = now_millis();
+    let mut contender = crate::store::lease::Contender::new(app.replica_id);
+    let mut led: Option<(i64, i64)> = None; // (term, since)
     let mut last_sweep = 0i64;
     let mut last_sample = 0i64;
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
             _ = tick.tick() => {}
         }
         if *shutdown.borrow() {
-            return;
+            break;
         }
         let now = now_millis();
-        if let Err(e) = step(&app, now, started).await {
+        let term = match contender.lead(&app.store, now).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the monitor lease; not acting this tick");
+                None
+            }
+        };
+        let Some(term) = term else {
+            if let Some((old, _)) = led.take() {
+                tracing::warn!(term = old, "this replica no longer runs the monitor");
+            }
+            app.monitor.set_leading(None);
+            metrics::gauge!("clawn_monitor_leader").set(0.0);
+            continue;
+        };
+        // A node's silence and its offline time only count from when this replica took
+        // the monitor, so a restart or a leader change never looks like every node
+        // failing at once.
+        let since = match led {
+            Some((t, since)) if t == term => since,
+            _ => {
+                tracing::info!(term, replica = %app.replica_id, "this replica runs the monitor");
+                led = Some((term, now));
+                // A new leader starts its own sampling window and sweep clock.
+                last_sweep = now;
+                now
+            }
+        };
+        app.monitor.set_leading(Some(term));
+        metrics::gauge!("clawn_monitor_leader").set(1.0);
+        metrics::gauge!("clawn_monitor_term").set(term as f64);
+        let store = app.store.fenced(term);
+        if let Err(e) = step(&app, &store, now, since).await {
             tracing::warn!(error = %e, "monitor step failed; retrying next tick");
         }
         let sweep_ms = i64::try_from(app.config.hygiene.sweep_interval_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX);
         if now - last_sweep >= sweep_ms {
             last_sweep = now;
-            if let Err(e) = idle_sweep(&app, now).await {
+            if let Err(e) = idle_sweep(&app, &store, now).await {
                 tracing::warn!(error = %e, "idle sweep failed");
             }
         }
@@ -229,6 +278,9 @@ pub async fn run(app: AppState) {
             }
         }
     }
+    // Hand the lease over at once rather than after the database notices a dead session.
+    app.monitor.set_leading(None);
+    contender.resign().await;
 }
 
 /// Moves per tick at most (the rest follow on the next ticks, so one large node cannot
@@ -242,14 +294,16 @@ const RECONNECT_ALLOWANCE_MS: i64 = 30_000;
 /// One pass: offline marking, evacuations, waiting retries, classes. `started`: when this
 /// control plane started; a node's silence and its offline time only count from then, so
 /// a control-plane restart never looks like every node failing at once.
-pub async fn step(app: &AppState, now: i64, started: i64) -> anyhow::Result<()> {
+///
+/// `store` is the handle every write goes through: the monitor's fenced one (a deposed
+/// leader's writes are refused), or the plain store in tests.
+pub async fn step(app: &AppState, store: &Store, now: i64, started: i64) -> anyhow::Result<()> {
     let h = &app.config.health;
     let grace = i64::try_from(h.offline_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     // Nodes not heard from since this control plane started get the reconnect allowance
     // on top; nodes that connected since are judged by the grace and delay alone.
     let settled = started.saturating_add(RECONNECT_ALLOWANCE_MS);
-    for id in app
-        .store
+    for id in store
         .mark_silent_offline(now, grace, started, settled)
         .await?
     {
@@ -257,14 +311,14 @@ pub async fn step(app: &AppState, now: i64, started: i64) -> anyhow::Result<()> 
     }
     let delay = i64::try_from(h.failover_delay_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let mut budget = MOVES_PER_TICK;
-    for ev in app.store.evacuations(now, delay, started, settled).await? {
-        let devices = app.store.devices_on_node(ev.node_id).await?;
+    for ev in store.evacuations(now, delay, started, settled).await? {
+        let devices = store.devices_on_node(ev.node_id).await?;
         for (i, device) in devices.iter().copied().enumerate() {
             if budget == 0 {
                 break;
             }
             budget -= 1;
-            match crate::service::routing::evacuate_device(app, ev, device).await {
+            match crate::service::routing::evacuate_device(app, store, ev, device).await {
                 Ok(MoveOutcome::Moved { to_node, .. }) => {
                     metrics::counter!("clawn_failovers_total", "reason" => ev.reason.as_str())
                         .increment(1);
@@ -277,7 +331,7 @@ pub async fn step(app: &AppState, now: i64, started: i64) -> anyhow::Result<()> 
                         tracing::warn!(device = %device, node = %ev.node_id, "no capacity to move device; waiting");
                     }
                     let rest = &devices[i + 1..];
-                    let marked = app.store.mark_waiting(rest, now).await?;
+                    let marked = store.mark_waiting(rest, now).await?;
                     if marked > 0 {
                         tracing::warn!(node = %ev.node_id, devices = marked, "no capacity in the region; devices wait");
                     }
@@ -288,13 +342,13 @@ pub async fn step(app: &AppState, now: i64, started: i64) -> anyhow::Result<()> 
             }
         }
     }
-    app.store.clear_recovered_waiting().await?;
-    crate::service::routing::sync_peer_classes(app, now).await?;
+    store.clear_recovered_waiting().await?;
+    crate::service::routing::sync_peer_classes(app, store, now).await?;
     Ok(())
 }
 
-async fn idle_sweep(app: &AppState, now: i64) -> anyhow::Result<()> {
-    let (flagged, removed) = crate::service::routing::idle_sweep(app, now).await?;
+async fn idle_sweep(app: &AppState, store: &Store, now: i64) -> anyhow::Result<()> {
+    let (flagged, removed) = crate::service::routing::idle_sweep(app, store, now).await?;
     if flagged > 0 {
         tracing::info!(flagged, removed, "idle peers");
     }

@@ -254,6 +254,42 @@ impl TestServer {
         .await
         .expect("admin");
         w.commit().await.expect("commit");
+        Self::serve(app, listener, stop_tx, db, dir)
+    }
+
+    /// Starts another replica of this server: the same database and the same signing key
+    /// (copied into its own data directory, as an operator shares it), its own listener,
+    /// hub and monitor. Only meaningful on PostgreSQL.
+    pub async fn replica(&self) -> Self {
+        let dir = TempDir::new("replica");
+        let key = "signing.key";
+        std::fs::copy(self.app.config.data_dir.join(key), dir.0.join(key))
+            .expect("copy the signing key");
+        let mut config = Config::for_data_dir(&dir.0);
+        config.database_url = self.app.config.database_url.clone();
+        config.ack_timeout = self.app.config.ack_timeout;
+        config.health = self.app.config.health.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        config.listen = addr;
+        config.public_url = format!("http://{addr}");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let app = clawn_server::build_app(config, stop_rx)
+            .await
+            .expect("replica builds");
+        Self::serve(app, listener, stop_tx, self.db, dir)
+    }
+
+    fn serve(
+        app: AppState,
+        listener: tokio::net::TcpListener,
+        stop_tx: watch::Sender<bool>,
+        db: Db,
+        dir: TempDir,
+    ) -> Self {
+        let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let served = app.clone();
         let task = tokio::spawn(async move {

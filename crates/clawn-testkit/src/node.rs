@@ -152,6 +152,12 @@ impl ProtoNode {
         }
     }
 
+    /// Points the client at another server URL (another replica of the control plane):
+    /// the next [`Self::connect`] goes there.
+    pub fn use_server(&mut self, url: &str) {
+        self.url = url.to_string();
+    }
+
     /// Opens the stream.
     pub async fn connect(&mut self) -> anyhow::Result<()> {
         let ws_url = format!(

@@ -907,13 +907,13 @@ async fn a_restart_does_not_fail_over_nodes_that_have_not_reconnected_yet(db: Db
         .await
         .expect("backdate");
     // Just started: n1 may simply not have reconnected yet; nothing moves.
-    clawn_server::monitor::step(&srv.app, now, now)
+    clawn_server::monitor::step(&srv.app, &srv.app.store, now, now)
         .await
         .expect("step");
     let d = alice.get(&format!("/api/v1/devices/{id}")).await.1;
     assert_eq!(device_node(&d), n1.node_id.to_string(), "{d}");
     // A minute after the start (reconnect allowance plus failover delay passed): it moves.
-    clawn_server::monitor::step(&srv.app, now, now - 60_000)
+    clawn_server::monitor::step(&srv.app, &srv.app.store, now, now - 60_000)
         .await
         .expect("step");
     let d = alice.get(&format!("/api/v1/devices/{id}")).await.1;

@@ -233,7 +233,14 @@ async fn security_headers(State(app): State<AppState>, req: Request, next: Next)
 #[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "ok"), (status = 503, body = clawn_proto::api::ApiError, description = "database unreachable")))]
 pub async fn healthz(State(app): State<AppState>) -> Response {
     match app.store.ping().await {
-        Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        // Which replica answered and whether it runs the monitor: for load balancers and
+        // operators (docs/deploy.md).
+        Ok(_) => Json(serde_json::json!({
+            "status": "ok",
+            "replica": app.replica_id,
+            "monitor": app.monitor.leading().is_some(),
+        }))
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
             ApiErr::new(

@@ -177,7 +177,11 @@ const TELEMETRY_MAX_PEERS: usize = 200_000;
 
 async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> anyhow::Result<()> {
     let id = node.id;
-    app.store.node_connected(id, now_millis()).await?;
+    // This stream holds the node now, on whichever replica it runs.
+    let stream = Uuid::new_v4();
+    app.store
+        .node_connected(id, stream, app.replica_id, now_millis())
+        .await?;
     let acked = app
         .store
         .node_view(id, |_| true)
@@ -187,12 +191,13 @@ async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> any
     let conn = app.hub.connect(id, acked);
     tracing::info!(node = %id, name = %node.name, "node stream connected");
     let result = stream_loop(&app, &node, &mut socket, conn).await;
-    // The connection guard is gone now; if no newer stream took over, the node is offline.
-    // Not when the control plane itself shuts down: the node did nothing wrong, and
-    // marking every node offline would start the failover clock for all of them.
-    if !app.hub.is_connected(id) && !*app.shutdown.borrow() {
-        app.store.node_disconnected(id).await?;
-        tracing::info!(node = %id, "node stream disconnected; node marked offline");
+    // If no newer stream took over (here or on another replica), the node is offline.
+    // Not when this replica shuts down: the node did nothing wrong (it reconnects to
+    // another replica), and marking every node offline would start the failover clock
+    // for all of them.
+    if !*app.shutdown.borrow() {
+        app.store.node_disconnected(id, stream).await?;
+        tracing::info!(node = %id, "node stream disconnected");
     }
     result
 }
@@ -348,7 +353,7 @@ async fn stream_loop(
                 match serde_json::from_str::<NodeMessage>(text.as_str()) {
                     Ok(NodeMessage::Ack { version }) => {
                         if app.store.record_ack(id, version, now_millis()).await? {
-                            app.hub.acked(id, version);
+                            crate::replicas::acked(app, id, version);
                         }
                     }
                     Ok(NodeMessage::Resync) => {

@@ -52,7 +52,7 @@ pub async fn node_ack(app: &AppState, change: Option<NodeChange>, wait: bool) ->
         };
     };
     if !wait {
-        let status = if app.hub.is_connected(c.node_id) {
+        let status = if crate::replicas::connected_anywhere(app, c.node_id).await {
             AckStatus::Pending
         } else {
             AckStatus::Offline
@@ -63,10 +63,8 @@ pub async fn node_ack(app: &AppState, change: Option<NodeChange>, wait: bool) ->
             waited_ms: 0,
         };
     }
-    let (outcome, waited) = app
-        .hub
-        .wait_ack(c.node_id, c.version, app.config.ack_timeout)
-        .await;
+    let (outcome, waited) =
+        crate::replicas::wait_ack(app, c.node_id, c.version, app.config.ack_timeout).await;
     NodeAck {
         status: outcome.wire(),
         version: Some(c.version),

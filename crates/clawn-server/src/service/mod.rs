@@ -75,10 +75,17 @@ pub fn hub_publisher(hub: Arc<NodeHub>) -> Arc<dyn Publisher> {
     hub
 }
 
-/// Publishes committed changes: the only place a committed change reaches the nodes.
+/// Publishes committed changes: the only place a committed change reaches the nodes,
+/// those held here through the publisher and those held by other replicas through the
+/// bus (docs/architecture.md §11).
 pub fn publish(app: &App, changes: &Changes) {
     for c in &changes.0 {
         app.publisher.publish(*c);
+    }
+    if let Some(r) = &app.replication {
+        for c in &changes.0 {
+            r.announce(crate::store::bus::Topic::Desired, c.node_id, c.version);
+        }
     }
 }
 

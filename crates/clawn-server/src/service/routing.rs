@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{Changes, Error, Result, publish, run};
 use crate::app::AppState;
 use crate::policy::Scope;
+use crate::store::Store;
 use crate::store::audit::AuditActor;
 use crate::store::routing::{Evacuation, MoveOutcome, move_device};
 
@@ -184,14 +185,15 @@ pub async fn quarantine(app: &AppState, device: Uuid, reason: &str) {
 }
 
 /// Moves one device off an evacuated node (failover or drain) to the best node of its
-/// region, as the system; publishes the move.
+/// region, as the system; publishes the move. `store` is the monitor's fenced handle.
 pub async fn evacuate_device(
     app: &AppState,
+    store: &Store,
     ev: Evacuation,
     device: Uuid,
 ) -> std::result::Result<MoveOutcome, crate::store::routing::ReassignError> {
     let out = move_device(
-        &app.store,
+        store,
         &Scope::system(),
         device,
         Some(ev.node_id),
@@ -207,9 +209,13 @@ pub async fn evacuate_device(
 }
 
 /// Peer classes follow priority tokens (start, expiry, revocation, quarantine): one pass,
-/// published.
-pub async fn sync_peer_classes(app: &AppState, now: i64) -> crate::store::StoreResult<()> {
-    let changes = app.store.sync_peer_classes(now).await?;
+/// published. `store` is the monitor's fenced handle.
+pub async fn sync_peer_classes(
+    app: &AppState,
+    store: &Store,
+    now: i64,
+) -> crate::store::StoreResult<()> {
+    let changes = store.sync_peer_classes(now).await?;
     publish(app, &Changes::versions(changes));
     Ok(())
 }
@@ -218,11 +224,12 @@ pub async fn sync_peer_classes(app: &AppState, now: i64) -> crate::store::StoreR
 /// were newly flagged and how many removed.
 pub async fn idle_sweep(
     app: &AppState,
+    store: &Store,
     now: i64,
 ) -> std::result::Result<(u32, usize), crate::store::devices::DeviceError> {
     let hy = &app.config.hygiene;
     let idle_ms = (hy.idle_peer_days * 86_400_000.0) as i64;
-    let (flagged, changes) = app.store.idle_sweep(now, idle_ms, hy.idle_action).await?;
+    let (flagged, changes) = store.idle_sweep(now, idle_ms, hy.idle_action).await?;
     let removed = changes.len();
     publish(app, &Changes::versions(changes));
     Ok((flagged, removed))

@@ -9,13 +9,16 @@
 //! Invariants live in constraints (see `migrations/0001_init.sql`) as well as in code.
 
 pub mod audit;
+pub mod bus;
 pub mod devices;
+pub mod lease;
 pub mod nodes;
 pub mod regions;
 pub mod routing;
 pub mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -43,6 +46,15 @@ pub enum StoreError {
     /// A stored value could not be decoded (corruption or a bug).
     #[error("corrupt stored value in {0}")]
     Corrupt(&'static str),
+    /// A monitor write under a term that is no longer the current one: another replica
+    /// took the monitor over, and this one must stop writing.
+    #[error("fenced: this replica's monitor term {held} was superseded by term {current}")]
+    Fenced {
+        /// The term this writer holds.
+        held: i64,
+        /// The term in the database.
+        current: i64,
+    },
 }
 
 impl StoreError {
@@ -58,13 +70,28 @@ impl StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The database handle.
-#[derive(Debug)]
+/// The database handle. Cloning is cheap and shares the pool (and, on SQLite, the
+/// in-process writer lock); [`Store::fenced`] makes a clone whose writes are fenced.
+#[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
     kind: DbKind,
-    sqlite_writer: Option<Mutex<()>>,
+    sqlite_writer: Option<Arc<Mutex<()>>>,
     tuning: Tuning,
+    url: Redacted,
+    /// When set, every write transaction first checks that the monitor lease is still at
+    /// this term (see [`lease`]).
+    fence: Option<i64>,
+}
+
+/// The database URL (it may hold a password): never printed.
+#[derive(Clone)]
+struct Redacted(String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[database url]")
+    }
 }
 
 /// The routing settings the store's placement decisions use.
@@ -108,6 +135,7 @@ impl Store {
             url.to_string()
         };
         let opts = AnyConnectOptions::from_str(&url)?;
+        let redacted = Redacted(url.clone());
         let pool = AnyPoolOptions::new()
             .max_connections(if kind == DbKind::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
@@ -135,8 +163,10 @@ impl Store {
         let store = Self {
             pool,
             kind,
-            sqlite_writer: (kind == DbKind::Sqlite).then(|| Mutex::new(())),
+            sqlite_writer: (kind == DbKind::Sqlite).then(|| Arc::new(Mutex::new(()))),
             tuning: Tuning::default(),
+            url: redacted,
+            fence: None,
         };
         store.install_append_only_guards().await?;
         Ok(store)
@@ -163,22 +193,39 @@ impl Store {
         &self.pool
     }
 
-    /// Starts a write transaction.
+    /// A handle whose write transactions are refused with [`StoreError::Fenced`] unless
+    /// the monitor lease is still at `term`. The monitor writes only through one.
+    pub fn fenced(&self, term: i64) -> Self {
+        Self {
+            fence: Some(term),
+            ..self.clone()
+        }
+    }
+
+    /// Starts a write transaction (fenced, for a [`Store::fenced`] handle).
     pub async fn write(&self) -> StoreResult<WriteTx<'_>> {
-        match &self.sqlite_writer {
+        let mut w = match &self.sqlite_writer {
             Some(lock) => {
                 let guard = lock.lock().await;
                 let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-                Ok(WriteTx {
+                WriteTx {
                     tx,
                     _guard: Some(guard),
-                })
+                }
             }
-            None => Ok(WriteTx {
+            None => WriteTx {
                 tx: self.pool.begin().await?,
                 _guard: None,
-            }),
+            },
+        };
+        if let Some(held) = self.fence {
+            let current = lease::current_term(&mut w.tx, self.kind).await?;
+            if current != held {
+                // Dropping the transaction rolls it back: nothing was written.
+                return Err(StoreError::Fenced { held, current });
+            }
         }
+        Ok(w)
     }
 
     /// Closes the pool.

@@ -237,6 +237,17 @@ fn ineligible_reason(i: Ineligible) -> String {
     }
 }
 
+/// A stream that wrote no heartbeat for this long is not holding its node any more (its
+/// replica died without closing it); matches the stream's silence limit.
+pub const STREAM_STALE_MS: i64 = 45_000;
+
+/// Whether a stream on some replica holds the node: recorded, with a fresh heartbeat.
+fn stream_live(r: &AnyRow, now: i64) -> StoreResult<bool> {
+    let conn: Option<String> = r.try_get("stream_conn")?;
+    let heartbeat: Option<i64> = r.try_get("last_heartbeat")?;
+    Ok(conn.is_some() && heartbeat.is_some_and(|h| now.saturating_sub(h) <= STREAM_STALE_MS))
+}
+
 const NODE_VIEW_SQL: &str =
     "SELECT n.*, r.code AS region_code FROM nodes n JOIN regions r ON r.id = n.region_id";
 
@@ -258,7 +269,7 @@ fn node_view_from_row(
         name: r.try_get("name")?,
         region: r.try_get("region_code")?,
         state: NodeState::parse(&state).ok_or(StoreError::Corrupt("nodes.state"))?,
-        connected: connected(id),
+        connected: connected(id) || stream_live(r, now)?,
         endpoint: r.try_get("endpoint")?,
         wg_public_key: WgPublicKey::parse(&key)
             .map_err(|_| StoreError::Corrupt("nodes.wg_public_key"))?,
@@ -454,11 +465,28 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Marks a node connected: `pending`/`offline` become `online`; the heartbeat is set.
-    pub async fn node_connected(&self, node_id: Uuid, now: i64) -> StoreResult<()> {
+    /// Marks a node connected through stream `conn` on replica `replica`: the stream
+    /// now holds the node (see [`Store::node_disconnected`]); `pending`/`offline` become
+    /// `online`; the heartbeat is set.
+    pub async fn node_connected(
+        &self,
+        node_id: Uuid,
+        conn: Uuid,
+        replica: Uuid,
+        now: i64,
+    ) -> StoreResult<()> {
         let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE nodes SET stream_conn = $2, stream_replica = $3, last_heartbeat = $4 WHERE id = $1",
+        )
+        .bind(node_id.to_string())
+        .bind(conn.to_string())
+        .bind(replica.to_string())
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
         let row = sqlx::query(
-            "UPDATE nodes SET state = 'online', offline_since = NULL, state_changed_at = $2, last_heartbeat = $2 \
+            "UPDATE nodes SET state = 'online', offline_since = NULL, state_changed_at = $2 \
              WHERE id = $1 AND state IN ('pending', 'offline') RETURNING name",
         )
         .bind(node_id.to_string())
@@ -475,13 +503,34 @@ impl Store {
                 json!({"name": r.try_get::<String, _>("name")?, "reason": "stream connected"}),
             )
             .await?;
-        } else {
-            sqlx::query("UPDATE nodes SET last_heartbeat = $2 WHERE id = $1")
-                .bind(node_id.to_string())
-                .bind(now)
-                .execute(&mut *tx.tx)
-                .await?;
         }
+        tx.commit().await
+    }
+
+    /// What another replica needs to answer for a node it does not hold: the acked
+    /// version and whether a stream (on any replica) holds it with a fresh heartbeat.
+    pub async fn node_ack_state(&self, node_id: Uuid, now: i64) -> StoreResult<(u64, bool)> {
+        let row = sqlx::query(
+            "SELECT acked_version, stream_conn, last_heartbeat FROM nodes WHERE id = $1 AND removed_at IS NULL",
+        )
+        .bind(node_id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else { return Ok((0, false)) };
+        let acked = r
+            .try_get::<Option<i64>, _>("acked_version")?
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0);
+        Ok((acked, stream_live(&r, now)?))
+    }
+
+    /// Forgets which stream held each node (a single-replica control plane at start: no
+    /// stream of the previous process survived it).
+    pub async fn forget_streams(&self) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE nodes SET stream_conn = NULL, stream_replica = NULL WHERE stream_conn IS NOT NULL")
+            .execute(&mut *tx.tx)
+            .await?;
         tx.commit().await
     }
 
@@ -735,11 +784,24 @@ impl Store {
         tx.commit().await
     }
 
-    /// The node's stream ended with no replacement: an `online` or `degraded` node
-    /// becomes `offline` and stops receiving new devices until it reconnects.
-    pub async fn node_disconnected(&self, node_id: Uuid) -> StoreResult<()> {
+    /// The node's stream `conn` ended. If it still held the node (no newer stream, on
+    /// this replica or another, took over), an `online` or `degraded` node becomes
+    /// `offline` and stops receiving new devices until it reconnects.
+    pub async fn node_disconnected(&self, node_id: Uuid, conn: Uuid) -> StoreResult<()> {
         let now = clawn_proto::time::now_millis();
         let mut tx = self.write().await?;
+        let held = sqlx::query(
+            "UPDATE nodes SET stream_conn = NULL, stream_replica = NULL WHERE id = $1 AND stream_conn = $2",
+        )
+        .bind(node_id.to_string())
+        .bind(conn.to_string())
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !held {
+            return tx.commit().await;
+        }
         let row = sqlx::query(
             "UPDATE nodes SET state = 'offline', offline_since = $2, state_changed_at = $2 \
              WHERE id = $1 AND state IN ('online', 'degraded') RETURNING name",
