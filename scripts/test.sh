@@ -15,6 +15,8 @@ command -v wg-quick >/dev/null 2>&1 || need_apt+=(wireguard-tools)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# The replica test puts three control planes behind a real load balancer.
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 # The dashboard's browser tests drive Debian's Chromium with playwright-core.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -195,7 +195,9 @@ async fn run_stream(app: AppState, node: NodeAuth, mut socket: WebSocket) -> any
     // Not when this replica shuts down: the node did nothing wrong (it reconnects to
     // another replica), and marking every node offline would start the failover clock
     // for all of them.
-    if !*app.shutdown.borrow() {
+    if *app.shutdown.borrow() {
+        app.store.node_stream_released(id, stream).await?;
+    } else {
         app.store.node_disconnected(id, stream).await?;
         tracing::info!(node = %id, "node stream disconnected");
     }

@@ -784,6 +784,22 @@ impl Store {
         tx.commit().await
     }
 
+    /// This replica is shutting down and its stream `conn` ends: the node is no longer
+    /// held (it shows disconnected until it reconnects to another replica) but stays in
+    /// its state — it did nothing wrong, and marking it offline would start its failover
+    /// clock.
+    pub async fn node_stream_released(&self, node_id: Uuid, conn: Uuid) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE nodes SET stream_conn = NULL, stream_replica = NULL WHERE id = $1 AND stream_conn = $2",
+        )
+        .bind(node_id.to_string())
+        .bind(conn.to_string())
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
+    }
+
     /// The node's stream `conn` ended. If it still held the node (no newer stream, on
     /// this replica or another, took over), an `online` or `degraded` node becomes
     /// `offline` and stops receiving new devices until it reconnects.
