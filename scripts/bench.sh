@@ -19,6 +19,10 @@ if [ "$what" = all ] || [ "$what" = control-plane ]; then
   export CLAWN_TEST_PG_URL
   cargo bench -p clawn-testkit --bench control_plane
   cargo bench -p clawn-testkit --bench routing
+  # Scale: the release server binary as replicas on PostgreSQL, then one process on SQLite.
+  cargo build --release -p clawn-server
+  cargo bench -p clawn-testkit --bench scale
+  (unset CLAWN_TEST_PG_URL; cargo bench -p clawn-testkit --bench scale)
 fi
 
 if [ "$what" = all ] || [ "$what" = node ]; then
