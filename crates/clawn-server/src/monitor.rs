@@ -284,8 +284,9 @@ pub async fn run(app: AppState) {
 }
 
 /// Moves per tick at most (the rest follow on the next ticks, so one large node cannot
-/// hold up offline marking and classes for everyone else).
-const MOVES_PER_TICK: usize = 500;
+/// hold up offline marking and classes for everyone else). Moves are committed in
+/// batches of [`crate::store::routing::EVACUATION_BATCH`].
+const MOVES_PER_TICK: usize = 2_000;
 
 /// How long nodes get to reconnect after the control plane starts before silence counts:
 /// their reconnect backoff is capped at 30 s.
@@ -311,34 +312,45 @@ pub async fn step(app: &AppState, store: &Store, now: i64, started: i64) -> anyh
     }
     let delay = i64::try_from(h.failover_delay_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let mut budget = MOVES_PER_TICK;
-    for ev in store.evacuations(now, delay, started, settled).await? {
+    'nodes: for ev in store.evacuations(now, delay, started, settled).await? {
         let devices = store.devices_on_node(ev.node_id).await?;
-        for (i, device) in devices.iter().copied().enumerate() {
-            if budget == 0 {
-                break;
-            }
-            budget -= 1;
-            match crate::service::routing::evacuate_device(app, store, ev, device).await {
-                Ok(MoveOutcome::Moved { to_node, .. }) => {
-                    metrics::counter!("clawn_failovers_total", "reason" => ev.reason.as_str())
-                        .increment(1);
-                    tracing::info!(device = %device, from = %ev.node_id, to = %to_node, reason = ev.reason.as_str(), "device moved");
+        let mut done = 0;
+        while done < devices.len() && budget > 0 {
+            let take = (devices.len() - done)
+                .min(budget)
+                .min(crate::store::routing::EVACUATION_BATCH);
+            let batch = &devices[done..done + take];
+            let results = match crate::service::routing::evacuate_batch(app, store, ev, batch).await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(node = %ev.node_id, error = %e, "evacuation batch failed");
+                    continue 'nodes;
                 }
-                // No room in the region: the rest of this node's devices would not fit
-                // either; they are all marked waiting at once.
-                Ok(MoveOutcome::Waiting { newly }) => {
-                    if newly {
-                        tracing::warn!(device = %device, node = %ev.node_id, "no capacity to move device; waiting");
+            };
+            done += results.len();
+            budget = budget.saturating_sub(results.len());
+            for (device, outcome) in results {
+                match outcome {
+                    MoveOutcome::Moved { to_node, .. } => {
+                        metrics::counter!("clawn_failovers_total", "reason" => ev.reason.as_str())
+                            .increment(1);
+                        tracing::info!(device = %device, from = %ev.node_id, to = %to_node, reason = ev.reason.as_str(), "device moved");
                     }
-                    let rest = &devices[i + 1..];
-                    let marked = store.mark_waiting(rest, now).await?;
-                    if marked > 0 {
-                        tracing::warn!(node = %ev.node_id, devices = marked, "no capacity in the region; devices wait");
+                    // No room in the region: the rest of this node's devices would not fit
+                    // either; they are all marked waiting at once.
+                    MoveOutcome::Waiting { newly } => {
+                        if newly {
+                            tracing::warn!(device = %device, node = %ev.node_id, "no capacity to move device; waiting");
+                        }
+                        let marked = store.mark_waiting(&devices[done..], now).await?;
+                        if marked > 0 {
+                            tracing::warn!(node = %ev.node_id, devices = marked, "no capacity in the region; devices wait");
+                        }
+                        continue 'nodes;
                     }
-                    break;
+                    MoveOutcome::Nothing => {}
                 }
-                Ok(MoveOutcome::Nothing) => {}
-                Err(e) => tracing::warn!(device = %device, error = %e, "device move failed"),
             }
         }
     }

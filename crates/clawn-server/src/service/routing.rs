@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::policy::Scope;
 use crate::store::Store;
 use crate::store::audit::AuditActor;
-use crate::store::routing::{Evacuation, MoveOutcome, move_device};
+use crate::store::routing::{Evacuation, MoveOutcome};
 
 /// Longest priority window an admin may grant.
 const MAX_WINDOW_MS: i64 = 366 * 86_400_000;
@@ -184,27 +184,21 @@ pub async fn quarantine(app: &AppState, device: Uuid, reason: &str) {
     }
 }
 
-/// Moves one device off an evacuated node (failover or drain) to the best node of its
-/// region, as the system; publishes the move. `store` is the monitor's fenced handle.
-pub async fn evacuate_device(
+/// Moves a batch of devices off an evacuated node (failover or drain) to the best nodes
+/// of their region, as the system, in one transaction; publishes the moves. `store` is
+/// the monitor's fenced handle.
+pub async fn evacuate_batch(
     app: &AppState,
     store: &Store,
     ev: Evacuation,
-    device: Uuid,
-) -> std::result::Result<MoveOutcome, crate::store::routing::ReassignError> {
-    let out = move_device(
-        store,
-        &Scope::system(),
-        device,
-        Some(ev.node_id),
-        None,
-        ev.reason,
-        &AuditActor::system(),
-    )
-    .await?;
-    if let MoveOutcome::Moved { changes, .. } = &out {
-        publish(app, &Changes::versions(changes.iter().copied()));
-    }
+    devices: &[Uuid],
+) -> std::result::Result<Vec<(Uuid, MoveOutcome)>, crate::store::routing::ReassignError> {
+    let out = crate::store::routing::evacuate_batch(store, ev.node_id, devices, ev.reason).await?;
+    let changes = out.iter().flat_map(|(_, o)| match o {
+        MoveOutcome::Moved { changes, .. } => changes.clone(),
+        _ => Vec::new(),
+    });
+    publish(app, &Changes::versions(changes));
     Ok(out)
 }
 

@@ -115,7 +115,71 @@ pub async fn move_device(
 ) -> Result<MoveOutcome, ReassignError> {
     let now = clawn_proto::time::now_millis();
     let mut w = store.write().await?;
-    let tx = &mut *w.tx;
+    let out = move_in(
+        &mut w.tx, store, scope, device_id, from_node, region, reason, actor, now,
+    )
+    .await?;
+    if matches!(
+        out,
+        MoveOutcome::Moved { .. } | MoveOutcome::Waiting { newly: true }
+    ) {
+        w.commit().await?;
+    }
+    Ok(out)
+}
+
+/// How many devices one evacuation transaction moves at most (one commit, one fsync,
+/// for all of them).
+pub const EVACUATION_BATCH: usize = 200;
+
+/// Moves `devices` off evacuated node `from` (failover or drain) in one transaction, as
+/// the system. Stops at the first device that finds no room (it is marked waiting; the
+/// caller marks the rest). Returns each device's outcome, in order.
+pub async fn evacuate_batch(
+    store: &Store,
+    from: Uuid,
+    devices: &[Uuid],
+    reason: MoveReason,
+) -> Result<Vec<(Uuid, MoveOutcome)>, ReassignError> {
+    let now = clawn_proto::time::now_millis();
+    let mut w = store.write().await?;
+    let mut out = Vec::with_capacity(devices.len());
+    for &device in devices.iter().take(EVACUATION_BATCH) {
+        let o = move_in(
+            &mut w.tx,
+            store,
+            &Scope::system(),
+            device,
+            Some(from),
+            None,
+            reason,
+            &AuditActor::system(),
+            now,
+        )
+        .await?;
+        let full = matches!(o, MoveOutcome::Waiting { .. });
+        out.push((device, o));
+        if full {
+            break;
+        }
+    }
+    w.commit().await?;
+    Ok(out)
+}
+
+/// One move inside the caller's transaction (see [`move_device`]).
+#[allow(clippy::too_many_arguments)]
+async fn move_in(
+    tx: &mut sqlx::AnyConnection,
+    store: &Store,
+    scope: &Scope,
+    device_id: Uuid,
+    from_node: Option<Uuid>,
+    region: Option<(Uuid, String)>,
+    reason: MoveReason,
+    actor: &AuditActor,
+    now: i64,
+) -> Result<MoveOutcome, ReassignError> {
     // The device row first (a row lock on PostgreSQL): a concurrent revoke or rotate
     // either committed before or waits.
     let dev = sqlx::query(
@@ -222,7 +286,6 @@ pub async fn move_device(
                     json!({"owner_id": owner, "node_id": current_node, "reason": reason.as_str(), "region": region_code}),
                 )
                 .await?;
-                w.commit().await?;
             }
             return Ok(MoveOutcome::Waiting { newly });
         }
@@ -261,7 +324,6 @@ pub async fn move_device(
         }),
     )
     .await?;
-    w.commit().await?;
     changes.push(NodeChange {
         node_id,
         version: v,
