@@ -236,6 +236,8 @@ pub struct Agent {
     sampler: Sampler,
     /// The rule set last applied successfully (`None`: none, or the last attempt failed).
     firewall_applied: Option<FirewallSpec>,
+    /// When the lease ends, for the sibling endpoint.
+    lease: crate::sibling::LeaseClock,
 }
 
 impl Agent {
@@ -310,10 +312,15 @@ impl Agent {
             exit_ipv4,
             sampler: Sampler::default(),
             firewall_applied: None,
+            lease: crate::sibling::LeaseClock::default(),
             id,
             dir,
             cfg,
         };
+        agent.rules.enable_leases();
+        // The region's other nodes ask here whether this node's lease runs (TCP on the
+        // WireGuard port number).
+        crate::sibling::serve(icfg.listen_port, agent.lease.clone());
         agent.apply_firewall().await;
         if let Some(s) = saved {
             // Whatever happens next, nothing older than this may be applied again.
@@ -595,7 +602,22 @@ impl Agent {
                     }
                     self.apply_firewall().await;
                 }
-                Action::RequestResync | Action::DropStream => for_stream.push(action),
+                Action::CheckSiblings => {
+                    let live = crate::sibling::any_live(self.rules.siblings()).await;
+                    self.rules.on_siblings(live, Now::current());
+                    if self.rules.is_partitioned() {
+                        warn!(
+                            "lease ran out and a sibling still holds one: this node is cut off from a working control plane; removing all peers (their devices move to other nodes)"
+                        );
+                    } else {
+                        info!(
+                            "lease ran out and no sibling holds one: the control plane looks down; serving the last snapshot until the offline grace"
+                        );
+                    }
+                }
+                Action::RequestResync | Action::DropStream | Action::RequestLease(_) => {
+                    for_stream.push(action)
+                }
             }
         }
         for_stream
@@ -687,6 +709,15 @@ impl Agent {
                                 }
                             }
                         },
+                        Ok(ServerMessage::Lease { seq, lease_ms, siblings }) => {
+                            let now = Now::current();
+                            debug!(seq, lease_ms, ?siblings, "lease granted");
+                            if self.rules.on_lease(seq, lease_ms, siblings, now).is_some() {
+                                let left = self.rules.lease_remaining(now);
+                                self.lease.set(now.wall + i64::try_from(left.as_millis()).unwrap_or(0));
+                                metrics::gauge!("clawn_node_lease_remaining_seconds").set(left.as_secs_f64());
+                            }
+                        }
                         Ok(ServerMessage::Error { code, message }) => {
                             warn!(code = %code.escape_debug(), message = %message.escape_debug(), "control plane refused a message");
                         }
@@ -700,7 +731,11 @@ impl Agent {
                         match action {
                             Action::DropStream => break 'session SessionEnd::Lost(Lost::Silent),
                             Action::RequestResync => out.push(NodeMessage::Resync),
-                            Action::FailClosed | Action::CheckDrift => {}
+                            Action::RequestLease(seq) => {
+                                debug!(seq, "lease renewal");
+                                out.push(NodeMessage::LeaseRequest { seq });
+                            }
+                            Action::FailClosed | Action::CheckDrift | Action::CheckSiblings => {}
                         }
                     }
                 }

@@ -10,6 +10,7 @@ pub mod enroll;
 pub mod firewall;
 pub mod reconcile;
 pub mod rules;
+pub mod sibling;
 pub mod state;
 pub mod telemetry;
 pub mod wireguard;

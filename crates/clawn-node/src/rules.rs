@@ -30,6 +30,12 @@ pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 pub const CONTACT_SAVE_INTERVAL_MS: i64 = 10_000;
 /// After a failed attempt to remove all peers, the next attempt waits this long.
 pub const FAIL_CLOSED_RETRY: Duration = Duration::from_secs(5);
+/// While the lease is out, the siblings are asked again this often.
+pub const SIBLING_RECHECK: Duration = Duration::from_secs(5);
+/// Lease renewals go out every third of the lease, but at least this far apart.
+pub const LEASE_RENEW_MIN: Duration = Duration::from_secs(1);
+/// Renewal interval before the first grant told the lease length.
+pub const LEASE_RENEW_DEFAULT: Duration = Duration::from_secs(5);
 
 /// A moment as the rules see it: wall time for what survives a restart, monotonic time
 /// for intervals.
@@ -63,6 +69,34 @@ pub enum Action {
     CheckDrift,
     /// The stream has been silent too long: drop it and reconnect.
     DropStream,
+    /// Send a lease renewal with this sequence number on the stream.
+    RequestLease(u64),
+    /// The lease ran out: ask the siblings whether theirs still run, then call
+    /// [`Rules::on_siblings`].
+    CheckSiblings,
+}
+
+/// The node's lease (partition safety, docs/architecture.md §12): granted by the control
+/// plane per request, counted from when the request was *sent*.
+#[derive(Debug, Clone, Default)]
+struct Lease {
+    /// The last grant's length, ms (0 = none granted yet).
+    ms: u64,
+    /// When the lease ends (monotonic), once one was granted.
+    expiry: Option<Instant>,
+    /// Requests in flight: sequence number and when it went out.
+    sent: std::collections::VecDeque<(u64, Instant)>,
+    next_seq: u64,
+    /// While connected: the next renewal.
+    next_request: Option<Instant>,
+    /// The region's other nodes, from the last grant.
+    siblings: Vec<String>,
+    /// While the lease is out: the next time the siblings are asked.
+    next_sibling_check: Option<Instant>,
+    /// A sibling's lease runs while ours ran out: this node is cut off; fail closed.
+    partitioned: bool,
+    /// Whether renewals are sent at all.
+    enabled: bool,
 }
 
 /// What to do with a desired state the verifier rejected.
@@ -97,6 +131,7 @@ pub struct Rules {
     last_resync: Option<Instant>,
     /// A resync the rate limit held back.
     resync_pending: bool,
+    lease: Lease,
 }
 
 impl Rules {
@@ -114,6 +149,7 @@ impl Rules {
             next_drift: None,
             last_resync: None,
             resync_pending: false,
+            lease: Lease::default(),
         };
         r.set_offline_grace(offline_grace_secs);
         r
@@ -162,16 +198,86 @@ impl Rules {
         }
     }
 
-    /// The stream is up: start the silence and drift clocks.
+    /// The stream is up: start the silence and drift clocks, and renew the lease now.
     pub fn on_connected(&mut self, now: Now) {
         self.silence_deadline = Some(now.mono + STREAM_SILENCE);
         self.next_drift = Some(now.mono + DRIFT_CHECK);
+        self.lease.next_request = self.lease.enabled.then_some(now.mono);
     }
 
-    /// The stream is gone: no silence or drift clock until the next connect.
+    /// The stream is gone: no silence or drift clock or renewals until the next connect
+    /// (requests in flight can no longer be answered).
     pub fn on_disconnected(&mut self) {
         self.silence_deadline = None;
         self.next_drift = None;
+        self.lease.next_request = None;
+        self.lease.sent.clear();
+    }
+
+    /// A lease grant for request `seq`: the lease runs until that request's send time +
+    /// `lease_ms`. Returns the new expiry, if the grant matched a request in flight.
+    pub fn on_lease(
+        &mut self,
+        seq: u64,
+        lease_ms: u64,
+        siblings: Vec<String>,
+        _now: Now,
+    ) -> Option<Instant> {
+        let pos = self.lease.sent.iter().position(|(s, _)| *s == seq)?;
+        let (_, sent_at) = self.lease.sent[pos];
+        // Older requests can only give an earlier expiry: forget them.
+        self.lease.sent.drain(..=pos);
+        let expiry = sent_at + Duration::from_millis(lease_ms);
+        self.lease.expiry = Some(self.lease.expiry.map_or(expiry, |e| e.max(expiry)));
+        self.lease.ms = lease_ms;
+        // Renew a third of the way into this lease (the first request went out before
+        // the length was known).
+        let renew = sent_at + Duration::from_millis(lease_ms / 3).max(LEASE_RENEW_MIN);
+        if let Some(next) = self.lease.next_request.as_mut() {
+            *next = (*next).min(renew);
+        }
+        self.lease.siblings = siblings;
+        self.lease.partitioned = false;
+        self.lease.next_sibling_check = None;
+        self.lease.expiry
+    }
+
+    /// How long the lease still runs (0 when none runs).
+    pub fn lease_remaining(&self, now: Now) -> Duration {
+        self.lease
+            .expiry
+            .map_or(Duration::ZERO, |e| e.saturating_duration_since(now.mono))
+    }
+
+    /// The siblings to ask on [`Action::CheckSiblings`].
+    pub fn siblings(&self) -> &[String] {
+        &self.lease.siblings
+    }
+
+    /// What the siblings answered: `live` when at least one still holds a lease. Then the
+    /// control plane is up and this node is the one cut off: it fails closed (the next
+    /// [`Rules::poll`] says so). Otherwise the control plane itself is down (or every
+    /// sibling is unreachable too): peers stay until the offline grace.
+    pub fn on_siblings(&mut self, live: bool, now: Now) {
+        // A grant that arrived while the siblings were asked renewed the lease: moot.
+        if live && self.lease_out(now) {
+            self.lease.partitioned = true;
+        }
+    }
+
+    /// Renew a lease on every connection from now on (the agent does; a control plane
+    /// without leases answers nothing and the node keeps only the offline grace).
+    pub fn enable_leases(&mut self) {
+        self.lease.enabled = true;
+    }
+
+    /// Whether this node decided it is cut off from a working control plane.
+    pub fn is_partitioned(&self) -> bool {
+        self.lease.partitioned
+    }
+
+    fn lease_out(&self, now: Now) -> bool {
+        self.lease.ms > 0 && self.lease.expiry.is_some_and(|e| now.mono >= e)
     }
 
     /// Any message arrived on the stream (verified or not): it is alive.
@@ -204,6 +310,7 @@ impl Rules {
     ) -> (bool, Option<UnixMillis>) {
         let was_closed = std::mem::take(&mut self.failed_closed);
         self.fail_closed_retry = None;
+        self.lease.partitioned = false;
         if snapshot {
             self.resync_pending = false;
         }
@@ -256,11 +363,38 @@ impl Rules {
             return Some(Action::DropStream);
         }
         if !self.failed_closed
-            && self.offline_too_long(now)
+            && (self.offline_too_long(now) || self.lease.partitioned)
             && self.fail_closed_retry.is_none_or(|t| now.mono >= t)
         {
             self.fail_closed_retry = Some(now.mono + FAIL_CLOSED_RETRY);
             return Some(Action::FailClosed);
+        }
+        if let Some(at) = self.lease.next_request
+            && now.mono >= at
+        {
+            let every = if self.lease.ms == 0 {
+                LEASE_RENEW_DEFAULT
+            } else {
+                Duration::from_millis(self.lease.ms / 3).max(LEASE_RENEW_MIN)
+            };
+            self.lease.next_request = Some(now.mono + every);
+            let seq = self.lease.next_seq;
+            self.lease.next_seq += 1;
+            self.lease.sent.push_back((seq, now.mono));
+            // Unanswered requests pile up only while the stream is stuck; keep a few.
+            while self.lease.sent.len() > 64 {
+                self.lease.sent.pop_front();
+            }
+            return Some(Action::RequestLease(seq));
+        }
+        if !self.failed_closed
+            && !self.lease.partitioned
+            && self.lease_out(now)
+            && !self.lease.siblings.is_empty()
+            && self.lease.next_sibling_check.is_none_or(|t| now.mono >= t)
+        {
+            self.lease.next_sibling_check = Some(now.mono + SIBLING_RECHECK);
+            return Some(Action::CheckSiblings);
         }
         if self.silence_deadline.is_some() && self.resync_pending && self.resync_allowed(now) {
             self.last_resync = Some(now.mono);
@@ -289,10 +423,27 @@ impl Rules {
         });
         let resync = (self.silence_deadline.is_some() && self.resync_pending)
             .then(|| self.last_resync.map_or(now.mono, |t| t + RESYNC_INTERVAL));
-        [self.silence_deadline, self.next_drift, fail_closed, resync]
-            .into_iter()
-            .flatten()
-            .min()
+        let partitioned = (!self.failed_closed && self.lease.partitioned)
+            .then(|| self.fail_closed_retry.unwrap_or(now.mono));
+        let siblings = (!self.failed_closed
+            && !self.lease.partitioned
+            && self.lease.ms > 0
+            && !self.lease.siblings.is_empty())
+        .then_some(self.lease.expiry)
+        .flatten()
+        .map(|e| self.lease.next_sibling_check.map_or(e, |c| c.max(e)));
+        [
+            self.silence_deadline,
+            self.next_drift,
+            fail_closed,
+            resync,
+            self.lease.next_request,
+            partitioned,
+            siblings,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -539,5 +690,101 @@ mod tests {
             Some(c.at(45_000).mono),
             "silence first"
         );
+    }
+
+    fn lease_request(r: &mut Rules, now: Now) -> u64 {
+        loop {
+            match r.poll(now) {
+                Some(Action::RequestLease(seq)) => return seq,
+                Some(_) => {}
+                None => panic!("no lease request due"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_lease_counts_from_the_request_and_a_cut_off_node_fails_closed() {
+        let c = Clock::new();
+        let mut r = Rules::new(c.at(0).wall, 86_400);
+        r.enable_leases();
+        r.on_connected(c.at(0));
+        let seq = lease_request(&mut r, c.at(0));
+        // The grant arrives 400 ms later; the lease still counts from the request.
+        let siblings = vec!["192.0.2.12:51820".to_string()];
+        let expiry = r.on_lease(seq, 10_000, siblings.clone(), c.at(400));
+        assert_eq!(expiry, Some(c.at(10_000).mono));
+        assert_eq!(r.lease_remaining(c.at(400)), Duration::from_millis(9_600));
+        // A grant for an unknown request changes nothing.
+        assert_eq!(r.on_lease(seq + 7, 60_000, siblings, c.at(500)), None);
+        // Renewals go out every third of the lease, from the request the grant answered.
+        assert_eq!(r.poll(c.at(3_332)), None);
+        assert!(matches!(r.poll(c.at(3_333)), Some(Action::RequestLease(_))));
+        assert_eq!(r.poll(c.at(6_665)), None);
+        assert!(matches!(r.poll(c.at(6_666)), Some(Action::RequestLease(_))));
+        // Cut off: the stream dies, no grant comes back.
+        r.on_disconnected();
+        assert_eq!(r.poll(c.at(9_999)), None);
+        assert_eq!(r.next_deadline(c.at(9_999)), Some(c.at(10_000).mono));
+        assert_eq!(r.poll(c.at(10_000)), Some(Action::CheckSiblings));
+        // A sibling still holds its lease: the control plane is up, this node fails closed.
+        r.on_siblings(true, c.at(10_050));
+        assert!(r.is_partitioned());
+        assert_eq!(r.poll(c.at(10_050)), Some(Action::FailClosed));
+        r.failed_closed();
+        assert_eq!(r.poll(c.at(20_000)), None);
+        // Back in contact: the snapshot restores it.
+        r.on_connected(c.at(30_000));
+        let _ = r.on_applied(9, true, c.at(30_100));
+        assert!(!r.is_partitioned() && !r.is_failed_closed());
+    }
+
+    #[test]
+    fn a_control_plane_outage_keeps_the_peers_until_the_grace() {
+        let c = Clock::new();
+        let mut r = Rules::new(c.at(0).wall, 3_600);
+        r.enable_leases();
+        r.on_connected(c.at(0));
+        let seq = lease_request(&mut r, c.at(0));
+        r.on_lease(seq, 5_000, vec!["192.0.2.12:51820".into()], c.at(10));
+        r.on_disconnected();
+        assert_eq!(r.poll(c.at(5_000)), Some(Action::CheckSiblings));
+        // No sibling holds a lease either: the control plane is down; keep serving.
+        r.on_siblings(false, c.at(5_100));
+        assert!(!r.is_partitioned());
+        assert_eq!(r.poll(c.at(5_100)), None);
+        // Asked again every SIBLING_RECHECK.
+        assert_eq!(r.next_deadline(c.at(5_100)), Some(c.at(10_000).mono));
+        assert_eq!(r.poll(c.at(10_000)), Some(Action::CheckSiblings));
+        r.on_siblings(false, c.at(10_100));
+        // Only the offline grace ends it.
+        assert_eq!(r.poll(c.at(3_600_001)), Some(Action::FailClosed));
+    }
+
+    #[test]
+    fn a_node_without_siblings_or_leases_keeps_todays_rules() {
+        let c = Clock::new();
+        let mut r = Rules::new(c.at(0).wall, 3_600);
+        r.enable_leases();
+        r.on_connected(c.at(0));
+        let seq = lease_request(&mut r, c.at(0));
+        // A single-node region: nobody can take over its devices; nothing to ask.
+        r.on_lease(seq, 5_000, Vec::new(), c.at(10));
+        r.on_disconnected();
+        assert_eq!(r.poll(c.at(60_000)), None);
+        // Leases not enabled: no renewal is ever asked for.
+        let mut plain = Rules::new(c.at(0).wall, 3_600);
+        plain.on_connected(c.at(0));
+        assert_eq!(plain.poll(c.at(0)), None);
+        // A late grant after a sibling answer "live" would be moot: renewed, not cut off.
+        let mut r = Rules::new(c.at(0).wall, 3_600);
+        r.enable_leases();
+        r.on_connected(c.at(0));
+        let seq = lease_request(&mut r, c.at(0));
+        r.on_lease(seq, 5_000, vec!["x:1".into()], c.at(10));
+        let seq2 = lease_request(&mut r, c.at(5_000));
+        assert_eq!(r.poll(c.at(5_000)), Some(Action::CheckSiblings));
+        r.on_lease(seq2, 5_000, vec!["x:1".into()], c.at(5_010));
+        r.on_siblings(true, c.at(5_020));
+        assert!(!r.is_partitioned());
     }
 }

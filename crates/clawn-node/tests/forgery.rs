@@ -46,12 +46,13 @@ fn snapshot(node_id: Uuid, version: u64, peers: Vec<PeerSpec>) -> DesiredState {
     })
 }
 
-/// Waits for the next non-telemetry message from the node, bounded.
+/// Waits for the next message from the node that answers a state (not telemetry, not a
+/// lease renewal: this stub grants none), bounded.
 async fn next_reply(rx: &mut mpsc::Receiver<NodeMessage>, within: Duration) -> Option<NodeMessage> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(NodeMessage::Telemetry(_))) => continue,
+            Ok(Some(NodeMessage::Telemetry(_) | NodeMessage::LeaseRequest { .. })) => continue,
             Ok(m) => return m,
             Err(_) => return None,
         }

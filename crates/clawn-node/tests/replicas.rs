@@ -118,7 +118,14 @@ fn start_replica(lab: &mut Lab, port: u16, db: &str) {
             "5000",
         ])
         // A dead node fails over within seconds, so the leader-kill part stays short.
-        .args(["--offline-grace-secs", "3", "--failover-delay-secs", "3"])
+        .args([
+            "--offline-grace-secs",
+            "3",
+            "--failover-delay-secs",
+            "3",
+            "--node-lease-secs",
+            "5",
+        ])
         .env("CLAWN_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("CLAWN_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("CLAWN_LOG", "info,clawn_server=debug");
@@ -293,7 +300,16 @@ fn replicas_behind_haproxy_survive_a_rolling_restart_and_a_killed_leader() {
             let label = replica_label(port);
             lab.stop(&label, "TERM");
             if i == 1 {
-                // A revoke while a replica is down lands and is acknowledged.
+                // A revoke while a replica is down lands and is acknowledged, once the
+                // nodes it held have reconnected to the others (until then the honest
+                // answer is `offline`).
+                admin
+                    .get_until("/api/v1/admin/nodes", Duration::from_secs(30), |b| {
+                        b.as_array().is_some_and(|ns| {
+                            ns.len() == 2 && ns.iter().all(|n| n["connected"] == true)
+                        })
+                    })
+                    .await;
                 let (s, r) = alice
                     .post(&format!("/api/v1/devices/{spare_id}/revoke"), json!({}))
                     .await;

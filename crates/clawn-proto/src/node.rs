@@ -225,6 +225,20 @@ pub enum ServerMessage {
         /// Human message.
         message: String,
     },
+    /// The answer to [`NodeMessage::LeaseRequest`] `seq`: the node may keep serving its
+    /// peers for `lease_ms` counted from when it *sent* that request (so its lease always
+    /// ends before the control plane's view of it). `siblings` are the other nodes of its
+    /// region (`host:port`, TCP on each node's WireGuard port), asked when the lease runs
+    /// out to tell "this node is cut off" from "the control plane is down".
+    Lease {
+        /// The request answered.
+        seq: u64,
+        /// Lease length, ms.
+        lease_ms: u64,
+        /// The region's other nodes.
+        #[serde(default)]
+        siblings: Vec<String>,
+    },
 }
 
 /// A message from a node to the control plane (WebSocket text frame, JSON).
@@ -240,6 +254,20 @@ pub enum NodeMessage {
     Resync,
     /// Periodic telemetry.
     Telemetry(Telemetry),
+    /// Renew my lease (see [`ServerMessage::Lease`]).
+    LeaseRequest {
+        /// Sequence number, echoed in the grant.
+        seq: u64,
+    },
+}
+
+/// What a node's sibling endpoint answers (one JSON line, then close): how long its own
+/// lease still runs. A sibling with a running lease proves the control plane is up, so a
+/// node whose lease ran out is the one cut off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiblingStatus {
+    /// Milliseconds left on the sibling's lease (0 = none).
+    pub lease_remaining_ms: u64,
 }
 
 /// Periodic report from a node. Counters and timestamps only; nothing about traffic content.

@@ -6,6 +6,11 @@
 ALTER TABLE nodes ADD COLUMN stream_conn TEXT;
 ALTER TABLE nodes ADD COLUMN stream_replica TEXT;
 
+-- The lease length last granted to the node, ms (NULL: it never asked for one). A dead
+-- node's devices move only once a lease of this length has surely ended
+-- (docs/architecture.md §12).
+ALTER TABLE nodes ADD COLUMN lease_ms BIGINT;
+
 -- The monitor's lease: one row. A replica that wins the database's advisory lock bumps
 -- `term`; every write the monitor makes first checks that the term is still its own, so
 -- a deposed leader (paused, partitioned) can never write after a new one took over.

@@ -96,6 +96,11 @@ pub struct Settings {
     /// removes all peers, seconds; 0 = forever.
     #[arg(long, env = "CLAWN_NODE_OFFLINE_GRACE_SECS", default_value_t = 86_400)]
     pub node_offline_grace_secs: u64,
+    /// A node's lease, seconds: a node cut off from the control plane while its region's
+    /// other nodes are not removes its peers this long after its last renewal, and a
+    /// dead node's devices move only once its lease has surely ended; 0 = no leases.
+    #[arg(long, env = "CLAWN_NODE_LEASE_SECS", default_value_t = 30)]
+    pub node_lease_secs: u64,
     /// Let clients of one node reach each other's tunnel addresses.
     #[arg(long, env = "CLAWN_ALLOW_CLIENT_TO_CLIENT", action = ArgAction::Set, default_value_t = false)]
     pub allow_client_to_client: bool,
@@ -219,6 +224,7 @@ impl Settings {
             keepalive_secs: self.keepalive_secs,
             client_allowed_ips: self.client_allowed_ips,
             node_offline_grace_secs: self.node_offline_grace_secs,
+            node_lease_secs: self.node_lease_secs,
             allow_client_to_client: self.allow_client_to_client,
             trusted_proxies: parse_cidrs(self.trusted_proxies)?,
             with_node: self.with_node,
@@ -460,6 +466,8 @@ pub struct Config {
     pub client_allowed_ips: Vec<String>,
     /// Node fail-closed bound.
     pub node_offline_grace_secs: u64,
+    /// Node lease (partition bound), seconds; 0 = none.
+    pub node_lease_secs: u64,
     /// Client-to-client traffic on a node.
     pub allow_client_to_client: bool,
     /// Proxies whose X-Forwarded-For is believed.

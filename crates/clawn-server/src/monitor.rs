@@ -288,6 +288,9 @@ pub async fn run(app: AppState) {
 /// batches of [`crate::store::routing::EVACUATION_BATCH`].
 const MOVES_PER_TICK: usize = 2_000;
 
+/// Added to a node's lease before its devices move: message delay and clock-rate slack.
+const LEASE_MARGIN_MS: i64 = 1_000;
+
 /// How long nodes get to reconnect after the control plane starts before silence counts:
 /// their reconnect backoff is capped at 30 s.
 const RECONNECT_ALLOWANCE_MS: i64 = 30_000;
@@ -312,7 +315,13 @@ pub async fn step(app: &AppState, store: &Store, now: i64, started: i64) -> anyh
     }
     let delay = i64::try_from(h.failover_delay_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let mut budget = MOVES_PER_TICK;
-    'nodes: for ev in store.evacuations(now, delay, started, settled).await? {
+    // A lease granted at time g follows a heartbeat write at most HEARTBEAT_WRITE_MS
+    // before g, and ends at g + lease on the node (the store adds the node's lease).
+    let lease_slack = crate::http::node::HEARTBEAT_WRITE_MS + LEASE_MARGIN_MS;
+    'nodes: for ev in store
+        .evacuations(now, delay, started, settled, lease_slack)
+        .await?
+    {
         let devices = store.devices_on_node(ev.node_id).await?;
         let mut done = 0;
         while done < devices.len() && budget > 0 {

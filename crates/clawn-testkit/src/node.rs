@@ -240,6 +240,8 @@ impl ProtoNode {
                     ServerMessage::Error { code, message } => {
                         bail!("server error {code}: {message}")
                     }
+                    // This client never asks for a lease.
+                    ServerMessage::Lease { .. } => {}
                 },
                 Message::Close(_) => bail!("stream closed by server"),
                 _ => {}

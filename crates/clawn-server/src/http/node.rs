@@ -165,8 +165,11 @@ async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> anyhow::Result<()>
 
 /// How often the stream compares its sent version with the stored one.
 const SAFETY_CHECK: Duration = Duration::from_secs(15);
-/// Pongs refresh the stored heartbeat at most this often (telemetry always does).
-const HEARTBEAT_WRITE: Duration = Duration::from_secs(5);
+/// Pongs refresh the stored heartbeat at most this often (telemetry always does); a
+/// lease is granted only after a heartbeat write at most this old (the monitor's bound on
+/// a silent node's lease relies on it).
+pub const HEARTBEAT_WRITE_MS: i64 = 5_000;
+const HEARTBEAT_WRITE: Duration = Duration::from_millis(HEARTBEAT_WRITE_MS as u64);
 /// A node that sends nothing (not even a pong) for this long is treated as gone.
 const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 /// Telemetry reports one stream may send in a burst; after that one per second, the rest
@@ -297,6 +300,7 @@ async fn stream_loop(
     let mut last_safety_check = tokio::time::Instant::now();
     let mut last_heartbeat_write = tokio::time::Instant::now();
     let mut last_heard = tokio::time::Instant::now();
+    let mut lease_recorded = false;
     let telemetry_budget = governor::RateLimiter::direct(
         governor::Quota::per_second(std::num::NonZeroU32::MIN).allow_burst(
             std::num::NonZeroU32::new(TELEMETRY_BURST).unwrap_or(std::num::NonZeroU32::MIN),
@@ -357,6 +361,25 @@ async fn stream_loop(
                         if app.store.record_ack(id, version, now_millis()).await? {
                             crate::replicas::acked(app, id, version);
                         }
+                    }
+                    Ok(NodeMessage::LeaseRequest { seq }) => {
+                        let lease_ms = app.config.node_lease_secs.saturating_mul(1000);
+                        if lease_ms == 0 {
+                            continue;
+                        }
+                        // The grant follows a recent heartbeat write (see HEARTBEAT_WRITE_MS).
+                        if last_heartbeat_write.elapsed() >= HEARTBEAT_WRITE {
+                            last_heartbeat_write = tokio::time::Instant::now();
+                            app.store.node_heartbeat(id, now_millis()).await?;
+                        }
+                        // The monitor must know this node holds leases before it relies on one.
+                        if !lease_recorded {
+                            app.store.record_lease(id, lease_ms).await?;
+                            lease_recorded = true;
+                        }
+                        // Read every time: a node that joined the region counts at once.
+                        let siblings = app.store.sibling_endpoints(id).await?;
+                        send(socket, &ServerMessage::Lease { seq, lease_ms, siblings }).await?;
                     }
                     Ok(NodeMessage::Resync) => {
                         match send_snapshot(app, id, socket).await? {

@@ -524,6 +524,29 @@ impl Store {
         Ok((acked, stream_live(&r, now)?))
     }
 
+    /// Records the lease length granted to a node (before its first grant on a stream).
+    pub async fn record_lease(&self, node_id: Uuid, lease_ms: u64) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE nodes SET lease_ms = $2 WHERE id = $1")
+            .bind(node_id.to_string())
+            .bind(i64::try_from(lease_ms).unwrap_or(i64::MAX))
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// The other live nodes of `node_id`'s region, as `host:port` of their WireGuard
+    /// endpoints (their sibling endpoint listens on TCP at the same port).
+    pub async fn sibling_endpoints(&self, node_id: Uuid) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT endpoint FROM nodes WHERE removed_at IS NULL AND id <> $1 \
+             AND region_id = (SELECT region_id FROM nodes WHERE id = $1) ORDER BY id",
+        )
+        .bind(node_id.to_string())
+        .fetch_all(self.pool())
+        .await?)
+    }
+
     /// Forgets which stream held each node (a single-replica control plane at start: no
     /// stream of the previous process survived it).
     pub async fn forget_streams(&self) -> StoreResult<()> {

@@ -448,16 +448,22 @@ impl Store {
         delay_ms: i64,
         started: i64,
         settled: i64,
+        lease_slack_ms: i64,
     ) -> StoreResult<Vec<Evacuation>> {
+        // An offline node's devices move only once its lease has surely ended: a lease is
+        // granted at most `lease_slack_ms` after a heartbeat write, and lasts `lease_ms`,
+        // so a node that is only cut off has removed them first (docs/architecture.md §12).
         let rows = sqlx::query(
             "SELECT id, state FROM nodes WHERE removed_at IS NULL AND live_peers > 0 \
              AND (state = 'draining' OR (state = 'offline' AND offline_since IS NOT NULL \
-                  AND (CASE WHEN offline_since < $2 THEN $3 ELSE offline_since END) <= $1)) \
+                  AND (CASE WHEN offline_since < $2 THEN $3 ELSE offline_since END) <= $1 \
+                  AND (lease_ms IS NULL OR last_heartbeat IS NULL OR last_heartbeat + lease_ms < $4))) \
              ORDER BY id",
         )
         .bind(now.saturating_sub(delay_ms))
         .bind(started)
         .bind(settled)
+        .bind(now.saturating_sub(lease_slack_ms))
         .fetch_all(self.pool())
         .await?;
         rows.iter()
