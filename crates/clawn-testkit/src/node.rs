@@ -152,6 +152,12 @@ impl ProtoNode {
         }
     }
 
+    /// Points the client at the control plane's new address (a restored server on
+    /// another port); the enrollment, credential and trust stay as they are.
+    pub fn set_url(&mut self, url: &str) {
+        self.url = url.to_string();
+    }
+
     /// Opens the stream.
     pub async fn connect(&mut self) -> anyhow::Result<()> {
         let ws_url = format!(
