@@ -292,3 +292,45 @@ async fn a_cut_short_or_wrong_key_archive_is_refused_and_changes_nothing() {
         .expect_err("no recipient");
     assert!(matches!(err, BackupError::NoRecipient), "{err}");
 }
+
+/// On PostgreSQL the archive holds the key material only (the database is `pg_dump`'s),
+/// and restoring it puts the signing key back without touching the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backup_holds_the_key_material_only() {
+    let dir = TempDir::new("pg-backup");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let url = fresh_database(Db::Postgres, &dir.0).await;
+    let key = SecretKey::generate();
+    let srv = TestServer::start_at(Db::Postgres, &data, url.clone(), keyed(&key)).await;
+    let public = srv.app.signer.verifying_key();
+    srv.stop().await;
+    let mut config = cli_config(&data, Some(&key));
+    config.database_url = url.clone();
+    let archive = dir.0.join("keys.backup");
+    let report = backup::backup(&config, &archive, &[], |_| {})
+        .await
+        .expect("backup");
+    assert_eq!(report.manifest.database, "postgres");
+    assert_eq!(report.manifest.files, ["signing.key"]);
+
+    // A SQLite server cannot take it; a PostgreSQL one gets its signing key back.
+    let err = backup::restore(
+        &cli_config(&dir.0.join("lite"), Some(&key)),
+        &archive,
+        false,
+        None,
+        |_| {},
+    )
+    .await
+    .expect_err("no database in it");
+    assert!(err.to_string().contains("pg_restore"), "{err}");
+    std::fs::remove_file(data.join("signing.key")).expect("lose the key");
+    let restored = backup::restore(&config, &archive, false, None, |_| {})
+        .await
+        .expect("restore");
+    assert_eq!(restored.written, [data.join("signing.key")]);
+    let srv = TestServer::start_at(Db::Postgres, &data, url, keyed(&key)).await;
+    assert_eq!(srv.app.signer.verifying_key(), public);
+    srv.stop().await;
+}
