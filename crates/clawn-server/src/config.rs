@@ -292,7 +292,18 @@ impl Settings {
     /// out of the derived parsing so that none, the usual case, is not an error when the
     /// flags are laid over the file's settings.)
     pub fn cli() -> clap::Command {
-        <ServerCommand as clap::Subcommand>::augment_subcommands(Self::command())
+        let base = Self::command();
+        let (about, long_about) = (base.get_about().cloned(), base.get_long_about().cloned());
+        // Adding the subcommands would also take the enum's doc comment as the program's.
+        let cli = <ServerCommand as clap::Subcommand>::augment_subcommands(base);
+        let cli = match about {
+            Some(a) => cli.about(a),
+            None => cli.about(None::<&'static str>),
+        };
+        match long_about {
+            Some(a) => cli.long_about(a),
+            None => cli.long_about(None::<&'static str>),
+        }
     }
 
     /// Converts the settings into the [`Config`] the server runs with, refusing values out

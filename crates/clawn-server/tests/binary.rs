@@ -462,6 +462,10 @@ fn help_documents_every_setting() {
         .output()
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("Clawn control plane"),
+        "the program's own description comes first:\n{text}"
+    );
     for flag in [
         "--listen",
         "--data-dir",
