@@ -58,6 +58,8 @@ pub struct AgentConfig {
     pub telemetry_interval: Duration,
     /// Reconnect backoff ceiling.
     pub backoff_cap: Duration,
+    /// The key `identity.json` is sealed with (`None`: plaintext).
+    pub secret_key: Option<clawn_proto::sealed::SecretKey>,
 }
 
 impl AgentConfig {
@@ -71,6 +73,7 @@ impl AgentConfig {
             firewall: true,
             telemetry_interval: Duration::from_secs(5),
             backoff_cap: Duration::from_secs(30),
+            secret_key: None,
         }
     }
 }
@@ -243,7 +246,7 @@ pub struct Agent {
 impl Agent {
     /// Loads the identity, opens the interface and restores the last snapshot.
     pub async fn start(cfg: AgentConfig) -> Result<Self, AgentError> {
-        let dir = StateDir::open(&cfg.state_dir)?;
+        let dir = StateDir::open(&cfg.state_dir)?.with_secret_key(cfg.secret_key.clone());
         // `state.json` is megabytes at 100k peers: read and parse it off the loop.
         let (id, saved, last_contact) = tokio::task::spawn_blocking({
             let dir = dir.clone();

@@ -10,6 +10,7 @@ use clawn_node::enroll::{JoinError, JoinOptions, join};
 use clawn_node::state::StateDir;
 use clawn_node::wireguard::BackendKind;
 use clawn_node::{Agent, AgentConfig};
+use clawn_proto::sealed::SecretKey;
 
 /// The Clawn node agent: keeps one WireGuard interface in the state the control plane signs.
 #[derive(Parser)]
@@ -26,6 +27,20 @@ struct Cli {
     /// Log filter (tracing syntax), e.g. `info` or `clawn_node=debug`.
     #[arg(long, global = true, env = "CLAWN_NODE_LOG", default_value = "info")]
     log: String,
+    /// File holding the secret key (an age X25519 identity: `clawn-server keygen --out F`
+    /// or `age-keygen -o F`) that encrypts identity.json at rest; or put the key itself in
+    /// CLAWN_NODE_SECRET_KEY [default: none: identity.json is plaintext, 0600].
+    #[arg(long, global = true, env = "CLAWN_NODE_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
+    /// The secret key itself, from the environment (a flag would show in `ps`).
+    #[arg(
+        long,
+        global = true,
+        env = "CLAWN_NODE_SECRET_KEY",
+        hide = true,
+        hide_env_values = true
+    )]
+    secret_key: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -85,6 +100,34 @@ enum Cmd {
     },
     /// Show the node's identity (no secrets).
     Status,
+    /// Re-encrypt identity.json with a new secret key (atomic; safe to run again), then
+    /// run with the new key.
+    Rekey {
+        /// The new key file.
+        #[arg(long)]
+        new_secret_key_file: PathBuf,
+    },
+}
+
+/// The secret key from `--secret-key-file` / `CLAWN_NODE_SECRET_KEY_FILE` or
+/// `CLAWN_NODE_SECRET_KEY` (one of them), never echoed in an error.
+fn secret_key(cli: &Cli) -> Result<Option<SecretKey>, Failure> {
+    match (&cli.secret_key, &cli.secret_key_file) {
+        (Some(_), Some(_)) => Err(Failure::Usage(
+            "both CLAWN_NODE_SECRET_KEY and a secret key file are set: set one".into(),
+        )),
+        (Some(text), None) => SecretKey::parse(text)
+            .map(Some)
+            .map_err(|e| Failure::Usage(format!("CLAWN_NODE_SECRET_KEY: {e}"))),
+        (None, Some(path)) => read_key_file(path).map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+fn read_key_file(path: &std::path::Path) -> Result<SecretKey, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
+    SecretKey::parse(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))
 }
 
 fn main() -> ExitCode {
@@ -140,7 +183,14 @@ impl From<clawn_node::AgentError> for Failure {
 
 async fn real_main(cli: Cli) -> Result<(), Failure> {
     clawn_node::install_crypto();
-    let dir = StateDir::open(&cli.state_dir)?;
+    let key = secret_key(&cli)?;
+    if key.is_none() && matches!(cli.cmd, Cmd::Join { .. } | Cmd::Run { .. }) {
+        tracing::warn!(
+            "no secret key set (CLAWN_NODE_SECRET_KEY or --secret-key-file): identity.json \
+             is stored in plaintext, protected by file permissions only"
+        );
+    }
+    let dir = StateDir::open(&cli.state_dir)?.with_secret_key(key.clone());
     match cli.cmd {
         Cmd::Join {
             server,
@@ -197,6 +247,7 @@ async fn real_main(cli: Cli) -> Result<(), Failure> {
                     .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
             }
             let mut cfg = AgentConfig::new(&cli.state_dir);
+            cfg.secret_key = key;
             cfg.userspace_bin = Some(userspace_bin);
             cfg.exit_ipv4 = exit_ipv4;
             cfg.firewall = !no_firewall;
@@ -210,6 +261,22 @@ async fn real_main(cli: Cli) -> Result<(), Failure> {
                 let _ = stop_tx.send(true);
             });
             agent.run(stop_rx).await;
+            Ok(())
+        }
+        Cmd::Rekey {
+            new_secret_key_file,
+        } => {
+            let new = read_key_file(&new_secret_key_file)?;
+            let path = dir.path().join("identity.json");
+            if dir.rekey_identity(&new)? {
+                println!("re-encrypted {} to {}", path.display(), new.recipient());
+            } else {
+                println!("{} is already encrypted with the new key", path.display());
+            }
+            println!(
+                "done: run with --secret-key-file {}",
+                new_secret_key_file.display()
+            );
             Ok(())
         }
         Cmd::Status => {

@@ -1,12 +1,19 @@
 //! The node's state directory: `identity.json` (who it is and whom it trusts) and
 //! `state.json` (the last desired state it applied). Both 0600 in a 0700 directory,
 //! written atomically (temporary file, fsync, rename, fsync of the directory).
+//!
+//! With a secret key ([`StateDir::with_secret_key`]: `CLAWN_NODE_SECRET_KEY` or
+//! `--secret-key-file`) `identity.json` is an age file sealed to it
+//! ([`clawn_proto::sealed`]); a plaintext identity found on load is sealed in place, and
+//! a sealed one without its key is an error, never a new identity. `state.json` holds no
+//! secret and stays plaintext.
 
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use clawn_proto::node::{InterfaceSpec, NodePolicy, PeerSpec};
+use clawn_proto::sealed::{self, SealError, SecretKey};
 use clawn_proto::time::UnixMillis;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -106,6 +113,17 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// The identity is sealed and the secret key given does not open it.
+    #[error("cannot decrypt {}: {source}\nhint: {hint}", .path.display())]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: SealError,
+        /// What to do.
+        hint: &'static str,
+    },
     /// A value could not be serialised.
     #[error("cannot encode {what}")]
     Encode {
@@ -134,6 +152,7 @@ pub struct Applied {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    secret_key: Option<SecretKey>,
 }
 
 impl StateDir {
@@ -146,7 +165,21 @@ impl StateDir {
                 path: dir.clone(),
                 source,
             })?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            secret_key: None,
+        })
+    }
+
+    /// Seals the identity to `key` from now on (`None`: plaintext, as before).
+    pub fn with_secret_key(mut self, key: Option<SecretKey>) -> Self {
+        self.secret_key = key;
+        self
+    }
+
+    /// Whether the identity is sealed with a secret key.
+    pub fn is_sealed(&self) -> bool {
+        self.secret_key.is_some()
     }
 
     /// The directory.
@@ -186,14 +219,76 @@ impl StateDir {
         self.identity_path().exists()
     }
 
-    /// Loads the identity.
+    /// Loads the identity. A plaintext identity is sealed in place when a secret key is
+    /// set.
     pub fn load_identity(&self) -> Result<Identity, StateError> {
+        let (id, was_sealed) = self.read_identity(self.secret_key.iter().collect())?;
+        if let (Some(key), false) = (&self.secret_key, was_sealed) {
+            self.write_identity(&id, Some(key))?;
+            tracing::info!(path = %self.identity_path().display(), "encrypted the plaintext identity with the secret key");
+        }
+        Ok(id)
+    }
+
+    /// Re-encrypts the identity with `new` (opened with the current key, or already with
+    /// `new` after an interrupted run). Returns whether anything was rewritten.
+    pub fn rekey_identity(&self, new: &SecretKey) -> Result<bool, StateError> {
+        let mut keys: Vec<&SecretKey> = self.secret_key.iter().collect();
+        keys.push(new);
+        let (id, was_sealed) = self.read_identity(keys)?;
         let path = self.identity_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let already = was_sealed
+            && std::fs::read(&path)
+                .ok()
+                .is_some_and(|b| sealed::open_at_rest(&b, &[new]).is_ok());
+        if !already {
+            self.write_identity(&id, Some(new))?;
+        }
+        Ok(!already)
+    }
+
+    fn read_identity(&self, keys: Vec<&SecretKey>) -> Result<(Identity, bool), StateError> {
+        let path = self.identity_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
             Err(source) => return Err(StateError::NoIdentity { path, source }),
         };
-        serde_json::from_str(&text).map_err(|source| StateError::Corrupt { path, source })
+        let at_rest = sealed::open_at_rest(&bytes, &keys).map_err(|source| {
+            let hint = match source {
+                SealError::NoKey => {
+                    "the identity is encrypted: give the secret key it was encrypted with                      (CLAWN_NODE_SECRET_KEY or --secret-key-file)"
+                }
+                SealError::WrongKey => {
+                    "give the secret key the identity was encrypted with; re-joining would                      make a new node"
+                }
+                _ => "the file is damaged: restore it from a copy, or re-join",
+            };
+            StateError::Sealed {
+                path: path.clone(),
+                source,
+                hint,
+            }
+        })?;
+        let id = serde_json::from_slice(&at_rest.plaintext)
+            .map_err(|source| StateError::Corrupt { path, source })?;
+        Ok((id, at_rest.sealed))
+    }
+
+    fn write_identity(&self, id: &Identity, key: Option<&SecretKey>) -> Result<(), StateError> {
+        let path = self.identity_path();
+        let bytes = serde_json::to_vec_pretty(id).map_err(|source| StateError::Encode {
+            what: "identity",
+            source,
+        })?;
+        let bytes = match key {
+            Some(k) => k.seal(&bytes).map_err(|source| StateError::Sealed {
+                path: path.clone(),
+                source,
+                hint: "the identity could not be encrypted",
+            })?,
+            None => bytes,
+        };
+        write_atomic(&path, &bytes)
     }
 
     /// Saves the identity (refuses to overwrite one: a node joins once).
@@ -203,11 +298,7 @@ impl StateDir {
                 path: self.identity_path(),
             });
         }
-        let bytes = serde_json::to_vec_pretty(id).map_err(|source| StateError::Encode {
-            what: "identity",
-            source,
-        })?;
-        write_atomic(&self.identity_path(), &bytes)
+        self.write_identity(id, self.secret_key.as_ref())
     }
 
     /// Loads the last applied state, if any. A corrupt file is reported and ignored (the
@@ -347,6 +438,100 @@ mod tests {
         std::fs::write(sd.path().join("state.json"), b"{").expect("write");
         let err = sd.load_applied().expect_err("corrupt");
         assert!(format!("{err:#}").contains("state.json"));
+        std::fs::remove_dir_all(base).expect("cleanup");
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            node_id: Uuid::new_v4(),
+            server_url: "http://127.0.0.1:1".into(),
+            credential: "clawn_node_SECRETCREDENTIAL".into(),
+            signing_public_key: "AAAA".into(),
+            identity_secret: "SECRETIDENTITY".into(),
+            wg_private_key: "SECRETWG".into(),
+            region: "eu".into(),
+            backend: BackendKind::Embedded,
+            interface_name: "clawn0".into(),
+            interface: InterfaceSpec {
+                listen_port: 51820,
+                address: "10.0.0.1/24".into(),
+                pool: "10.0.0.0/24".into(),
+            },
+            endpoint: "192.0.2.1:51820".into(),
+        }
+    }
+
+    fn on_disk(sd: &StateDir) -> Vec<u8> {
+        std::fs::read(sd.path().join("identity.json")).expect("read identity")
+    }
+
+    #[test]
+    fn identity_is_encrypted_at_rest_and_a_plaintext_one_is_migrated() {
+        let base = tmpdir();
+        let id = identity();
+        // Written before a key was set: plaintext, and it keeps loading without a key.
+        let plain = StateDir::open(base.join("s")).expect("open");
+        plain.save_identity(&id).expect("save");
+        assert!(!sealed::is_sealed(&on_disk(&plain)));
+        assert_eq!(
+            plain.load_identity().expect("load").credential,
+            id.credential
+        );
+
+        // With a key, loading seals it in place; the secrets are gone from the file.
+        let key = SecretKey::generate();
+        let sd = plain.clone().with_secret_key(Some(key.clone()));
+        assert_eq!(sd.load_identity().expect("migrate").node_id, id.node_id);
+        let bytes = on_disk(&sd);
+        assert!(sealed::is_sealed(&bytes));
+        for secret in ["SECRETCREDENTIAL", "SECRETIDENTITY", "SECRETWG"] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
+        }
+        let mode = std::fs::metadata(sd.path().join("identity.json"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = sd.load_identity().expect("load sealed");
+        assert_eq!(again.wg_private_key, id.wg_private_key);
+
+        // No key, or the wrong one: an error that says so, and the file is untouched.
+        let err = plain.load_identity().expect_err("no key");
+        assert!(err.to_string().contains("CLAWN_NODE_SECRET_KEY"), "{err}");
+        let wrong = plain.clone().with_secret_key(Some(SecretKey::generate()));
+        let err = wrong.load_identity().expect_err("wrong key");
+        assert!(
+            matches!(
+                err,
+                StateError::Sealed {
+                    source: SealError::WrongKey,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(on_disk(&sd), bytes);
+
+        // Rotation: the new key opens it, the old one no longer does; a second run is a no-op.
+        let new = SecretKey::generate();
+        assert!(sd.rekey_identity(&new).expect("rekey"));
+        assert!(
+            sd.load_identity().is_err(),
+            "the old key no longer opens it"
+        );
+        let rotated = plain.clone().with_secret_key(Some(new.clone()));
+        assert_eq!(
+            rotated.load_identity().expect("new key").node_id,
+            id.node_id
+        );
+        assert!(!rotated.rekey_identity(&new).expect("again"));
+
+        // Joining with a key writes it sealed from the start.
+        let fresh = StateDir::open(base.join("t"))
+            .expect("open")
+            .with_secret_key(Some(key));
+        fresh.save_identity(&id).expect("save");
+        assert!(sealed::is_sealed(&on_disk(&fresh)));
         std::fs::remove_dir_all(base).expect("cleanup");
     }
 }

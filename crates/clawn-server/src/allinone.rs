@@ -40,7 +40,8 @@ pub async fn run(app: AppState, bound: SocketAddr) {
 
 async fn prepare(app: &AppState, bound: SocketAddr) -> anyhow::Result<Agent> {
     let cfg = &app.config;
-    let dir = StateDir::open(cfg.data_dir.join("node"))?;
+    // The in-process node's identity is sealed with the server's own secret key.
+    let dir = StateDir::open(cfg.data_dir.join("node"))?.with_secret_key(cfg.secret_key.clone());
     if !dir.has_identity() {
         let region = ensure_region(app).await?;
         let token = mint_token(app, &region).await?;
@@ -64,7 +65,9 @@ async fn prepare(app: &AppState, bound: SocketAddr) -> anyhow::Result<Agent> {
             .map_err(|e| anyhow::anyhow!("enrolling the in-process node: {e}"))?;
         tracing::info!(node = %id.node_id, region = %id.region, endpoint = %id.endpoint, "all-in-one node enrolled");
     }
-    Ok(Agent::start(AgentConfig::new(dir.path())).await?)
+    let mut agent = AgentConfig::new(dir.path());
+    agent.secret_key = cfg.secret_key.clone();
+    Ok(Agent::start(agent).await?)
 }
 
 async fn ensure_region(app: &AppState) -> anyhow::Result<RegionRecord> {

@@ -1,5 +1,5 @@
-//! Secrets: argon2id password hashing, random tokens stored only as SHA-256, the
-//! snapshot-signing key, and the login rate limiters.
+//! Secrets: argon2id password hashing, random tokens stored only as SHA-256, atomic
+//! 0600 secret files, and the login rate limiters.
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -8,8 +8,7 @@ use std::sync::Arc;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ed25519_dalek::SigningKey;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -94,29 +93,6 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 /// Minimum password length.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
-/// Loads the snapshot-signing key from `dir/signing.key`, creating it (0600) on first start.
-pub fn load_or_create_signing_key(dir: &Path) -> std::io::Result<SigningKey> {
-    let path = dir.join("signing.key");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let bytes = STANDARD
-                .decode(text.trim())
-                .map_err(|_| std::io::Error::other(format!("{} is not base64", path.display())))?;
-            let arr = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                std::io::Error::other(format!("{} must hold 32 bytes", path.display()))
-            })?;
-            Ok(SigningKey::from_bytes(&arr))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 32];
-            rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-            write_secret_file(&path, STANDARD.encode(bytes).as_bytes())?;
-            Ok(SigningKey::from_bytes(&bytes))
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Writes a file readable only by its owner, atomically.
 pub fn write_secret_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
@@ -130,7 +106,13 @@ pub fn write_secret_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
         .open(&tmp)?;
     f.write_all(content)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    // The rename itself is durable once the directory is synced.
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
 }
 
 /// Login rate limiters: attempts per account and per client address.

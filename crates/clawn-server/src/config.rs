@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use clawn_proto::sealed::SecretKey;
 use serde::Deserialize;
 
 /// Every setting of `clawn-server`: its command line, its `CLAWN_*` variables and its
@@ -41,19 +42,44 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// TOML configuration file (same keys as the long flags, with `_` for `-`).
-    #[arg(long, env = "CLAWN_CONFIG")]
+    #[arg(long, env = "CLAWN_CONFIG", global = true)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "CLAWN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Directory for the SQLite database and the snapshot-signing key.
-    #[arg(long, env = "CLAWN_DATA_DIR", default_value = "./clawn-data")]
+    #[arg(
+        long,
+        env = "CLAWN_DATA_DIR",
+        default_value = "./clawn-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Database URL: `sqlite:///path/file.db` or `postgres://user:pass@host/db`
     /// [default: SQLite file `clawn.db` in the data directory].
-    #[arg(long, env = "CLAWN_DATABASE_URL")]
+    #[arg(long, env = "CLAWN_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// The snapshot-signing key file; all replicas must use the same signing key
+    /// [default: `signing.key` in the data directory].
+    #[arg(long, env = "CLAWN_SIGNING_KEY_FILE", global = true)]
+    pub signing_key_file: Option<PathBuf>,
+    /// File holding the secret key (an age X25519 identity, made by `clawn-server keygen`)
+    /// that encrypts the signing key and the all-in-one node's identity at rest; or put
+    /// the key itself in CLAWN_SECRET_KEY [default: none: key files are plaintext, 0600].
+    #[arg(long, env = "CLAWN_SECRET_KEY_FILE", global = true)]
+    pub secret_key_file: Option<PathBuf>,
+    /// The secret key itself, from the environment (a flag would show in `ps`; prefer
+    /// the variable or --secret-key-file). Never read from the TOML file.
+    #[arg(
+        long,
+        env = "CLAWN_SECRET_KEY",
+        hide = true,
+        hide_env_values = true,
+        global = true
+    )]
+    #[serde(skip)]
+    pub secret_key: Option<SecretText>,
     /// URL users and nodes reach this server at, used in join commands [default: http://LISTEN].
     #[arg(long, env = "CLAWN_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -157,6 +183,86 @@ pub struct Settings {
     /// `[abuse]` (TOML only).
     #[arg(skip)]
     pub abuse: AbuseConfig,
+    /// What to do instead of serving (none: serve). Parsed by [`Settings::from_args`],
+    /// whose command ([`Settings::cli`]) adds the subcommands.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub command: Option<ServerCommand>,
+}
+
+/// `clawn-server SUBCOMMAND`: maintenance instead of serving. Settings such as
+/// `--data-dir`, `--database-url`, `--signing-key-file` and `--secret-key-file` may be
+/// given before or after the subcommand; the others come before it (or from the
+/// environment and the file).
+#[derive(Debug, Clone, PartialEq, clap::Subcommand)]
+pub enum ServerCommand {
+    /// Make a new secret key (an age X25519 identity) and write it 0600 to --out, or print
+    /// it; its public key goes to stderr.
+    Keygen {
+        /// Write the key to this file (refused if it exists) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Re-encrypt the key material with a new secret key (each file replaced atomically;
+    /// safe to run again after an interruption). Start the server with the new key
+    /// afterwards.
+    Rekey {
+        /// The new key, made by `clawn-server keygen --out FILE`.
+        #[arg(long)]
+        new_secret_key_file: PathBuf,
+    },
+    /// Write one encrypted archive with a consistent copy of the SQLite database (online:
+    /// the server may keep running) and the key material. On PostgreSQL the archive holds
+    /// the key material only and the `pg_dump` command to run is printed.
+    Backup {
+        /// The archive to write (replaced atomically, 0600).
+        #[arg(long)]
+        out: PathBuf,
+        /// Encrypt to this age public key (`age1…`) as well as the secret key's; repeatable.
+        /// Required when no secret key is set.
+        #[arg(long)]
+        recipient: Vec<String>,
+    },
+    /// Restore an archive made by `backup` into the data directory (stop the server first).
+    /// The whole archive is checked before anything is written.
+    Restore {
+        /// The archive.
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace an existing database and key files.
+        #[arg(long)]
+        force: bool,
+        /// A secret key file that opens the archive, when it was encrypted to another key
+        /// than the configured secret key (for example, before a rekey).
+        #[arg(long)]
+        identity: Option<PathBuf>,
+    },
+}
+
+/// A secret given as text (the secret key from `CLAWN_SECRET_KEY`): its `Debug` never
+/// shows it.
+#[derive(Clone, PartialEq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// The secret.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(..)")
+    }
+}
+
+impl std::str::FromStr for SecretText {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
 }
 
 impl Default for Settings {
@@ -184,7 +290,25 @@ impl Settings {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        layered(Self::command(), args)
+        layered(Self::cli(), args)
+    }
+
+    /// The whole command line: the settings and the subcommands. (The subcommand is kept
+    /// out of the derived parsing so that none, the usual case, is not an error when the
+    /// flags are laid over the file's settings.)
+    pub fn cli() -> clap::Command {
+        let base = Self::command();
+        let (about, long_about) = (base.get_about().cloned(), base.get_long_about().cloned());
+        // Adding the subcommands would also take the enum's doc comment as the program's.
+        let cli = <ServerCommand as clap::Subcommand>::augment_subcommands(base);
+        let cli = match about {
+            Some(a) => cli.about(a),
+            None => cli.about(None::<&'static str>),
+        };
+        match long_about {
+            Some(a) => cli.long_about(a),
+            None => cli.long_about(None::<&'static str>),
+        }
     }
 
     /// Converts the settings into the [`Config`] the server runs with, refusing values out
@@ -203,6 +327,27 @@ impl Settings {
         let database_url = self
             .database_url
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("clawn.db").display()));
+        let secret_key = match (&self.secret_key, &self.secret_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "secret_key_file",
+                    message: "both CLAWN_SECRET_KEY and a secret key file are set: set one".into(),
+                });
+            }
+            (Some(text), None) => {
+                Some(
+                    SecretKey::parse(text.expose()).map_err(|e| ConfigError::Invalid {
+                        key: "secret_key",
+                        message: format!("CLAWN_SECRET_KEY: {e}"),
+                    })?,
+                )
+            }
+            (None, Some(path)) => Some(read_secret_key(path)?),
+            (None, None) => None,
+        };
+        let signing_key_file = self
+            .signing_key_file
+            .unwrap_or_else(|| self.data_dir.join("signing.key"));
         let public_url = self
             .public_url
             .unwrap_or_else(|| format!("http://{}", self.listen))
@@ -212,6 +357,8 @@ impl Settings {
             listen: self.listen,
             data_dir: self.data_dir,
             database_url,
+            signing_key_file,
+            secret_key,
             public_url,
             log_format,
             self_registration: self.self_registration,
@@ -267,7 +414,12 @@ where
     for id in &defaulted {
         let _ = given.try_clear_id(id);
     }
+    let command = match given.subcommand_name() {
+        Some(_) => Some(ServerCommand::from_arg_matches_mut(&mut given)?),
+        None => None,
+    };
     settings.update_from_arg_matches_mut(&mut given)?;
+    settings.command = command;
     Ok(settings)
 }
 
@@ -442,6 +594,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL.
     pub database_url: String,
+    /// The snapshot-signing key file.
+    pub signing_key_file: PathBuf,
+    /// The key that encrypts key files at rest (`None`: plaintext, 0600).
+    pub secret_key: Option<SecretKey>,
     /// Public URL (no trailing slash).
     pub public_url: String,
     /// Log format.
@@ -649,6 +805,14 @@ impl Config {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
+
+    /// The SQLite database file (`None` on PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.database_url.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or(rest);
+        Some(PathBuf::from(path))
+    }
 }
 
 fn parse_cidrs(v: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -664,6 +828,19 @@ fn parse_cidrs(v: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
                 })
         })
         .collect()
+}
+
+/// Reads a secret key file (`clawn-server keygen`, `age-keygen`). Its content is never
+/// put in an error.
+pub fn read_secret_key(path: &Path) -> Result<SecretKey, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+        key: "secret_key_file",
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    SecretKey::parse(&text).map_err(|e| ConfigError::Invalid {
+        key: "secret_key_file",
+        message: format!("{}: {e}", path.display()),
+    })
 }
 
 fn read_file(path: &Path) -> Result<Settings, ConfigError> {
@@ -709,7 +886,7 @@ mod tests {
     /// Settings from these flags alone: the command reads no environment variables, so a
     /// `CLAWN_*` variable in the shell running the tests cannot change the outcome.
     fn settings(flags: &[&str]) -> Result<Settings, ConfigError> {
-        let command = Settings::command().mut_args(|arg| arg.env(None));
+        let command = Settings::cli().mut_args(|arg| arg.env(None));
         layered(
             command,
             std::iter::once("clawn-server").chain(flags.iter().copied()),
@@ -722,7 +899,7 @@ mod tests {
 
     #[test]
     fn the_command_line_is_well_formed() {
-        Settings::command().debug_assert();
+        Settings::cli().debug_assert();
     }
 
     #[test]
@@ -885,6 +1062,98 @@ mod tests {
             err.starts_with("invalid config file") && err.contains("listen"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_secret_key_comes_from_a_file_or_the_variable_and_never_from_the_toml_file() {
+        let dir = TempDir::new();
+        let key = SecretKey::generate();
+        let file = dir.file("clawn.key", &key.to_file_text());
+        let path = file.to_str().expect("utf-8 path");
+        let c = config(&["--secret-key-file", path]).expect("valid");
+        assert_eq!(c.secret_key, Some(key.clone()));
+        assert!(c.signing_key_file.ends_with("clawn-data/signing.key"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("AGE-SECRET-KEY"), "Debug shows no secret");
+
+        // The hidden flag is CLAWN_SECRET_KEY (this test's command reads no variables).
+        let line = key
+            .to_file_text()
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY"))
+            .expect("key line")
+            .to_string();
+        let s = settings(&["--secret-key", &line]).expect("valid");
+        assert!(!format!("{s:?}").contains("AGE-SECRET-KEY"));
+        assert_eq!(s.resolve().expect("valid").secret_key, Some(key));
+        let err = config(&["--secret-key", &line, "--secret-key-file", path])
+            .expect_err("both")
+            .to_string();
+        assert!(err.contains("set one"), "{err}");
+        let err = config(&["--secret-key", "AGE-SECRET-KEY-1BOGUS"])
+            .expect_err("bad key")
+            .to_string();
+        assert!(
+            err.contains("CLAWN_SECRET_KEY") && !err.contains("BOGUS"),
+            "{err}"
+        );
+        let bad = dir.file("bad.key", "not a key\n");
+        let err = config(&["--secret-key-file", bad.to_str().expect("utf-8 path")])
+            .expect_err("bad file")
+            .to_string();
+        assert!(
+            err.contains("secret_key_file") && !err.contains("not a key"),
+            "{err}"
+        );
+
+        // The file may name the key file and the signing key, never hold the key.
+        let toml = dir.file(
+            "c.toml",
+            &format!(
+                "secret_key_file = \"{path}\"\nsigning_key_file = \"/etc/clawn/signing.key\"\n"
+            ),
+        );
+        let c = config(&["--config", toml.to_str().expect("utf-8 path")]).expect("valid");
+        assert!(c.secret_key.is_some());
+        assert_eq!(c.signing_key_file, PathBuf::from("/etc/clawn/signing.key"));
+        let toml = dir.file("c.toml", &format!("secret_key = \"{line}\"\n"));
+        let err = config(&["--config", toml.to_str().expect("utf-8 path")]).expect_err("refused");
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn subcommands_take_the_storage_settings_before_or_after_them_and_none_serves() {
+        assert_eq!(settings(&[]).expect("valid").command, None);
+        let s = settings(&["backup", "--out", "/tmp/b.age", "--data-dir", "/srv/clawn"])
+            .expect("valid");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/clawn"));
+        assert_eq!(
+            s.command,
+            Some(ServerCommand::Backup {
+                out: "/tmp/b.age".into(),
+                recipient: vec![],
+            })
+        );
+        let s = settings(&[
+            "--data-dir",
+            "/srv/clawn",
+            "--listen",
+            "127.0.0.1:9000",
+            "restore",
+            "--from",
+            "/tmp/b.age",
+            "--force",
+        ])
+        .expect("valid");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/clawn"));
+        assert_eq!(s.listen.port(), 9000);
+        assert!(matches!(
+            s.command,
+            Some(ServerCommand::Restore { force: true, .. })
+        ));
+        let s = settings(&["rekey", "--new-secret-key-file", "/k"]).expect("valid");
+        assert!(matches!(s.command, Some(ServerCommand::Rekey { .. })));
+        assert!(matches!(settings(&["backup"]), Err(ConfigError::Args(_))));
     }
 
     /// Set by [`flag_beats_env_beats_file_beats_default`] for the copy of this test binary it

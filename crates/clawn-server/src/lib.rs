@@ -3,15 +3,18 @@
 //! [`serve`] runs the whole server on a listener until a shutdown future resolves;
 //! `main.rs` only parses configuration and calls it. Layout: [`config`] (flags, env,
 //! TOML), [`store`] (SQLite/PostgreSQL), [`policy`] (who may touch what), [`http`]
-//! (routes), [`hub`] (node streams), [`auth`] (secrets), [`ippool`] (address math).
+//! (routes), [`hub`] (node streams), [`auth`] (secrets), [`keyfiles`] (key material at
+//! rest), [`backup`] (backup and restore), [`ippool`] (address math).
 
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod health;
 pub mod http;
 pub mod hub;
 pub mod ippool;
+pub mod keyfiles;
 pub mod monitor;
 pub mod placement;
 pub mod policy;
@@ -49,6 +52,9 @@ pub enum ServeError {
     /// Serving failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    /// The signing key could not be read, decrypted or created.
+    #[error("key material: {0}")]
+    KeyFile(#[from] keyfiles::KeyFileError),
     /// Bootstrap failed.
     #[error("bootstrap: {0}")]
     Bootstrap(String),
@@ -99,10 +105,13 @@ pub async fn build_app_with(
         use std::os::unix::fs::PermissionsExt as _;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
-    let signer = auth::load_or_create_signing_key(dir).map_err(|source| ServeError::DataDir {
-        path: dir.display().to_string(),
-        source,
-    })?;
+    if config.secret_key.is_none() {
+        tracing::warn!(
+            "no secret key set (CLAWN_SECRET_KEY or --secret-key-file): the signing key is              stored in plaintext, protected by file permissions only (docs/backup.md)"
+        );
+    }
+    let signer =
+        keyfiles::load_or_create_signing_key(&config.signing_key_file, config.secret_key.as_ref())?;
     let store = Store::open(&config.database_url)
         .await?
         .with_tuning(store::Tuning {

@@ -1,4 +1,5 @@
-//! `clawn-server`: parse configuration, set up logging, serve until Ctrl-C / SIGTERM.
+//! `clawn-server`: parse configuration, set up logging, serve until Ctrl-C / SIGTERM; or
+//! run a maintenance subcommand (`keygen`, `rekey`, `backup`, `restore`: `commands.rs`).
 //! With the `with-node` feature (default) `--with-node` also runs a node agent in the
 //! process; `cargo build -p clawn-server --no-default-features` gives a control plane
 //! with no WireGuard code at all.
@@ -6,20 +7,35 @@
 #[cfg(feature = "with-node")]
 mod allinone;
 
-use clawn_server::config::{Config, ConfigError, LogFormat};
+mod commands;
+
+use clawn_server::config::{Config, ConfigError, LogFormat, ServerCommand, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = match Config::from_args(std::env::args_os()) {
-        Ok(c) => c,
+    let config_error = |e: ConfigError| {
+        eprintln!("error: {e}\nhint: see `clawn-server --help` and docs/configuration.md");
+        std::process::ExitCode::from(2)
+    };
+    let mut settings = match Settings::from_args(std::env::args_os()) {
+        Ok(s) => s,
         // `--help`, `--version` or a malformed flag: printed the way clap does (exit 0 or 2).
         Err(ConfigError::Args(e)) => e.exit(),
-        Err(e) => {
-            eprintln!("error: {e}\nhint: see `clawn-server --help` and docs/configuration.md");
-            return std::process::ExitCode::from(2);
-        }
+        Err(e) => return config_error(e),
     };
+    let command = settings.command.take();
+    // A new key needs no configuration (the configured key file may be the one to make).
+    if let Some(ServerCommand::Keygen { out }) = &command {
+        return commands::keygen(out.as_deref());
+    }
+    let config = match settings.resolve() {
+        Ok(c) => c,
+        Err(e) => return config_error(e),
+    };
+    if let Some(command) = command {
+        return commands::run(command, config).await;
+    }
     let filter = EnvFilter::try_from_env("CLAWN_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     match config.log_format {

@@ -351,6 +351,110 @@ async fn admin_from_environment_without_logging_the_password() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `clawn-server ARGS` in `dir` to completion: (exit code, stdout + stderr).
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_clawn-server"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("CLAWN_SECRET_KEY")
+        .env_remove("CLAWN_SECRET_KEY_FILE")
+        .output()
+        .expect("run clawn-server");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn keygen_encrypted_start_online_backup_restore_refusal_and_rekey() {
+    let dir = temp_dir();
+    let (code, out) = run_in(&dir, &["keygen", "--out", "secret.key"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("public key: age1") && !out.contains("AGE-SECRET-KEY"),
+        "{out}"
+    );
+    assert_eq!(mode(&dir.join("secret.key")), 0o600);
+    let (code, out) = run_in(&dir, &["keygen", "--out", "secret.key"]);
+    assert_eq!(code, Some(2), "never overwrites a key: {out}");
+
+    let key_file = dir.join("secret.key");
+    let key_path = key_file.to_str().expect("utf-8 path");
+    let srv = Server::start(&dir, &[("CLAWN_SECRET_KEY_FILE", key_path)]);
+    let signing = std::fs::read(dir.join("clawn-data/signing.key")).expect("signing.key");
+    assert!(
+        signing.starts_with(b"age-encryption.org/v1\n"),
+        "encrypted at rest"
+    );
+    // Online: the server is still running.
+    let (code, out) = run_in(
+        &dir,
+        &["backup", "--out", "b.age", "--secret-key-file", key_path],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("VACUUM INTO") && out.contains("wrote b.age"),
+        "{out}"
+    );
+    let log = srv.stop();
+    assert!(
+        !log.contains("plaintext"),
+        "no plaintext warning with a key: {log}"
+    );
+    assert!(!log.contains("AGE-SECRET-KEY"), "{log}");
+
+    let (code, out) = run_in(
+        &dir,
+        &["--secret-key-file", key_path, "restore", "--from", "b.age"],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("--force") && out.contains("nothing was changed"),
+        "{out}"
+    );
+    let (code, out) = run_in(
+        &dir,
+        &[
+            "--secret-key-file",
+            key_path,
+            "restore",
+            "--from",
+            "b.age",
+            "--force",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("restored the database"), "{out}");
+
+    assert_eq!(run_in(&dir, &["keygen", "--out", "new.key"]).0, Some(0));
+    let (code, out) = run_in(
+        &dir,
+        &[
+            "--secret-key-file",
+            key_path,
+            "rekey",
+            "--new-secret-key-file",
+            "new.key",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("re-encrypted"), "{out}");
+    // The old key no longer opens the signing key: the start stops, with a hint.
+    let (code, out) = run_in(
+        &dir,
+        &["--secret-key-file", key_path, "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("hint:") && out.contains("signing.key"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn help_documents_every_setting() {
     let out = Command::new(env!("CARGO_BIN_EXE_clawn-server"))
@@ -358,6 +462,10 @@ fn help_documents_every_setting() {
         .output()
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("Clawn control plane"),
+        "the program's own description comes first:\n{text}"
+    );
     for flag in [
         "--listen",
         "--data-dir",
@@ -366,6 +474,11 @@ fn help_documents_every_setting() {
         "--config",
         "--self-registration",
         "--ack-timeout-ms",
+        "--signing-key-file",
+        "--secret-key-file",
+        "CLAWN_SECRET_KEY",
+        "backup",
+        "restore",
         "CLAWN_DATABASE_URL",
         "default: 127.0.0.1:8080",
     ] {

@@ -174,7 +174,7 @@ pub struct TestServer {
     pub db: Db,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 impl TestServer {
@@ -220,10 +220,50 @@ impl TestServer {
         adjust: impl FnOnce(&mut Config),
         publisher: impl FnOnce(Arc<NodeHub>) -> Arc<dyn Publisher>,
     ) -> Self {
-        init_crypto();
         let dir = TempDir::new("srv");
-        let mut config = Config::for_data_dir(&dir.0);
-        config.database_url = fresh_database(db, &dir.0).await;
+        let database_url = fresh_database(db, &dir.0).await;
+        Self::launch(
+            db,
+            &dir.0.clone(),
+            database_url,
+            adjust,
+            publisher,
+            Some(dir),
+        )
+        .await
+    }
+
+    /// Starts a server on a data directory and database the caller keeps, so a test can
+    /// stop it and start another on the same files (restores, restarts). The admin is
+    /// created only when the database has no users.
+    pub async fn start_at(
+        db: Db,
+        data_dir: &std::path::Path,
+        database_url: String,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::launch(
+            db,
+            data_dir,
+            database_url,
+            adjust,
+            clawn_server::service::hub_publisher,
+            None,
+        )
+        .await
+    }
+
+    async fn launch(
+        db: Db,
+        data_dir: &std::path::Path,
+        database_url: String,
+        adjust: impl FnOnce(&mut Config),
+        publisher: impl FnOnce(Arc<NodeHub>) -> Arc<dyn Publisher>,
+        dir: Option<TempDir>,
+    ) -> Self {
+        init_crypto();
+        let mut config = Config::for_data_dir(data_dir);
+        config.database_url = database_url;
         config.ack_timeout = Duration::from_secs(2);
         // Probe round trips of a loopback stream on a loaded 2-core test machine are
         // scheduling noise, not a path getting slower: tests that exercise the latency
@@ -241,6 +281,9 @@ impl TestServer {
             .await
             .expect("server builds");
         // The admin every test uses, created straight in the store like the env bootstrap does.
+        if app.store.user_count().await.expect("count users") > 0 {
+            return Self::serve(app, db, listener, stop_tx, dir);
+        }
         let hash = clawn_server::auth::hash_password(ADMIN_PASSWORD).expect("hash");
         let mut w = app.store.write().await.expect("tx");
         clawn_server::store::users::insert(
@@ -254,7 +297,7 @@ impl TestServer {
         .await
         .expect("admin");
         w.commit().await.expect("commit");
-        Self::serve(app, listener, stop_tx, db, dir)
+        Self::serve(app, db, listener, stop_tx, dir)
     }
 
     /// Starts another replica of this server: the same database and the same signing key
@@ -279,15 +322,15 @@ impl TestServer {
         let app = clawn_server::build_app(config, stop_rx)
             .await
             .expect("replica builds");
-        Self::serve(app, listener, stop_tx, self.db, dir)
+        Self::serve(app, self.db, listener, stop_tx, Some(dir))
     }
 
     fn serve(
         app: AppState,
+        db: Db,
         listener: tokio::net::TcpListener,
         stop_tx: watch::Sender<bool>,
-        db: Db,
-        dir: TempDir,
+        dir: Option<TempDir>,
     ) -> Self {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();

@@ -152,8 +152,9 @@ impl ProtoNode {
         }
     }
 
-    /// Points the client at another server URL (another replica of the control plane):
-    /// the next [`Self::connect`] goes there.
+    /// Points the client at another server URL (another replica of the control plane,
+    /// or a restored server on another port): the next [`Self::connect`] goes there; the
+    /// enrollment, credential and trust stay as they are.
     pub fn use_server(&mut self, url: &str) {
         self.url = url.to_string();
     }

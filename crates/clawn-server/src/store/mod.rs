@@ -9,6 +9,7 @@
 //! Invariants live in constraints (see `migrations/0001_init.sql`) as well as in code.
 
 pub mod audit;
+pub mod backup;
 pub mod bus;
 pub mod devices;
 pub mod lease;
