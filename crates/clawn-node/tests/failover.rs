@@ -13,12 +13,10 @@
 
 mod support;
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use clawn_proto::keys::WgKeyPair;
 use clawn_testkit::Client;
-use ipnet::Ipv4Net;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::*;
@@ -55,11 +53,6 @@ async fn node_info(admin: &Client, lab: &Lab, short: &str) -> NodeInfo {
         .as_array()
         .and_then(|ns| ns.iter().find(|n| n["name"] == name.as_str()))
         .unwrap_or_else(|| panic!("node {name} is not listed: {list}"));
-    let pool: Ipv4Net = n["pool"]
-        .as_str()
-        .expect("pool")
-        .parse()
-        .expect("pool is a CIDR");
     let field = |k: &str| {
         n[k].as_str()
             .unwrap_or_else(|| panic!("node {name} has no {k}: {n}"))
@@ -70,7 +63,7 @@ async fn node_info(admin: &Client, lab: &Lab, short: &str) -> NodeInfo {
         id: field("id"),
         endpoint: field("endpoint"),
         public_key: field("wg_public_key"),
-        tunnel_ip: Ipv4Addr::from(u32::from(pool.network()) + 1).to_string(),
+        tunnel_ip: first_host(n["pool"].as_str().expect("pool")),
     }
 }
 
@@ -107,19 +100,6 @@ async fn node_view_until(
         }
         retry.again(format!("last view: {v}")).await;
     }
-}
-
-/// The public keys of the peers on the real WireGuard interface of node `short`.
-fn wg_peers(lab: &Lab, short: &str) -> Vec<String> {
-    must(
-        lab.cmd(short, "wg")
-            .args(["show", &lab.wg_if(short), "peers"]),
-    )
-    .lines()
-    .map(str::trim)
-    .filter(|l| !l.is_empty())
-    .map(str::to_string)
-    .collect()
 }
 
 /// Creates a device with a fresh key in region `eu`; returns (create answer, key pair).
@@ -325,7 +305,7 @@ fn drained_node_hands_its_device_over_and_ends_with_no_peers() {
         assert_eq!(created["device"]["node"]["id"], n1.id.as_str(), "{created}");
         let old_config = created["config_text"].as_str().expect("config").to_string();
         client_reaches(&lab, &old_config, &key, &n1, &tunnel_ip(&created["device"]));
-        assert_eq!(wg_peers(&lab, "n1"), vec![public_key.clone()]);
+        assert_eq!(lab.wg_peers("n1"), vec![public_key.clone()]);
 
         lab.start_node(&admin, "n2", "eu", "embedded").await;
         let n2 = node_info(&admin, &lab, "n2").await;
@@ -361,7 +341,7 @@ fn drained_node_hands_its_device_over_and_ends_with_no_peers() {
             "n1's WireGuard interface has no peers",
             SETTLE_WITHIN,
             Duration::from_millis(100),
-            || wg_peers(&lab, "n1").is_empty(),
+            || lab.wg_peers("n1").is_empty(),
         );
 
         // The old config, from a fresh client process, no longer handshakes with n1.

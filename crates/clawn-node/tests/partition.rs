@@ -24,19 +24,6 @@ use support::*;
 /// The lease the control plane grants in this test, seconds.
 const LEASE_SECS: u64 = 5;
 
-/// The public keys on node `short`'s real WireGuard interface.
-fn wg_peers(lab: &Lab, short: &str) -> Vec<String> {
-    must(
-        lab.cmd(short, "wg")
-            .args(["show", &lab.wg_if(short), "peers"]),
-    )
-    .lines()
-    .map(str::trim)
-    .filter(|l| !l.is_empty())
-    .map(str::to_string)
-    .collect()
-}
-
 /// The tunnel address of a node (first host of its pool) from the admin node list.
 async fn node_tunnel_ip(admin: &clawn_testkit::Client, lab: &Lab, short: &str) -> (String, String) {
     let (s, list) = admin.get("/api/v1/admin/nodes").await;
@@ -46,10 +33,9 @@ async fn node_tunnel_ip(admin: &clawn_testkit::Client, lab: &Lab, short: &str) -
         .as_array()
         .and_then(|ns| ns.iter().find(|n| n["name"] == name.as_str()))
         .unwrap_or_else(|| panic!("{name} listed: {list}"));
-    let pool: ipnet::Ipv4Net = n["pool"].as_str().expect("pool").parse().expect("cidr");
     (
         n["id"].as_str().expect("id").to_string(),
-        std::net::Ipv4Addr::from(u32::from(pool.network()) + 1).to_string(),
+        first_host(n["pool"].as_str().expect("pool")),
     )
 }
 
@@ -108,7 +94,7 @@ fn a_cut_off_node_drops_revoked_and_moved_devices_within_its_lease() {
         lab.ping_until_ok("c2", &n1_ip, Duration::from_secs(20));
         // n1 holds a lease before the cut (its first renewal happens on connect).
         let moved_key = k_moved.public().to_base64();
-        let on1 = wg_peers(&lab, "n1");
+        let on1 = lab.wg_peers("n1");
         assert!(on1.contains(&moved_key), "n1 peers {on1:?}, want {moved_key}");
 
         // n1 learns its siblings with each lease renewal (every third of the lease): it
@@ -146,8 +132,8 @@ fn a_cut_off_node_drops_revoked_and_moved_devices_within_its_lease() {
             bound,
             Duration::from_millis(50),
             || {
-                let on1 = wg_peers(&lab, "n1");
-                let on2 = wg_peers(&lab, "n2");
+                let on1 = lab.wg_peers("n1");
+                let on2 = lab.wg_peers("n2");
                 samples += 1;
                 assert!(
                     !(on1.contains(&moved_key) && on2.contains(&moved_key)),
@@ -208,7 +194,7 @@ fn a_cut_off_node_drops_revoked_and_moved_devices_within_its_lease() {
             || lab.log("n2").contains("no sibling holds one"),
         );
         assert!(
-            wg_peers(&lab, "n2").contains(&moved_key),
+            lab.wg_peers("n2").contains(&moved_key),
             "n2 must keep serving while the whole control plane is down"
         );
         lab.ping_until_ok("c2", &n2_ip, Duration::from_secs(5));

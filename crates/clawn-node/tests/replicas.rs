@@ -273,12 +273,7 @@ fn replicas_behind_haproxy_survive_a_rolling_restart_and_a_killed_leader() {
         } else {
             "n2"
         };
-        let pool: ipnet::Ipv4Net = serving["pool"]
-            .as_str()
-            .expect("pool")
-            .parse()
-            .expect("cidr");
-        let node_tunnel_ip = std::net::Ipv4Addr::from(u32::from(pool.network()) + 1).to_string();
+        let node_tunnel_ip = first_host(serving["pool"].as_str().expect("pool"));
         lab.client_up(
             "c1",
             &with_key(created["config_text"].as_str().expect("config"), &key),

@@ -449,6 +449,20 @@ impl Lab {
         );
     }
 
+    /// The public keys of the peers on the real WireGuard interface of node or client
+    /// `short` (the uapi backend or wireguard-go; the embedded one has no UAPI socket).
+    pub fn wg_peers(&self, short: &str) -> Vec<String> {
+        must(
+            self.cmd(short, "wg")
+                .args(["show", &self.wg_if(short), "peers"]),
+        )
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+    }
+
     /// The latest handshake (Unix seconds, 0 = never) of every peer of a client interface.
     pub fn client_handshakes(&self, short: &str) -> Vec<u64> {
         let out =
@@ -587,6 +601,12 @@ fn sweep_stale() {
         teardown(tag, &namespaces);
         let _ = std::fs::remove_file(e.path());
     }
+}
+
+/// A node's own tunnel address: the first host of its pool (`"10.100.0.0/20"`).
+pub fn first_host(pool: &str) -> String {
+    let net: ipnet::Ipv4Net = pool.parse().expect("pool is a CIDR");
+    std::net::Ipv4Addr::from(u32::from(net.network()) + 1).to_string()
 }
 
 /// Signs in as the lab admin.
