@@ -375,11 +375,23 @@ async fn main() {
     let per = devices_n.div_ceil(8);
     let mut tasks = Vec::new();
     for w in 0..8 {
-        let (user, _) = new_user(&admin, &url0, &format!("bulk{w}@example.com"), per as u32).await;
+        // A user holds at most 1,000 devices: as many users per client as needed.
+        let mut users = Vec::new();
+        for u in 0..per.div_ceil(1_000) {
+            let slots = (per - u * 1_000).min(1_000) as u32;
+            users.push((
+                new_user(&admin, &url0, &format!("bulk{w}-{u}@example.com"), slots)
+                    .await
+                    .0,
+                slots as usize,
+            ));
+        }
         tasks.push(tokio::spawn(async move {
-            for i in 0..per {
-                let (s, b, _) = user.add_device(&format!("d{i}"), "eu").await;
-                assert_eq!(s, reqwest::StatusCode::CREATED, "{b}");
+            for (user, n) in users {
+                for i in 0..n {
+                    let (s, b, _) = user.add_device(&format!("d{i}"), "eu").await;
+                    assert_eq!(s, reqwest::StatusCode::CREATED, "{b}");
+                }
             }
         }));
     }
