@@ -164,6 +164,17 @@ impl Publisher for RecordingPublisher {
     }
 }
 
+/// A loopback listener on a free port, with the server's listen and public URL set to it.
+async fn bind_loopback(config: &mut Config) -> tokio::net::TcpListener {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("addr");
+    config.listen = addr;
+    config.public_url = format!("http://{addr}");
+    listener
+}
+
 /// A running server.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
@@ -269,12 +280,7 @@ impl TestServer {
         // scheduling noise, not a path getting slower: tests that exercise the latency
         // alert set their own floor. (Loss and CPU keep their defaults.)
         config.health.latency_floor_ms = 1000.0;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("addr");
-        config.listen = addr;
-        config.public_url = format!("http://{addr}");
+        let listener = bind_loopback(&mut config).await;
         adjust(&mut config);
         let (stop_tx, stop_rx) = watch::channel(false);
         let app = clawn_server::build_app_with(config, stop_rx, publisher)
@@ -312,12 +318,7 @@ impl TestServer {
         config.database_url = self.app.config.database_url.clone();
         config.ack_timeout = self.app.config.ack_timeout;
         config.health = self.app.config.health.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("addr");
-        config.listen = addr;
-        config.public_url = format!("http://{addr}");
+        let listener = bind_loopback(&mut config).await;
         let (stop_tx, stop_rx) = watch::channel(false);
         let app = clawn_server::build_app(config, stop_rx)
             .await
